@@ -1,0 +1,55 @@
+# derivlake: `make demo` runs the product, `make test` proves it.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PYTHONPATH := $(CURDIR)/include
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: venv demo test lint format bench chaos up down lock clean
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@# the package lives in include/ (Airflow's convention); a .pth puts it on every venv process's path
+	$(PY) -c 'import site, pathlib; pathlib.Path(site.getsitepackages()[0], "derivlake.pth").write_text("$(CURDIR)/include\n")'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	@bash scripts/demo.sh
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check include dags plugins tests bench
+	$(VENV)/bin/ruff format --check include dags plugins tests bench
+	$(PY) -m pytest -q -m "not chaos" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check include dags plugins tests bench
+	$(VENV)/bin/ruff format --check include dags plugins tests bench
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format include dags plugins tests bench
+	$(VENV)/bin/ruff check --fix include dags plugins tests bench
+
+bench: $(STAMP)
+	@for b in bench/bench_*.py; do echo "# $$b"; $(PY) $$b || exit 1; done
+
+chaos: $(STAMP)
+	DERIVLAKE_CHAOS_TRIALS=200 $(PY) -m pytest -q -m chaos $(PYTEST_ARGS)
+
+up:
+	docker compose up -d --build
+
+down:
+	docker compose down
+
+lock: $(STAMP)
+	@echo "requirements.txt is the pinned closure of the top-level packages; see its header"
+
+clean:
+	-$(PY) -m derivlake broker stop
+	rm -rf .local

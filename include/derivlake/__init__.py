@@ -1,0 +1,3 @@
+"""derivlake: Kafka -> DuckLake pipeline for crypto derivatives market data."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from derivlake.cli import main
+
+sys.exit(main())

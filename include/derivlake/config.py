@@ -1,0 +1,220 @@
+"""Typed settings, read once from the environment.
+
+Every component takes one of these objects instead of loose dicts, so a missing or mistyped
+setting fails at start-up with the variable's name rather than deep inside a drain.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One Kafka topic of architecture.md section 3."""
+
+    kind: str  # the logical topic of architecture.md (e.g. "deribit.ticker"): picks the normalizer
+    name: str  # the Kafka topic name: `kind` behind an optional prefix (tests, multi-tenant brokers)
+    partitions: int
+    key_field: str
+
+
+TOPIC_KINDS: tuple[tuple[str, str, bool], ...] = (
+    # kind, key field, busy (gets the configured partition count; the others get one partition)
+    ("deribit.instruments", "instrument_name", False),
+    ("deribit.ticker", "instrument_name", True),
+    ("deribit.trades", "instrument_name", True),
+    ("deribit.book", "instrument_name", True),
+    ("deribit.index", "index_name", False),
+    ("desk.fills", "account_id", True),
+    ("desk.transfers", "account_id", False),
+)
+
+
+def default_topics(partitions: int = 3, prefix: str = "") -> tuple[TopicSpec, ...]:
+    """The topics of architecture.md section 3; the busy ones get `partitions` each."""
+    return tuple(
+        TopicSpec(kind, prefix + kind, partitions if busy else 1, key) for kind, key, busy in TOPIC_KINDS
+    )
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """Where Kafka is and how to talk to it (librdkafka keys in `extra`, SASL/SSL included)."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    extra: dict[str, str] = field(default_factory=dict)
+    topics: tuple[TopicSpec, ...] = field(default_factory=default_topics)
+
+    def client_config(self, **overrides: object) -> dict[str, object]:
+        """librdkafka config for any client: bootstrap + extra + the caller's overrides."""
+        return {"bootstrap.servers": self.bootstrap_servers, **self.extra, **overrides}
+
+    def topic(self, name_or_kind: str) -> TopicSpec:
+        for spec in self.topics:
+            if name_or_kind in (spec.name, spec.kind):
+                return spec
+        known = ", ".join(t.name for t in self.topics)
+        raise ConfigError(f"unknown topic {name!r}; known topics: {known}")
+
+    @classmethod
+    def from_env(cls) -> KafkaSettings:
+        extra_raw = os.environ.get("KAFKA_EXTRA_CONFIG", "")
+        try:
+            extra = json.loads(extra_raw) if extra_raw else {}
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"KAFKA_EXTRA_CONFIG is not JSON: {exc}") from None
+        if not isinstance(extra, dict):
+            raise ConfigError("KAFKA_EXTRA_CONFIG must be a JSON object of librdkafka settings")
+        return cls(
+            bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            extra={str(k): str(v) for k, v in extra.items()},
+            topics=default_topics(
+                _env_int("DERIVLAKE_TOPIC_PARTITIONS", 3), os.environ.get("DERIVLAKE_TOPIC_PREFIX", "")
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class LakeSettings:
+    """Where the DuckLake catalog and its Parquet files live.
+
+    `catalog` is a DuckLake catalog spec; empty means the embedded SQLite catalog under `home`.
+    In the compose deployment it is `postgres:dbname=... host=...`.
+    """
+
+    home: Path
+    catalog: str = ""
+    data_path: str = ""
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.home / "lake"
+
+    @property
+    def sqlite_catalog_path(self) -> Path:
+        return self.lake_dir / "catalog.sqlite"
+
+    @property
+    def catalog_spec(self) -> str:
+        return self.catalog or f"sqlite:{self.sqlite_catalog_path}"
+
+    @property
+    def data_dir(self) -> str:
+        return self.data_path or f"{self.lake_dir / 'data'}/"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.home / "exports"
+
+    @classmethod
+    def from_env(cls) -> LakeSettings:
+        home = Path(os.environ.get("DERIVLAKE_HOME") or PROJECT_ROOT / ".local" / "data")
+        return cls(
+            home=home.resolve(),
+            catalog=os.environ.get("DERIVLAKE_CATALOG", ""),
+            data_path=os.environ.get("DERIVLAKE_DATA_PATH", ""),
+        )
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """The embedded Tansu broker used by `make demo` and the tests."""
+
+    host: str = "127.0.0.1"
+    port: int = 9092
+    run_dir: Path = PROJECT_ROOT / ".local" / "broker"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / f"tansu-{self.port}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.run_dir / f"tansu-{self.port}.log"
+
+    @classmethod
+    def from_env(cls, port: int | None = None) -> BrokerSettings:
+        run_dir = os.environ.get("DERIVLAKE_BROKER_DIR")
+        return cls(
+            host=os.environ.get("DERIVLAKE_BROKER_HOST", "127.0.0.1"),
+            port=port if port is not None else _env_int("DERIVLAKE_BROKER_PORT", 9092),
+            run_dir=Path(run_dir) if run_dir else PROJECT_ROOT / ".local" / "broker",
+        )
+
+
+@dataclass(frozen=True)
+class DrainSettings:
+    """Bounds of one drain: memory is capped by `batch_bytes`, never by the backlog."""
+
+    batch_bytes: int = 64 * 1024 * 1024
+    batch_messages: int = 200_000
+    poll_timeout_s: float = 1.0
+    idle_timeout_s: float = 10.0
+    quarantine_max_ratio: float = 0.05
+    commit_retries: int = 20
+
+    @classmethod
+    def from_env(cls) -> DrainSettings:
+        return cls(
+            batch_bytes=_env_int("DERIVLAKE_DRAIN_BATCH_BYTES", cls.batch_bytes),
+            batch_messages=_env_int("DERIVLAKE_DRAIN_BATCH_MESSAGES", cls.batch_messages),
+            poll_timeout_s=_env_float("DERIVLAKE_DRAIN_POLL_TIMEOUT_S", cls.poll_timeout_s),
+            idle_timeout_s=_env_float("DERIVLAKE_DRAIN_IDLE_TIMEOUT_S", cls.idle_timeout_s),
+            quarantine_max_ratio=_env_float("DERIVLAKE_QUARANTINE_MAX_RATIO", cls.quarantine_max_ratio),
+            commit_retries=_env_int("DERIVLAKE_COMMIT_RETRIES", cls.commit_retries),
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka: KafkaSettings
+    lake: LakeSettings
+    broker: BrokerSettings
+    drain: DrainSettings
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            kafka=KafkaSettings.from_env(),
+            lake=LakeSettings.from_env(),
+            broker=BrokerSettings.from_env(),
+            drain=DrainSettings.from_env(),
+        )

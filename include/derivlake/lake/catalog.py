@@ -1,0 +1,121 @@
+"""Opening the DuckLake lake: the one function every component uses.
+
+Extensions come from their PyPI packages (`duckdb-extension-*`) and autoloading from the network is
+switched off, so the lake opens on a machine with no network at all.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import sqlite3
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from derivlake.config import LakeSettings
+
+if TYPE_CHECKING:
+    import duckdb
+
+LAKE_ALIAS = "lake"
+SCHEMA_SQL = Path(__file__).with_name("schema.sql")
+PARTITIONED_TABLES = (
+    "market.instruments",
+    "market.trades",
+    "market.book_l2",
+    "market.derivative_ticker",
+    "market.options_ticker",
+    "market.index_prices",
+    "desk.fills",
+    "desk.transfers",
+)
+
+
+class LakeError(RuntimeError):
+    """The lake cannot be opened; the message says why and what to do."""
+
+
+def extension_path(package_name: str) -> str:
+    """Path of the `.duckdb_extension` file shipped by a `duckdb-extension-*` package."""
+    import duckdb
+
+    spec = importlib.util.find_spec(f"duckdb_extension_{package_name}")
+    if spec is None or not spec.submodule_search_locations:
+        raise LakeError(
+            f"DuckDB extension package duckdb-extension-{package_name.replace('_', '-')} is not installed; "
+            "run `pip install -r requirements.txt`"
+        )
+    root = spec.submodule_search_locations[0]
+    found = glob.glob(f"{root}/extensions/v{duckdb.__version__}/*.duckdb_extension")
+    if not found:
+        raise LakeError(f"no {package_name} extension for DuckDB {duckdb.__version__} under {root}")
+    return found[0]
+
+
+def connect_duckdb() -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the lake's extensions loaded from disk, never downloaded."""
+    import duckdb
+
+    con = duckdb.connect(
+        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    )
+    for name in ("sqlite_scanner", "postgres_scanner", "ducklake"):
+        con.execute(f"LOAD '{extension_path(name)}'")
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def _prepare_sqlite_catalog(path: Path) -> None:
+    """Create the catalog file in WAL mode so readers never block the drains' commits."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+
+
+def open_lake(settings: LakeSettings, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Attach the lake as `lake` and make it the default catalog.
+
+    A writable open also creates the schemas and tables (idempotent); a read-only open of a lake
+    that does not exist yet is an error naming the path.
+    """
+    uses_sqlite = not settings.catalog
+    if uses_sqlite:
+        if read_only and not settings.sqlite_catalog_path.exists():
+            raise LakeError(
+                f"no lake at {settings.sqlite_catalog_path}; run a drain first or set DERIVLAKE_HOME"
+            )
+        if not read_only:
+            _prepare_sqlite_catalog(settings.sqlite_catalog_path)
+            Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    con = connect_duckdb()
+    # Inlining small inserts into the catalog is off: every committed batch is Parquet on disk.
+    options = [f"DATA_PATH '{settings.data_dir}'", "DATA_INLINING_ROW_LIMIT 0"]
+    if read_only:
+        options.append("READ_ONLY")
+    try:
+        con.execute(f"ATTACH 'ducklake:{settings.catalog_spec}' AS {LAKE_ALIAS} ({', '.join(options)})")
+    except Exception as exc:
+        con.close()
+        raise LakeError(f"cannot attach the lake catalog {settings.catalog_spec}: {exc}") from exc
+    con.execute(f"USE {LAKE_ALIAS}")
+    if not read_only:
+        bootstrap(con)
+    return con
+
+
+def bootstrap(con: duckdb.DuckDBPyConnection) -> None:
+    """Create schemas and tables, and partition the data tables by date (idempotent)."""
+    existing = {
+        f"{s}.{t}"
+        for s, t in con.execute(
+            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ?", [LAKE_ALIAS]
+        ).fetchall()
+    }
+    if existing.issuperset(PARTITIONED_TABLES) and "ops.table_stats" in existing:
+        return
+    con.execute("BEGIN")
+    con.execute(SCHEMA_SQL.read_text())
+    for table in PARTITIONED_TABLES:
+        if table not in existing:
+            con.execute(f"ALTER TABLE {table} SET PARTITIONED BY (date)")
+    con.execute("COMMIT")

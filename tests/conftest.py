@@ -1,0 +1,59 @@
+"""Shared fixtures: a real embedded Kafka broker and a real DuckLake lake on disk."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from derivlake import broker
+from derivlake.config import BrokerSettings, KafkaSettings, LakeSettings, default_topics
+from derivlake.kafka_io import ensure_topics
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+FIXTURES = SHARED / "fixtures" / "deribit-ws"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def broker_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerSettings]:
+    """One embedded Tansu broker for the whole session, on a free port."""
+    settings = BrokerSettings(port=free_port(), run_dir=tmp_path_factory.mktemp("broker"))
+    broker.start(settings)
+    yield settings
+    broker.stop(settings)
+
+
+@pytest.fixture(scope="session")
+def session_kafka(broker_settings: BrokerSettings) -> KafkaSettings:
+    return KafkaSettings(bootstrap_servers=broker_settings.bootstrap)
+
+
+@pytest.fixture
+def kafka(session_kafka: KafkaSettings) -> KafkaSettings:
+    """Kafka settings whose topics are fresh for this test (unique prefix), already created."""
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    settings = replace(session_kafka, topics=default_topics(3, prefix))
+    ensure_topics(settings)
+    return settings
+
+
+@pytest.fixture
+def lake_settings(tmp_path: Path) -> LakeSettings:
+    return LakeSettings(home=tmp_path / "home")
+
+
+@pytest.fixture
+def fixtures_dir() -> Path:
+    if not FIXTURES.exists():
+        pytest.fail(f"shared fixtures not found at {FIXTURES}: the project expects ../shared beside it")
+    return FIXTURES
