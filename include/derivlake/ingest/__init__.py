@@ -1,0 +1,1 @@
+"""Bounded, exactly-once drains of Kafka topics into the lake."""

@@ -1,0 +1,488 @@
+"""The bounded, exactly-once drain of one topic into the lake.
+
+A drain reads each partition from the offset stored in the lake up to the high watermark seen by its
+first fetch (so a busy topic cannot keep it running), in batches capped by bytes and messages. Each
+batch is committed in ONE lake transaction: rows, quarantined messages, the new offsets as a
+compare-and-set on the old ones, and the run record. A crash before the commit leaves the lake as
+it was; after it, the stored offsets say where to resume. Two drains of one topic cannot both
+commit the same range: the loser of the compare-and-set (or of the catalog's conflict check)
+finds its range already committed and stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from derivlake.config import DrainSettings, KafkaSettings, LakeSettings, TopicSpec
+from derivlake.ingest.offsets import PartitionStart, ensure_offset_rows, resolve_starts, stored_offsets
+from derivlake.kafka_io import BrokerUnavailable
+from derivlake.normalize import normalizer_for
+from derivlake.normalize.core import StagedBatch, stage_batch
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+log = logging.getLogger(__name__)
+SQL = Path(__file__).with_name("sql")
+
+
+class TopicMissing(RuntimeError):
+    """The topic does not exist on the broker."""
+
+
+class QuarantineThresholdExceeded(RuntimeError):
+    """Too many bad messages: they are safely in ops.quarantine, but someone must look."""
+
+
+class ConcurrentDrain(RuntimeError):
+    """Another drain committed this range first; ours is stale and is dropped."""
+
+
+@dataclass
+class DrainResult:
+    topic: str
+    run_id: str
+    messages: int = 0
+    bytes: int = 0
+    rows: dict[str, int] = field(default_factory=dict)
+    quarantined: int = 0
+    duplicates: int = 0
+    late: int = 0
+    batches: int = 0
+    min_event_ts: datetime | None = None
+    max_event_ts: datetime | None = None
+    lag: int = 0
+    offsets: dict[int, int] = field(default_factory=dict)
+    quarantine_reasons: Counter[str] = field(default_factory=Counter)
+    quarantine_examples: dict[str, str] = field(default_factory=dict)
+    stopped_early: str = ""
+    seconds: float = 0.0
+
+    def as_metadata(self) -> dict[str, object]:
+        """Plain values for Airflow asset events and XCom."""
+        return {
+            "topic": self.topic,
+            "run_id": self.run_id,
+            "messages": self.messages,
+            "bytes": self.bytes,
+            "rows": dict(self.rows),
+            "quarantined": self.quarantined,
+            "duplicates": self.duplicates,
+            "late": self.late,
+            "batches": self.batches,
+            "min_event_ts": self.min_event_ts.isoformat() if self.min_event_ts else None,
+            "max_event_ts": self.max_event_ts.isoformat() if self.max_event_ts else None,
+            "lag": self.lag,
+            "offsets": {str(k): v for k, v in self.offsets.items()},
+            "quarantine_reasons": dict(self.quarantine_reasons),
+            "stopped_early": self.stopped_early,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _is_conflict(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return any(s in text for s in ("conflict", "database is locked", "busy", "failed to commit"))
+
+
+class _Batch:
+    """Columns of the messages read so far (values kept as bytes: memory is `batch_bytes` bound)."""
+
+    def __init__(self) -> None:
+        self.partitions: list[int] = []
+        self.offsets: list[int] = []
+        self.keys: list[bytes | None] = []
+        self.values: list[bytes | None] = []
+        self.received: list[int] = []
+        self.nbytes = 0
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def add(self, msgs: list) -> None:
+        self.partitions.extend(m.partition() for m in msgs)
+        self.offsets.extend(m.offset() for m in msgs)
+        self.keys.extend(m.key() for m in msgs)
+        values = [m.value() for m in msgs]
+        self.values.extend(values)
+        self.received.extend(_received_at_us(m) for m in msgs)
+        self.nbytes += sum(len(v) for v in values if v)
+
+    def to_arrow(self, topic: str) -> pa.Table:
+        import pyarrow as pa
+
+        n = len(self.offsets)
+        return pa.table(
+            {
+                "kafka_topic": pa.array([topic] * n, pa.string()).dictionary_encode(),
+                "kafka_partition": pa.array(self.partitions, pa.int32()),
+                "kafka_offset": pa.array(self.offsets, pa.int64()),
+                "key": pa.array(self.keys, pa.binary()),
+                "value": pa.array(self.values, pa.binary()),
+                "received_at_us": pa.array(self.received, pa.int64()),
+            }
+        )
+
+    def next_offsets(self) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for p, o in zip(self.partitions, self.offsets, strict=True):
+            if o >= out.get(p, -1):
+                out[p] = o + 1
+        return out
+
+
+def _received_at_us(msg) -> int:
+    """The feed's `received_at` header (µs), else the Kafka timestamp."""
+    headers = msg.headers()
+    if headers:
+        for k, v in headers:
+            if k == "received_at" and v:
+                try:
+                    return int(v)
+                except ValueError:
+                    break
+    return msg.timestamp()[1] * 1000
+
+
+class Drain:
+    """One bounded drain of one topic; `run()` returns what it committed."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        lake: LakeSettings,
+        topic: TopicSpec,
+        drain: DrainSettings | None = None,
+        reset_offsets: str | None = None,
+        run_id: str | None = None,
+        con: duckdb.DuckDBPyConnection | None = None,
+    ) -> None:
+        self.kafka, self.lake, self.topic = kafka, lake, topic
+        self.settings = drain or DrainSettings()
+        self.reset_offsets = reset_offsets
+        self.run_id = run_id or f"drain-{uuid.uuid4().hex[:12]}"
+        self.spec = normalizer_for(topic.kind)
+        self._con = con
+
+    # -- Kafka ---------------------------------------------------------------------------------
+    def _consumer(self):
+        from confluent_kafka import Consumer
+
+        per_partition_kb = max(1024, self.settings.batch_bytes // 1024 // max(self.topic.partitions, 1))
+        return Consumer(
+            self.kafka.client_config(
+                **{
+                    "group.id": f"derivlake.{self.topic.kind}",
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "enable.partition.eof": True,
+                    "auto.offset.reset": "error",
+                    "queued.max.messages.kbytes": per_partition_kb,
+                    "fetch.max.bytes": min(self.settings.batch_bytes, 52428800),
+                    "socket.timeout.ms": 10000,
+                    "session.timeout.ms": 10000,
+                }
+            )
+        )
+
+    def _partitions(self, consumer) -> list[int]:
+        from confluent_kafka import KafkaException
+
+        try:
+            md = consumer.list_topics(self.topic.name, timeout=10)
+        except KafkaException as exc:
+            raise BrokerUnavailable(
+                f"Kafka at {self.kafka.bootstrap_servers} did not answer a metadata request for "
+                f"{self.topic.name} ({exc}); the next run retries"
+            ) from None
+        meta = md.topics.get(self.topic.name)
+        if meta is None or meta.error is not None or not meta.partitions:
+            raise TopicMissing(
+                f"topic {self.topic.name} does not exist on {self.kafka.bootstrap_servers}; "
+                "create it with `python -m derivlake broker start` (embedded) or the deployment's init"
+            )
+        return sorted(meta.partitions)
+
+    # -- lake ----------------------------------------------------------------------------------
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            from derivlake.lake.catalog import open_lake
+
+            self._con = open_lake(self.lake)
+        return self._con
+
+    def _with_retries(self, what: str, fn):
+        for attempt in range(self.settings.commit_retries):
+            try:
+                return fn()
+            except ConcurrentDrain:
+                raise
+            except Exception as exc:
+                try:
+                    self.con.execute("ROLLBACK")
+                except Exception:
+                    pass
+                if not _is_conflict(exc) or attempt == self.settings.commit_retries - 1:
+                    raise
+                delay = min(0.05 * 2**attempt, 2.0)
+                log.info("%s: catalog conflict (%s), retry %d in %.2fs", what, exc, attempt + 1, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    # -- the run -------------------------------------------------------------------------------
+    def run(self) -> DrainResult:
+        from confluent_kafka import KafkaError, TopicPartition
+
+        t0 = time.monotonic()
+        result = DrainResult(self.topic.name, self.run_id)
+        consumer = self._consumer()
+        try:
+            partitions = self._partitions(consumer)
+            self._with_retries("offset rows", lambda: self._init_offsets(partitions))
+            starts = resolve_starts(consumer, self.con, self.topic, partitions, self.reset_offsets, self.run_id)
+            stored = stored_offsets(self.con, self.topic)
+            position = {s.partition: s.next_offset for s in starts}
+            bound: dict[int, int] = {}  # fixed at the first fetch of each partition
+            done: set[int] = set()
+            consumer.assign([TopicPartition(self.topic.name, s.partition, s.next_offset) for s in starts])
+            batch = _Batch()
+            idle_since = time.monotonic()
+            last_log = time.monotonic()
+            while len(done) < len(starts):
+                msgs = consumer.consume(num_messages=10_000, timeout=self.settings.poll_timeout_s)
+                data = []
+                for m in msgs:
+                    err = m.error()
+                    if err is None:
+                        data.append(m)
+                    elif err.code() == KafkaError._PARTITION_EOF:
+                        self._note_bound(consumer, m.partition(), bound)
+                        if m.offset() >= bound.get(m.partition(), 0):
+                            done.add(m.partition())
+                    elif err.fatal() or err.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):
+                        raise BrokerUnavailable(
+                            f"Kafka at {self.kafka.bootstrap_servers}: {err.str()}; nothing partial was "
+                            "committed, the next run resumes from the stored offsets"
+                        )
+                    else:
+                        raise RuntimeError(f"{self.topic.name}[{m.partition()}]: {err.str()}")
+                if data:
+                    idle_since = time.monotonic()
+                    kept = self._within_bounds(consumer, data, bound, done)
+                    if kept:
+                        batch.add(kept)
+                elif time.monotonic() - idle_since > self.settings.idle_timeout_s:
+                    result.stopped_early = f"no data or end-of-partition for {self.settings.idle_timeout_s}s"
+                    break
+                if batch.nbytes >= self.settings.batch_bytes or len(batch) >= self.settings.batch_messages:
+                    if not self._flush(batch, stored, result):
+                        break
+                    batch = _Batch()
+                for p in list(done):
+                    consumer.pause([TopicPartition(self.topic.name, p)])
+                if time.monotonic() - last_log > 10:
+                    last_log = time.monotonic()
+                    rate = result.messages / max(time.monotonic() - t0, 1e-9)
+                    log.info("%s: %d messages committed (%.0f msg/s), %d partitions done of %d",
+                             self.topic.name, result.messages, rate, len(done), len(starts))
+            if len(batch):
+                self._flush(batch, stored, result)
+            result.offsets = dict(stored)
+            result.lag = sum(
+                max(bound.get(p, s.log_end) - max(stored.get(p, s.next_offset), s.log_start), 0)
+                for p, s in ((s.partition, s) for s in starts)
+            )
+            self._commit_group_offsets(consumer, stored)
+        finally:
+            consumer.close()
+        result.seconds = time.monotonic() - t0
+        log.info(
+            "%s: drained %d messages (%d bytes) in %d batches, %.1fs (%.0f msg/s); rows %s; "
+            "quarantined %d, duplicates %d, late %d",
+            self.topic.name, result.messages, result.bytes, result.batches, result.seconds,
+            result.messages / max(result.seconds, 1e-9), result.rows, result.quarantined,
+            result.duplicates, result.late,
+        )  # fmt: skip
+        self._check_quarantine(result)
+        return result
+
+    def _init_offsets(self, partitions: list[int]) -> None:
+        self.con.execute("BEGIN")
+        ensure_offset_rows(self.con, self.topic, partitions)
+        self.con.execute("COMMIT")
+
+    def _note_bound(self, consumer, partition: int, bound: dict[int, int]) -> None:
+        from confluent_kafka import TopicPartition
+
+        if partition not in bound:
+            _, high = consumer.get_watermark_offsets(TopicPartition(self.topic.name, partition), cached=True)
+            if high >= 0:
+                bound[partition] = high
+
+    def _within_bounds(self, consumer, msgs: list, bound: dict[int, int], done: set[int]) -> list:
+        """Drop what lies beyond each partition's bound (the next run reads it)."""
+        for p in {m.partition() for m in msgs} - bound.keys():
+            self._note_bound(consumer, p, bound)
+        kept = [m for m in msgs if m.offset() < bound.get(m.partition(), 1 << 62)]
+        for m in msgs:
+            if m.offset() + 1 >= bound.get(m.partition(), 1 << 62):
+                done.add(m.partition())
+        return kept
+
+    def _flush(self, batch: _Batch, stored: dict[int, int], result: DrainResult) -> bool:
+        """Commit one batch; False when another drain got there first (ours is then dropped)."""
+        started = datetime.utcnow()
+        raw = batch.to_arrow(self.topic.name)
+        new_offsets = batch.next_offsets()
+        try:
+            stats = self._with_retries(
+                "commit", lambda: self._commit(raw, stored, new_offsets, started, len(batch), batch.nbytes)
+            )
+        except ConcurrentDrain as exc:
+            result.stopped_early = str(exc)
+            log.warning("%s", exc)
+            return False
+        stored.update(new_offsets)
+        result.batches += 1
+        result.messages += len(batch)
+        result.bytes += batch.nbytes
+        for table, n in stats["rows"].items():
+            result.rows[table] = result.rows.get(table, 0) + n
+        result.quarantined += stats["quarantined"]
+        result.duplicates += stats["duplicates"]
+        result.late += stats["late"]
+        for reason, n, example in stats["reasons"]:
+            key = reason.split(":", 1)[0] if reason.startswith("unknown_instrument") else reason
+            result.quarantine_reasons[key] += n
+            result.quarantine_examples.setdefault(key, example)
+        for ts_name, pick in (("min_ts", min), ("max_ts", max)):
+            value = stats[ts_name]
+            attr = "min_event_ts" if ts_name == "min_ts" else "max_event_ts"
+            current = getattr(result, attr)
+            if value is not None:
+                setattr(result, attr, value if current is None else pick(current, value))
+        return True
+
+    def _commit(self, raw, stored, new_offsets, started, n_messages, n_bytes) -> dict:
+        con = self.con
+        staged: StagedBatch = stage_batch(con, raw, self.spec)
+        con.execute("BEGIN")
+        current = stored_offsets(con, self.topic)
+        for p in new_offsets:
+            if current.get(p) != stored.get(p):
+                raise ConcurrentDrain(
+                    f"{self.topic.name}[{p}]: another drain moved the offset from {stored.get(p)} to "
+                    f"{current.get(p)}; this drain's batch is already committed there and is dropped"
+                )
+        rows: dict[str, int] = {}
+        duplicates = late = 0
+        min_ts = max_ts = None
+        for out, (table, stage) in zip(self.spec.outputs, staged.stage_tables, strict=True):
+            ts_col = "valid_from" if table == "market.instruments" else "timestamp"
+            if out.dedup_key:
+                key = ", ".join(out.dedup_key)
+                match = " ".join(f"AND x.{k} IS NOT DISTINCT FROM s.{k}" for k in out.dedup_key)
+                date_filter = (
+                    "true" if table == "market.instruments" else f"x.date IN (SELECT DISTINCT date FROM {stage})"
+                )
+                con.execute(
+                    (SQL / "dedup.sql").read_text().format(
+                        stage=stage, key=key, table=table, date_filter=date_filter, key_match=match
+                    )
+                )
+                before = con.execute(
+                    f"SELECT count(DISTINCT (kafka_partition, kafka_offset)) FROM {stage}"
+                ).fetchone()[0]
+                stage = f"{stage}_new"
+                after = con.execute(
+                    f"SELECT count(DISTINCT (kafka_partition, kafka_offset)) FROM {stage}"
+                ).fetchone()[0]
+                duplicates += before - after
+            n_rows, _msgs, n_late, lo, hi = con.execute(
+                (SQL / "batch_stats.sql").read_text().format(stage=stage, ts=ts_col)
+            ).fetchone()
+            if n_rows:
+                con.execute(f"INSERT INTO {table} BY NAME SELECT * EXCLUDE (msg_pos) FROM {stage}"
+                            if out.dedup_key else f"INSERT INTO {table} BY NAME SELECT * FROM {stage}")
+            rows[table] = int(n_rows)
+            late += int(n_late)
+            min_ts = lo if min_ts is None or (lo is not None and lo < min_ts) else min_ts
+            max_ts = hi if max_ts is None or (hi is not None and hi > max_ts) else max_ts
+        if staged.quarantined:
+            con.execute(
+                "INSERT INTO ops.quarantine SELECT *, now()::TIMESTAMP, ? FROM stage_quarantine", [self.run_id]
+            )
+        reasons = con.execute(
+            "SELECT error, count(*), min(\"offset\")::VARCHAR FROM stage_quarantine GROUP BY error"
+        ).fetchall()
+        cas = (SQL / "commit_offset.sql").read_text()
+        for p, new in sorted(new_offsets.items()):
+            (updated,) = con.execute(
+                cas, {"new_offset": new, "run_id": self.run_id, "topic": self.topic.name, "partition": p,
+                      "old_offset": stored.get(p, -1)}
+            ).fetchone()  # fmt: skip
+            if updated < 1:
+                raise ConcurrentDrain(f"{self.topic.name}[{p}]: offset compare-and-set lost to another drain")
+        con.execute(
+            "INSERT INTO ops.ingest_runs VALUES (?, ?, ?, ?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [self.run_id, self.topic.name, 0, started, n_messages, sum(rows.values()), n_bytes,
+             staged.quarantined, duplicates, late, min_ts, max_ts,
+             ",".join(f"{p}:{stored.get(p, -1)}->{o}" for p, o in sorted(new_offsets.items()))],
+        )  # fmt: skip
+        con.execute("COMMIT")
+        return {
+            "rows": rows, "quarantined": staged.quarantined, "duplicates": duplicates, "late": late,
+            "min_ts": min_ts, "max_ts": max_ts, "reasons": reasons,
+        }  # fmt: skip
+
+    def _commit_group_offsets(self, consumer, stored: dict[int, int]) -> None:
+        """For lag dashboards only: the lake's offsets are the truth, so a failure here is a warning."""
+        from confluent_kafka import TopicPartition
+
+        offsets = [TopicPartition(self.topic.name, p, o) for p, o in stored.items() if o >= 0]
+        if not offsets:
+            return
+        try:
+            consumer.commit(offsets=offsets, asynchronous=False)
+        except Exception as exc:
+            log.warning("%s: group offset commit for lag monitoring failed: %s", self.topic.name, exc)
+
+    def _check_quarantine(self, result: DrainResult) -> None:
+        if not result.messages or not result.quarantined:
+            return
+        share = result.quarantined / result.messages
+        if share > self.settings.quarantine_max_ratio:
+            reasons = ", ".join(
+                f"{reason} x{n} (e.g. offset {result.quarantine_examples.get(reason)})"
+                for reason, n in result.quarantine_reasons.most_common(5)
+            )
+            raise QuarantineThresholdExceeded(
+                f"{self.topic.name}: {result.quarantined} of {result.messages} messages "
+                f"({share:.1%}) quarantined, above the {self.settings.quarantine_max_ratio:.1%} threshold: "
+                f"{reasons}. They are committed to ops.quarantine with the raw bytes; the offsets moved on."
+            )
+
+
+def drain_topic(
+    kafka: KafkaSettings,
+    lake: LakeSettings,
+    topic: str,
+    drain: DrainSettings | None = None,
+    reset_offsets: str | None = None,
+    run_id: str | None = None,
+) -> DrainResult:
+    """Drain one topic (by name or kind) once, exactly as the DAG task does."""
+    return Drain(kafka, lake, kafka.topic(topic), drain, reset_offsets, run_id).run()
+
+
+__all__ = ["ConcurrentDrain", "Drain", "DrainResult", "PartitionStart", "QuarantineThresholdExceeded",
+           "TopicMissing", "drain_topic"]  # fmt: skip

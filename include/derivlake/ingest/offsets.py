@@ -1,0 +1,151 @@
+"""Offsets of a drain: the lake's `ops.kafka_offsets` is the source of truth, Kafka's group offsets
+are written afterwards for lag monitoring only.
+
+Broker quirk (architecture.md section 2): Tansu answers ListOffsets(latest) with the base offset of
+the last record batch + 1, short of the real log end. The real end comes from fetch responses, so a
+stored offset beyond the listed end is confirmed by a fetch before it is called out of range.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from derivlake.config import TopicSpec
+
+if TYPE_CHECKING:
+    import duckdb
+    from confluent_kafka import Consumer
+
+
+class OffsetOutOfRange(RuntimeError):
+    """A stored offset lies outside the partition's log; a reset must be asked for explicitly."""
+
+
+@dataclass(frozen=True)
+class PartitionStart:
+    partition: int
+    next_offset: int  # where this drain starts reading
+    log_start: int
+    log_end: int  # true end as seen by a fetch (or the listed end when it cannot be probed)
+
+
+def ensure_offset_rows(con: duckdb.DuckDBPyConnection, topic: TopicSpec, partitions: list[int]) -> None:
+    """Give every partition a row, starting at -1 (= the log start when first drained).
+
+    Two drains racing here may both insert the same row; identical rows behave as one (the CAS
+    updates them together), and `stored_offsets` rejects rows that disagree.
+    """
+    have = {
+        p
+        for (p,) in con.execute(
+            "SELECT DISTINCT partition FROM ops.kafka_offsets WHERE topic = ?", [topic.name]
+        ).fetchall()
+    }
+    missing = [p for p in partitions if p not in have]
+    if missing:
+        con.executemany(
+            "INSERT INTO ops.kafka_offsets VALUES (?, ?, -1, now()::TIMESTAMP, 'init')",
+            [[topic.name, p] for p in missing],
+        )
+
+
+def stored_offsets(con: duckdb.DuckDBPyConnection, topic: TopicSpec) -> dict[int, int]:
+    rows = con.execute(
+        "SELECT partition, min(next_offset), max(next_offset) FROM ops.kafka_offsets WHERE topic = ? "
+        "GROUP BY partition",
+        [topic.name],
+    ).fetchall()
+    out = {}
+    for partition, lo, hi in rows:
+        if lo != hi:
+            raise RuntimeError(
+                f"ops.kafka_offsets has conflicting rows for {topic.name}[{partition}]: {lo} and {hi}"
+            )
+        out[int(partition)] = int(lo)
+    return out
+
+
+def _probe_log_end(consumer: Consumer, topic: str, partition: int, listed_end: int, timeout_s: float) -> int:
+    """Fetch from just before the listed end: the fetch response carries the real high watermark."""
+    from confluent_kafka import TopicPartition
+
+    consumer.assign([TopicPartition(topic, partition, max(listed_end - 1, 0))])
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+        if high >= 0 and (msg is not None):
+            consumer.unassign()
+            return max(high, listed_end)
+    consumer.unassign()
+    return listed_end
+
+
+def resolve_starts(
+    consumer: Consumer,
+    con: duckdb.DuckDBPyConnection,
+    topic: TopicSpec,
+    partitions: list[int],
+    reset: str | None,
+    run_id: str,
+    timeout_s: float = 10.0,
+) -> list[PartitionStart]:
+    """Where each partition's drain starts; out-of-range stored offsets raise unless `reset` is given.
+
+    `reset` is 'earliest' or 'latest'; a reset is recorded in `ops.offset_resets` (committed with
+    the next batch by the caller's transaction is not enough: it is recorded at once).
+    """
+    from confluent_kafka import TopicPartition
+
+    stored = stored_offsets(con, topic)
+    starts = []
+    for p in partitions:
+        low, listed_high = consumer.get_watermark_offsets(TopicPartition(topic.name, p), timeout=timeout_s)
+        offset = stored.get(p, -1)
+        if offset == -1:
+            starts.append(PartitionStart(p, low, low, listed_high))
+            continue
+        high = listed_high
+        if offset > listed_high:
+            high = _probe_log_end(consumer, topic.name, p, listed_high, timeout_s)
+        problem = None
+        if offset < low:
+            problem = (
+                f"{topic.name}[{p}]: stored offset {offset} is before the log start {low}: "
+                f"{low - offset} unread messages were deleted by retention",
+                "retention",
+                low - offset,
+            )
+        elif offset > high:
+            problem = (
+                f"{topic.name}[{p}]: stored offset {offset} is past the log end {high} "
+                f"(topic recreated or broker restarted with empty storage?): "
+                f"{offset - high} offsets are unknown",
+                "past_end",
+                offset - high,
+            )
+        if problem is None:
+            starts.append(PartitionStart(p, offset, low, high))
+            continue
+        message, reason, affected = problem
+        if reset not in ("earliest", "latest"):
+            raise OffsetOutOfRange(
+                f"{message}. Nothing was drained. To accept it, rerun with --reset-offsets earliest|latest "
+                "(or the DAG param reset_offsets); the reset is recorded in ops.offset_resets"
+            )
+        new = low if reset == "earliest" else high
+        con.execute("BEGIN")
+        con.execute(
+            "INSERT INTO ops.offset_resets VALUES (?, ?, ?, ?, ?, ?, now()::TIMESTAMP, ?)",
+            [topic.name, p, offset, new, f"{reason}; reset to {reset}", affected, run_id],
+        )
+        con.execute(
+            "UPDATE ops.kafka_offsets SET next_offset = ?, updated_at = now()::TIMESTAMP, run_id = ? "
+            "WHERE topic = ? AND partition = ? AND next_offset = ?",
+            [new, run_id, topic.name, p, offset],
+        )
+        con.execute("COMMIT")
+        starts.append(PartitionStart(p, new, low, high))
+    return starts
