@@ -84,7 +84,7 @@ class KafkaSettings:
             if name_or_kind in (spec.name, spec.kind):
                 return spec
         known = ", ".join(t.name for t in self.topics)
-        raise ConfigError(f"unknown topic {name!r}; known topics: {known}")
+        raise ConfigError(f"unknown topic {name_or_kind!r}; known topics: {known}")
 
     @classmethod
     def from_env(cls) -> KafkaSettings:

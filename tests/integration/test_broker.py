@@ -21,8 +21,12 @@ def test_produce_and_consume_through_confluent_kafka(kafka: KafkaSettings) -> No
     producer = Producer(kafka.client_config(**{"enable.idempotence": True}))
     errors: list[object] = []
     for i in range(100):
-        producer.produce(topic, f'{{"i": {i}}}'.encode(), key=b"btc_usd",
-                         on_delivery=lambda err, _m: errors.append(err) if err else None)
+        producer.produce(
+            topic,
+            f'{{"i": {i}}}'.encode(),
+            key=b"btc_usd",
+            on_delivery=lambda err, _m: errors.append(err) if err else None,
+        )
     assert producer.flush(10) == 0
     assert errors == []
     consumer = Consumer(kafka.client_config(**{"group.id": "t", "enable.partition.eof": True}))
@@ -79,5 +83,5 @@ def test_taken_port_is_a_one_line_error(own_broker: BrokerSettings) -> None:
 
 def test_missing_binary_is_a_one_line_error(monkeypatch, own_broker: BrokerSettings) -> None:
     monkeypatch.setenv("CALF_TANSU_BIN", "/nonexistent/tansu")
-    with pytest.raises(broker.BrokerError, match="pip install -r requirements.txt"):
+    with pytest.raises(broker.BrokerError, match=r"pip install -r requirements\.txt"):
         broker.start(own_broker)

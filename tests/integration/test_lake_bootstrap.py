@@ -12,11 +12,19 @@ from derivlake.lake.catalog import PARTITIONED_TABLES, LakeError, open_lake
 
 def test_bootstrap_creates_schemas_tables_and_wal_catalog(lake_settings: LakeSettings) -> None:
     con = open_lake(lake_settings)
-    schemas = {r[0] for r in con.execute(
-        "SELECT schema_name FROM duckdb_schemas() WHERE database_name = 'lake'").fetchall()}
+    schemas = {
+        r[0]
+        for r in con.execute(
+            "SELECT schema_name FROM duckdb_schemas() WHERE database_name = 'lake'"
+        ).fetchall()
+    }
     assert {"market", "desk", "reports", "ops"} <= schemas
-    tables = {f"{s}.{t}" for s, t in con.execute(
-        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = 'lake'").fetchall()}
+    tables = {
+        f"{s}.{t}"
+        for s, t in con.execute(
+            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = 'lake'"
+        ).fetchall()
+    }
     assert set(PARTITIONED_TABLES) | {"ops.kafka_offsets", "ops.quarantine", "ops.ingest_runs"} <= tables
     con.close()
     with sqlite3.connect(lake_settings.sqlite_catalog_path) as db:
@@ -26,14 +34,20 @@ def test_bootstrap_creates_schemas_tables_and_wal_catalog(lake_settings: LakeSet
 
 def test_rows_land_in_hive_date_partitions(lake_settings: LakeSettings) -> None:
     con = open_lake(lake_settings)
-    con.execute("INSERT INTO market.index_prices (index_name, timestamp, price, date) VALUES "
-                "('btc_usd', '2024-01-02 07:59:59', 42000, '2024-01-02')")
-    files = [r[0] for r in con.execute("SELECT data_file FROM ducklake_list_files('lake', 'index_prices', "
-                                       "schema => 'market')").fetchall()]
+    con.execute(
+        "INSERT INTO market.index_prices (index_name, timestamp, price, date) VALUES "
+        "('btc_usd', '2024-01-02 07:59:59', 42000, '2024-01-02')"
+    )
+    files = [
+        r[0]
+        for r in con.execute(
+            "SELECT data_file FROM ducklake_list_files('lake', 'index_prices', schema => 'market')"
+        ).fetchall()
+    ]
     assert len(files) == 1 and "date=2024-01-02" in files[0]
     ro = open_lake(lake_settings, read_only=True)
     assert ro.execute("SELECT price FROM market.index_prices").fetchall() == [(42000.0,)]
-    with pytest.raises(Exception, match="read-only|read only"):
+    with pytest.raises(Exception, match=r"read-only|read only"):
         ro.execute("DELETE FROM market.index_prices")
 
 

@@ -11,6 +11,7 @@ finds its range already committed and stops.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -227,10 +228,8 @@ class Drain:
             except ConcurrentDrain:
                 raise
             except Exception as exc:
-                try:
+                with contextlib.suppress(Exception):
                     self.con.execute("ROLLBACK")
-                except Exception:
-                    pass
                 if not _is_conflict(exc) or attempt == self.settings.commit_retries - 1:
                     raise
                 delay = min(0.05 * 2**attempt, 2.0)
@@ -248,9 +247,10 @@ class Drain:
         try:
             partitions = self._partitions(consumer)
             self._with_retries("offset rows", lambda: self._init_offsets(partitions))
-            starts = resolve_starts(consumer, self.con, self.topic, partitions, self.reset_offsets, self.run_id)
+            starts = resolve_starts(
+                consumer, self.con, self.topic, partitions, self.reset_offsets, self.run_id
+            )
             stored = stored_offsets(self.con, self.topic)
-            position = {s.partition: s.next_offset for s in starts}
             bound: dict[int, int] = {}  # fixed at the first fetch of each partition
             done: set[int] = set()
             consumer.assign([TopicPartition(self.topic.name, s.partition, s.next_offset) for s in starts])
@@ -292,8 +292,14 @@ class Drain:
                 if time.monotonic() - last_log > 10:
                     last_log = time.monotonic()
                     rate = result.messages / max(time.monotonic() - t0, 1e-9)
-                    log.info("%s: %d messages committed (%.0f msg/s), %d partitions done of %d",
-                             self.topic.name, result.messages, rate, len(done), len(starts))
+                    log.info(
+                        "%s: %d messages committed (%.0f msg/s), %d partitions done of %d",
+                        self.topic.name,
+                        result.messages,
+                        rate,
+                        len(done),
+                        len(starts),
+                    )
             if len(batch):
                 self._flush(batch, stored, result)
             result.offsets = dict(stored)
@@ -392,12 +398,14 @@ class Drain:
                 key = ", ".join(out.dedup_key)
                 match = " ".join(f"AND x.{k} IS NOT DISTINCT FROM s.{k}" for k in out.dedup_key)
                 date_filter = (
-                    "true" if table == "market.instruments" else f"x.date IN (SELECT DISTINCT date FROM {stage})"
+                    "true"
+                    if table == "market.instruments"
+                    else f"x.date IN (SELECT DISTINCT date FROM {stage})"
                 )
                 con.execute(
-                    (SQL / "dedup.sql").read_text().format(
-                        stage=stage, key=key, table=table, date_filter=date_filter, key_match=match
-                    )
+                    (SQL / "dedup.sql")
+                    .read_text()
+                    .format(stage=stage, key=key, table=table, date_filter=date_filter, key_match=match)
                 )
                 before = con.execute(
                     f"SELECT count(DISTINCT (kafka_partition, kafka_offset)) FROM {stage}"
@@ -411,18 +419,22 @@ class Drain:
                 (SQL / "batch_stats.sql").read_text().format(stage=stage, ts=ts_col)
             ).fetchone()
             if n_rows:
-                con.execute(f"INSERT INTO {table} BY NAME SELECT * EXCLUDE (msg_pos) FROM {stage}"
-                            if out.dedup_key else f"INSERT INTO {table} BY NAME SELECT * FROM {stage}")
+                con.execute(
+                    f"INSERT INTO {table} BY NAME SELECT * EXCLUDE (msg_pos) FROM {stage}"
+                    if out.dedup_key
+                    else f"INSERT INTO {table} BY NAME SELECT * FROM {stage}"
+                )
             rows[table] = int(n_rows)
             late += int(n_late)
             min_ts = lo if min_ts is None or (lo is not None and lo < min_ts) else min_ts
             max_ts = hi if max_ts is None or (hi is not None and hi > max_ts) else max_ts
         if staged.quarantined:
             con.execute(
-                "INSERT INTO ops.quarantine SELECT *, now()::TIMESTAMP, ? FROM stage_quarantine", [self.run_id]
+                "INSERT INTO ops.quarantine SELECT *, now()::TIMESTAMP, ? FROM stage_quarantine",
+                [self.run_id],
             )
         reasons = con.execute(
-            "SELECT error, count(*), min(\"offset\")::VARCHAR FROM stage_quarantine GROUP BY error"
+            'SELECT error, count(*), min("offset")::VARCHAR FROM stage_quarantine GROUP BY error'
         ).fetchall()
         cas = (SQL / "commit_offset.sql").read_text()
         for p, new in sorted(new_offsets.items()):

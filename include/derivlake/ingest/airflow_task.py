@@ -1,0 +1,71 @@
+"""The drain as an Airflow task: Kafka settings from the `kafka_default` connection, counts as
+asset events. Airflow is imported inside the functions so the package imports without it."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from typing import Any
+
+from derivlake.config import KafkaSettings, Settings
+
+log = logging.getLogger(__name__)
+
+TABLE_ASSETS = {
+    "deribit.instruments": ("market.instruments",),
+    "deribit.ticker": ("market.options_ticker", "market.derivative_ticker"),
+    "deribit.trades": ("market.trades",),
+    "deribit.book": ("market.book_l2",),
+    "deribit.index": ("market.index_prices",),
+    "desk.fills": ("desk.fills",),
+    "desk.transfers": ("desk.transfers",),
+}
+
+
+def asset_uri(table: str) -> str:
+    schema, name = table.split(".")
+    return f"lake://{schema}/{name}"
+
+
+def kafka_from_connection(base: KafkaSettings, conn_id: str = "kafka_default") -> KafkaSettings:
+    """librdkafka settings from the connection's extra (SASL/SSL included); the environment otherwise."""
+    from airflow.sdk import Connection
+
+    try:
+        conn = Connection.get(conn_id)
+    except Exception as exc:  # AirflowNotFoundException and friends
+        log.info(
+            "no %s connection (%s): using KAFKA_BOOTSTRAP_SERVERS=%s", conn_id, exc, base.bootstrap_servers
+        )
+        return base
+    extra = conn.extra_dejson if isinstance(conn.extra_dejson, dict) else json.loads(conn.extra or "{}")
+    extra = {str(k): str(v) for k, v in extra.items()}
+    bootstrap = extra.pop("bootstrap.servers", None) or (f"{conn.host}:{conn.port}" if conn.host else None)
+    return replace(base, bootstrap_servers=bootstrap or base.bootstrap_servers, extra=extra)
+
+
+def run_drain_task(kind: str, context: dict[str, Any]) -> dict[str, object]:
+    """Drain one topic; attach its counts to the asset events of the tables it feeds."""
+    from airflow.exceptions import AirflowFailException
+    from airflow.sdk import Asset
+
+    from derivlake.ingest.drain import QuarantineThresholdExceeded, drain_topic
+
+    settings = Settings.from_env()
+    kafka = kafka_from_connection(settings.kafka)
+    params = context.get("params") or {}
+    reset = params.get("reset_offsets") or None
+    run_id = f"{context['run_id']}:{kind}"
+    try:
+        result = drain_topic(kafka, settings.lake, kind, settings.drain, reset, run_id=run_id)
+    except QuarantineThresholdExceeded as exc:
+        raise AirflowFailException(str(exc)) from None  # committed already: a retry would hide it
+    meta = result.as_metadata()
+    for table in TABLE_ASSETS[kind]:
+        context["outlet_events"][Asset(asset_uri(table))].extra = {
+            **{k: v for k, v in meta.items() if k != "rows"},
+            "table": table,
+            "rows": result.rows.get(table, 0),
+        }
+    return meta

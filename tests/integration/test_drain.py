@@ -1,0 +1,271 @@
+"""The drain against the real embedded broker and a real lake on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+from collections import Counter
+from dataclasses import replace
+
+import pytest
+
+from derivlake.config import DrainSettings, KafkaSettings, LakeSettings
+from derivlake.ingest.drain import QuarantineThresholdExceeded, TopicMissing, drain_topic
+from derivlake.ingest.offsets import OffsetOutOfRange
+from derivlake.kafka_io import BrokerUnavailable
+from derivlake.lake.catalog import open_lake
+from tests.conftest import free_port
+from tests.integration.drain_support import (
+    drain_env,
+    lake_provenance,
+    produce,
+    produce_tickers,
+    spawn_drain,
+    ticker_payload,
+)
+
+FAST = DrainSettings(idle_timeout_s=5)
+
+
+def _all_offsets(kafka: KafkaSettings, kind: str) -> list[tuple[int, int]]:
+    """Every (partition, offset) the broker holds for the topic, read back by a plain consumer."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    spec = kafka.topic(kind)
+    consumer = Consumer(kafka.client_config(**{"group.id": "audit", "enable.partition.eof": True}))
+    consumer.assign([TopicPartition(spec.name, p, 0) for p in range(spec.partitions)])
+    seen, eof = [], set()
+    deadline = time.monotonic() + 60
+    while len(eof) < spec.partitions and time.monotonic() < deadline:
+        for m in consumer.consume(10_000, 1.0):
+            if m.error():
+                eof.add(m.partition())
+            else:
+                seen.append((m.partition(), m.offset()))
+    consumer.close()
+    return sorted(seen)
+
+
+def test_drain_commits_rows_offsets_and_run_record_then_resumes(kafka: KafkaSettings, lake_settings) -> None:
+    produce_tickers(kafka, 0, 500)
+    first = drain_topic(kafka, lake_settings, "deribit.ticker", FAST)
+    assert first.messages == 500 and first.rows["market.options_ticker"] == 500
+    assert first.lag == 0
+    produce_tickers(kafka, 500, 250)
+    second = drain_topic(kafka, lake_settings, "deribit.ticker", FAST)
+    assert second.messages == 250
+    assert lake_provenance(lake_settings) == _all_offsets(kafka, "deribit.ticker")
+    con = open_lake(lake_settings, read_only=True)
+    runs = con.execute(
+        "SELECT sum(messages) FROM ops.ingest_runs WHERE topic = ?", [kafka.topic("deribit.ticker").name]
+    )
+    assert runs.fetchone()[0] == 750
+    stored = dict(
+        con.execute(
+            "SELECT partition, next_offset FROM ops.kafka_offsets WHERE topic = ?",
+            [kafka.topic("deribit.ticker").name],
+        ).fetchall()
+    )
+    assert stored == second.offsets
+    oi = con.execute(
+        "SELECT min(open_interest), max(open_interest), count(*) FROM market.options_ticker"
+    ).fetchone()
+    assert oi == (0.0, 749.0, 750)
+
+
+def test_bad_messages_go_to_quarantine_with_their_reason(kafka: KafkaSettings, lake_settings) -> None:
+    good = [json.dumps(ticker_payload(i)).encode() for i in range(200)]
+    wrong_type = ticker_payload(1)
+    wrong_type["mark_price"] = "abc"
+    missing = ticker_payload(2)
+    del missing["timestamp"]
+    bad = [
+        b'{"instrument_name": "BTC-27DEC24-100000-C", "timest',
+        json.dumps(wrong_type).encode(),
+        json.dumps(missing).encode(),
+        json.dumps(ticker_payload(3, "XYZ-31DEC99-100-C")).encode(),
+        b"\xff\xfe not utf-8",
+    ]
+    produce(kafka, "deribit.ticker", good + bad)
+    result = drain_topic(kafka, lake_settings, "deribit.ticker", FAST)
+    assert result.rows["market.options_ticker"] == 200
+    assert result.quarantined == 5
+    con = open_lake(lake_settings, read_only=True)
+    got = con.execute("SELECT error, raw_value FROM ops.quarantine").fetchall()
+    assert Counter(error for error, _raw in got) == {
+        "malformed_json": 2,  # truncated JSON and bytes that are not UTF-8
+        "wrong_type:mark_price": 1,
+        "missing_field:timestamp": 1,
+        "unknown_instrument:XYZ-31DEC99-100-C": 1,
+    }
+    assert sorted(raw for _error, raw in got) == sorted(bad)  # the raw bytes are kept
+
+
+def test_quarantine_threshold_fails_the_run_after_committing(kafka: KafkaSettings, lake_settings) -> None:
+    produce(
+        kafka,
+        "deribit.ticker",
+        [b"not json"] * 30 + [json.dumps(ticker_payload(i)).encode() for i in range(70)],
+    )
+    with pytest.raises(QuarantineThresholdExceeded, match=r"30 of 100 .*malformed_json x30 \(e\.g\. offset"):
+        drain_topic(kafka, lake_settings, "deribit.ticker", replace(FAST, quarantine_max_ratio=0.1))
+    # nothing lost: the bad ones are in quarantine, the good ones in their table, offsets moved on
+    con = open_lake(lake_settings, read_only=True)
+    assert con.execute("SELECT count(*) FROM ops.quarantine").fetchone()[0] == 30
+    assert con.execute("SELECT count(*) FROM market.options_ticker").fetchone()[0] == 70
+
+
+def test_upstream_duplicates_are_dropped_and_counted(kafka: KafkaSettings, lake_settings) -> None:
+    trade = {
+        "trade_id": "T-1", "trade_seq": 1, "instrument_name": "BTC-PERPETUAL", "timestamp": 1_735_000_000_000,
+        "direction": "buy", "price": 95000.0, "amount": 10.0, "index_price": 95010.0, "mark_price": 95005.0,
+        "tick_direction": 0,
+    }  # fmt: skip
+    other = {**trade, "trade_id": "T-2", "trade_seq": 2}
+    late = {**trade, "trade_id": "T-3", "timestamp": 1_734_900_000_000}
+    key = [b"BTC-PERPETUAL"] * 4
+    produce(kafka, "deribit.trades", [json.dumps(t).encode() for t in (trade, trade, other, late)], key)
+    r1 = drain_topic(kafka, lake_settings, "deribit.trades", FAST)
+    produce(kafka, "deribit.trades", [json.dumps(trade).encode()], key[:1])  # after a reconnect, next run
+    r2 = drain_topic(kafka, lake_settings, "deribit.trades", FAST)
+    assert (r1.rows["market.trades"], r1.duplicates, r2.rows["market.trades"], r2.duplicates) == (3, 1, 0, 1)
+    con = open_lake(lake_settings, read_only=True)
+    ids = Counter(r[0] for r in con.execute("SELECT id FROM market.trades").fetchall())
+    assert ids == {"T-1": 1, "T-2": 1, "T-3": 1}
+    assert (
+        con.execute("SELECT date FROM market.trades WHERE id = 'T-3'").fetchone()[0].isoformat()
+        == "2024-12-22"
+    )
+
+
+def test_fixture_capture_yields_its_option_ticker_and_book_rows(
+    kafka: KafkaSettings, lake_settings, fixtures_dir
+):
+    tickers, books, expected_levels = [], [], 0
+    for line in (fixtures_dir / "deribit-ws-2021-07-22.capture").read_text().splitlines():
+        head, _, body = line.partition(": ")
+        if "<-" in head or not body.startswith("{"):
+            continue
+        msg = json.loads(body)
+        if msg.get("method") != "subscription":
+            continue
+        data = msg["params"]["data"]
+        if msg["params"]["channel"].startswith("ticker."):
+            tickers.append(data)
+        elif msg["params"]["channel"].startswith("book."):
+            books.append(data)
+            expected_levels += len(data["bids"]) + len(data["asks"])
+    produce(kafka, "deribit.ticker", [json.dumps(d).encode() for d in tickers])
+    produce(kafka, "deribit.book", [json.dumps(d).encode() for d in books])
+    assert drain_topic(kafka, lake_settings, "deribit.ticker", FAST).rows["market.options_ticker"] == len(
+        tickers
+    )
+    assert drain_topic(kafka, lake_settings, "deribit.book", FAST).rows["market.book_l2"] == expected_levels
+    con = open_lake(lake_settings, read_only=True)
+    row = con.execute(
+        "SELECT mark_iv, delta, strike_price, expiration, type FROM market.options_ticker "
+        "WHERE symbol = ? ORDER BY timestamp LIMIT 1",
+        [tickers[0]["instrument_name"]],
+    ).fetchone()
+    assert row[0] == tickers[0]["mark_iv"] and row[1] == tickers[0]["greeks"]["delta"]
+    assert row[4] in ("call", "put") and row[3].hour == 8
+    assert len(tickers) > 50 and len(books) > 20
+
+
+def test_kill_9_at_random_moments_loses_and_doubles_nothing(kafka: KafkaSettings, lake_settings) -> None:
+    trials = int(os.environ.get("DERIVLAKE_CHAOS_TRIALS", "30"))
+    rng = random.Random(7)
+    env = drain_env(kafka, lake_settings, DERIVLAKE_DRAIN_BATCH_MESSAGES="300")
+    produce_tickers(kafka, 0, 3000)
+    produced = 3000
+    for _trial in range(trials):
+        proc = spawn_drain(env, "--topic", "deribit.ticker")
+        time.sleep(rng.uniform(0.3, 3.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if rng.random() < 0.5:
+            produce_tickers(kafka, produced, 500)
+            produced += 500
+    final = subprocess.run(
+        spawn_drain(env, "--topic", "deribit.ticker").args, env=env, capture_output=True, text=True
+    )
+    assert final.returncode == 0, final.stdout + final.stderr
+    assert lake_provenance(lake_settings) == _all_offsets(kafka, "deribit.ticker")
+    assert len(lake_provenance(lake_settings)) == produced
+
+
+def test_two_concurrent_drains_of_one_topic_give_exactly_once(kafka: KafkaSettings, lake_settings) -> None:
+    env = drain_env(kafka, lake_settings, DERIVLAKE_DRAIN_BATCH_MESSAGES="200")
+    open_lake(lake_settings).close()
+    produced = 0
+    for _round in range(4):
+        produce_tickers(kafka, produced, 2000)
+        produced += 2000
+        procs = [spawn_drain(env, "--topic", "deribit.ticker") for _ in range(2)]
+        outputs = [p.communicate(timeout=240)[0] for p in procs]
+        assert all(p.returncode == 0 for p in procs), outputs
+    rows = lake_provenance(lake_settings)
+    assert len(rows) == len(set(rows)) == produced
+    assert rows == _all_offsets(kafka, "deribit.ticker")
+
+
+def test_stored_offset_past_the_log_end_stops_until_reset(kafka: KafkaSettings, lake_settings) -> None:
+    produce_tickers(kafka, 0, 30)
+    drain_topic(kafka, lake_settings, "deribit.ticker", FAST)
+    topic = kafka.topic("deribit.ticker").name
+    con = open_lake(lake_settings)
+    # as after the topic was recreated (or the in-memory broker restarted): the lake is ahead of the log
+    con.execute(
+        "UPDATE ops.kafka_offsets SET next_offset = next_offset + 1000 WHERE topic = ? AND partition = 0",
+        [topic],
+    )
+    con.close()
+    with pytest.raises(
+        OffsetOutOfRange, match=rf"{topic}\[0\]: stored offset \d+ is past the log end .*1000 offsets"
+    ):
+        drain_topic(kafka, lake_settings, "deribit.ticker", FAST)
+    drain_topic(kafka, lake_settings, "deribit.ticker", FAST, reset_offsets="latest")
+    con = open_lake(lake_settings, read_only=True)
+    assert con.execute("SELECT partition, messages_affected FROM ops.offset_resets").fetchall() == [(0, 1000)]
+
+
+def test_unreachable_broker_fails_fast_naming_the_servers(lake_settings) -> None:
+    dead = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}")
+    t0 = time.monotonic()
+    with pytest.raises(BrokerUnavailable, match=dead.bootstrap_servers):
+        drain_topic(dead, lake_settings, "deribit.ticker", FAST)
+    assert time.monotonic() - t0 < 30
+
+
+def test_missing_topic_is_named(kafka: KafkaSettings, lake_settings) -> None:
+    ghost = replace(kafka, topics=tuple(replace(t, name="ghost." + t.name) for t in kafka.topics))
+    with pytest.raises(TopicMissing, match=r"ghost\..*deribit\.ticker does not exist"):
+        drain_topic(ghost, lake_settings, "deribit.ticker", FAST)
+
+
+def test_full_disk_commits_nothing_and_the_next_run_resumes(kafka: KafkaSettings, tmp_path) -> None:
+    data = tmp_path / "small"
+    data.mkdir()
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(data)], capture_output=True
+    ).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root) to fill the disk for real")
+    try:
+        lake = LakeSettings(home=tmp_path / "home", data_path=f"{data}/")
+        produce_tickers(kafka, 0, 3000)
+        with pytest.raises(Exception, match=r"(?i)no space left|disk|write"):
+            drain_topic(kafka, lake, "deribit.ticker", FAST)
+        con = open_lake(lake, read_only=True)
+        assert con.execute("SELECT count(*) FROM market.options_ticker").fetchone()[0] == 0
+        assert con.execute("SELECT max(next_offset) FROM ops.kafka_offsets").fetchone()[0] == -1
+        con.close()
+        subprocess.run(["mount", "-o", "remount,size=64m", str(data)], check=True)  # space is back
+        resumed = drain_topic(kafka, lake, "deribit.ticker", FAST)
+        assert resumed.messages == 3000
+        assert len(lake_provenance(lake)) == 3000
+    finally:
+        subprocess.run(["umount", "-l", str(data)], check=False)
