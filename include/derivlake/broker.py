@@ -78,7 +78,11 @@ def _is_our_broker(pid: int) -> bool:
         import psutil
 
         proc = psutil.Process(pid)
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE and "tansu" in " ".join(proc.cmdline())
+        return (
+            proc.is_running()
+            and proc.status() != psutil.STATUS_ZOMBIE
+            and "tansu" in " ".join(proc.cmdline())
+        )
     except Exception:
         return False
 
@@ -93,7 +97,9 @@ def status(settings: BrokerSettings) -> BrokerStatus:
         try:
             topics = wait_for_broker(_kafka(settings), timeout_s=3)
         except BrokerUnavailable:
-            return BrokerStatus(False, f"unhealthy: pid {pid} is alive but {settings.bootstrap} does not answer")
+            return BrokerStatus(
+                False, f"unhealthy: pid {pid} is alive but {settings.bootstrap} does not answer"
+            )
         return BrokerStatus(True, f"running: pid {pid} on {settings.bootstrap}, {topics} topics", pid)
     stale = f" (stale pid file for pid {pid}, which is gone: removed)" if pid is not None else ""
     if pid is not None:
@@ -122,8 +128,16 @@ def start(settings: BrokerSettings, wait_s: float = 20.0) -> BrokerStatus:
     url = f"tcp://{settings.host}:{settings.port}"
     with open(settings.log_file, "ab") as logf:
         proc = subprocess.Popen(
-            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
+            [
+                binary,
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
             stdout=logf,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -136,10 +150,13 @@ def start(settings: BrokerSettings, wait_s: float = 20.0) -> BrokerStatus:
         proc.kill()
         settings.pid_file.unlink(missing_ok=True)
         tail = settings.log_file.read_text(errors="replace").strip().splitlines()[-3:]
-        raise BrokerError(f"broker did not answer on {url} within {wait_s:.0f}s; log: {' | '.join(tail)}") from None
+        raise BrokerError(
+            f"broker did not answer on {url} within {wait_s:.0f}s; log: {' | '.join(tail)}"
+        ) from None
     created = ensure_topics(_kafka(settings))
-    return BrokerStatus(True, f"started: pid {proc.pid} on {settings.bootstrap}, created {len(created)} topics",
-                        proc.pid)
+    return BrokerStatus(
+        True, f"started: pid {proc.pid} on {settings.bootstrap}, created {len(created)} topics", proc.pid
+    )
 
 
 def stop(settings: BrokerSettings, timeout_s: float = 10.0) -> BrokerStatus:

@@ -11,7 +11,9 @@ from derivlake.config import BrokerSettings
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["start", "stop", "status"])
-    parser.add_argument("--port", type=int, default=None, help="listen port (default $DERIVLAKE_BROKER_PORT or 9092)")
+    parser.add_argument(
+        "--port", type=int, default=None, help="listen port (default $DERIVLAKE_BROKER_PORT or 9092)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

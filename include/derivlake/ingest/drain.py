@@ -225,12 +225,10 @@ class Drain:
         for attempt in range(self.settings.commit_retries):
             try:
                 return fn()
-            except ConcurrentDrain:
-                raise
             except Exception as exc:
                 with contextlib.suppress(Exception):
                     self.con.execute("ROLLBACK")
-                if not _is_conflict(exc) or attempt == self.settings.commit_retries - 1:
+                if isinstance(exc, ConcurrentDrain) or not _is_conflict(exc) or attempt == self.settings.commit_retries - 1:
                     raise
                 delay = min(0.05 * 2**attempt, 2.0)
                 log.info("%s: catalog conflict (%s), retry %d in %.2fs", what, exc, attempt + 1, delay)
@@ -258,7 +256,8 @@ class Drain:
             idle_since = time.monotonic()
             last_log = time.monotonic()
             while len(done) < len(starts):
-                msgs = consumer.consume(num_messages=10_000, timeout=self.settings.poll_timeout_s)
+                want = max(1, min(10_000, self.settings.batch_messages - len(batch)))
+                msgs = consumer.consume(num_messages=want, timeout=self.settings.poll_timeout_s)
                 data = []
                 for m in msgs:
                     err = m.error()
@@ -284,9 +283,10 @@ class Drain:
                     result.stopped_early = f"no data or end-of-partition for {self.settings.idle_timeout_s}s"
                     break
                 if batch.nbytes >= self.settings.batch_bytes or len(batch) >= self.settings.batch_messages:
-                    if not self._flush(batch, stored, result):
-                        break
+                    committed = self._flush(batch, stored, result)
                     batch = _Batch()
+                    if not committed:
+                        break
                 for p in list(done):
                     consumer.pause([TopicPartition(self.topic.name, p)])
                 if time.monotonic() - last_log > 10:

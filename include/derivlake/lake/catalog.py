@@ -56,9 +56,7 @@ def connect_duckdb() -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the lake's extensions loaded from disk, never downloaded."""
     import duckdb
 
-    con = duckdb.connect(
-        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
-    )
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     for name in ("sqlite_scanner", "postgres_scanner", "ducklake"):
         con.execute(f"LOAD '{extension_path(name)}'")
     con.execute("SET TimeZone = 'UTC'")
