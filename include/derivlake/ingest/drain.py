@@ -132,11 +132,12 @@ class _Batch:
             }
         )
 
-    def next_offsets(self) -> dict[int, int]:
-        out: dict[int, int] = {}
+    def offset_ranges(self) -> dict[int, tuple[int, int]]:
+        """Partition -> (first offset, next offset after the last)."""
+        out: dict[int, tuple[int, int]] = {}
         for p, o in zip(self.partitions, self.offsets, strict=True):
-            if o >= out.get(p, -1):
-                out[p] = o + 1
+            first, nxt = out.get(p, (o, o + 1))
+            out[p] = (min(first, o), max(nxt, o + 1))
         return out
 
 
@@ -228,7 +229,11 @@ class Drain:
             except Exception as exc:
                 with contextlib.suppress(Exception):
                     self.con.execute("ROLLBACK")
-                if isinstance(exc, ConcurrentDrain) or not _is_conflict(exc) or attempt == self.settings.commit_retries - 1:
+                if (
+                    isinstance(exc, ConcurrentDrain)
+                    or not _is_conflict(exc)
+                    or attempt == self.settings.commit_retries - 1
+                ):
                     raise
                 delay = min(0.05 * 2**attempt, 2.0)
                 log.info("%s: catalog conflict (%s), retry %d in %.2fs", what, exc, attempt + 1, delay)
@@ -248,7 +253,8 @@ class Drain:
             starts = resolve_starts(
                 consumer, self.con, self.topic, partitions, self.reset_offsets, self.run_id
             )
-            stored = stored_offsets(self.con, self.topic)
+            # the old values of the compare-and-set: exactly what the start positions came from
+            stored = {s.partition: s.stored for s in starts}
             bound: dict[int, int] = {}  # fixed at the first fetch of each partition
             done: set[int] = set()
             consumer.assign([TopicPartition(self.topic.name, s.partition, s.next_offset) for s in starts])
@@ -348,7 +354,13 @@ class Drain:
         """Commit one batch; False when another drain got there first (ours is then dropped)."""
         started = datetime.utcnow()
         raw = batch.to_arrow(self.topic.name)
-        new_offsets = batch.next_offsets()
+        ranges = batch.offset_ranges()
+        stale = [p for p, (first, _n) in ranges.items() if 0 <= first < stored.get(p, -1)]
+        if stale:  # never expected: the batch starts before what the lake already holds
+            result.stopped_early = f"partitions {stale} read below their stored offsets; batch dropped"
+            log.error("%s: %s", self.topic.name, result.stopped_early)
+            return False
+        new_offsets = {p: nxt for p, (_first, nxt) in ranges.items()}
         try:
             stats = self._with_retries(
                 "commit", lambda: self._commit(raw, stored, new_offsets, started, len(batch), batch.nbytes)

@@ -26,6 +26,7 @@ class OffsetOutOfRange(RuntimeError):
 @dataclass(frozen=True)
 class PartitionStart:
     partition: int
+    stored: int  # the lake's offset this start was derived from: the compare-and-set's old value
     next_offset: int  # where this drain starts reading
     log_start: int
     log_end: int  # true end as seen by a fetch (or the listed end when it cannot be probed)
@@ -105,7 +106,7 @@ def resolve_starts(
         low, listed_high = consumer.get_watermark_offsets(TopicPartition(topic.name, p), timeout=timeout_s)
         offset = stored.get(p, -1)
         if offset == -1:
-            starts.append(PartitionStart(p, low, low, listed_high))
+            starts.append(PartitionStart(p, offset, low, low, listed_high))
             continue
         high = listed_high
         if offset > listed_high:
@@ -127,7 +128,7 @@ def resolve_starts(
                 offset - high,
             )
         if problem is None:
-            starts.append(PartitionStart(p, offset, low, high))
+            starts.append(PartitionStart(p, offset, offset, low, high))
             continue
         message, reason, affected = problem
         if reset not in ("earliest", "latest"):
@@ -147,5 +148,5 @@ def resolve_starts(
             [new, run_id, topic.name, p, offset],
         )
         con.execute("COMMIT")
-        starts.append(PartitionStart(p, new, low, high))
+        starts.append(PartitionStart(p, new, new, low, high))
     return starts

@@ -1,0 +1,221 @@
+"""Simulator invariants, in memory: grammar, calendar, smile, books, TWAP, faults, determinism."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import UTC, date, datetime
+
+import numpy as np
+import pytest
+
+from derivlake.feed.calendar import (
+    ListingPolicy,
+    format_strike,
+    listed_expiries,
+    option_name,
+    parse_instrument,
+    settlement_period,
+)
+from derivlake.feed.market import MARKETS, YEAR_S, smile_vol
+from derivlake.feed.producer import ListSink
+from derivlake.feed.simulator import DAY_MS, REQUIRED_FIELDS, SimulatorConfig, iter_messages, simulate
+from derivlake.pricing import implied_vol
+
+# 06:00 -> 10:00 covers the 07:30-08:00 TWAP, the 08:00 expiry and the new listings
+WINDOW = (datetime(2024, 12, 26, 6, tzinfo=UTC), datetime(2024, 12, 26, 10, tzinfo=UTC))
+
+
+@pytest.fixture(scope="module")
+def run() -> tuple[list, object]:
+    sink = ListSink()
+    stats = simulate(SimulatorConfig(seed=7, start=WINDOW[0], end=WINDOW[1]), sink)
+    return sink.messages, stats
+
+
+def values(messages: list, kind: str) -> list[dict]:
+    return [json.loads(m.value) for m in messages if m.topic == kind]
+
+
+def test_names_and_calendar_rules() -> None:
+    assert option_name("BTC", datetime(2020, 6, 9, 8, tzinfo=UTC), 9875, False) == "BTC-9JUN20-9875-P"
+    assert format_strike(8.6) == "8d6" and format_strike(100000.0) == "100000"
+    assert parse_instrument("SOL_USDC-29MAY26-8d6-P").strike == 8.6
+    for bad in ("XYZ-31DEC99-100-C", "BTC-FOO", "BTC-09JUN20-9875-P", "BTC-32JAN25-1000-C"):
+        assert parse_instrument(bad) is None
+    assert settlement_period(date(2024, 12, 27)) == "month"
+    assert settlement_period(date(2024, 12, 20)) == "week"
+    assert settlement_period(date(2024, 12, 23)) == "day"
+    exp = listed_expiries(datetime(2024, 12, 26, 7, 59, tzinfo=UTC), ListingPolicy(2, 1, 1, 2))
+    assert exp[0] == datetime(2024, 12, 26, 8, tzinfo=UTC)
+    assert datetime(2025, 3, 28, 8, tzinfo=UTC) in exp  # 27DEC24 is the first quarterly, March the second
+
+
+def test_instruments_follow_grammar_and_come_first(run) -> None:
+    messages, _ = run
+    listed: dict[str, dict] = {}
+    for m in messages:
+        v = json.loads(m.value)
+        if m.topic == "deribit.instruments":
+            listed.setdefault(v["instrument_name"], v)
+            continue
+        name = v.get("instrument_name")
+        if name is not None:
+            assert name in listed, f"{name} ({m.topic}) before its instruments message"
+    for name, spec in listed.items():
+        parsed = parse_instrument(name)
+        assert parsed is not None, name
+        if parsed.kind == "perpetual":
+            continue
+        exp = datetime.fromtimestamp(spec["expiration_timestamp"] / 1000, UTC)
+        assert (exp.hour, exp.minute, exp.second) == (8, 0, 0) and parsed.expiry == exp
+        assert spec["settlement_period"] == settlement_period(exp.date())
+    assert any("d" in n.split("-")[2] for n in listed if n.startswith("SOL_USDC") and n.count("-") == 3)
+
+
+def test_expired_series_stop_ticking_and_new_ones_are_listed(run) -> None:
+    messages, _ = run
+    expiry_ms = int(datetime(2024, 12, 26, 8, tzinfo=UTC).timestamp() * 1000)
+    tickers = values(messages, "deribit.ticker")
+    expiring = {t["instrument_name"] for t in tickers if "-26DEC24-" in t["instrument_name"]}
+    assert expiring
+    assert not [t for t in tickers if t["instrument_name"] in expiring and t["timestamp"] >= expiry_ms]
+    new = [v for v in values(messages, "deribit.instruments") if v["creation_timestamp"] == expiry_ms]
+    assert new and all(v["expiration_timestamp"] > expiry_ms for v in new)
+
+
+def test_marks_reprice_to_the_smile(run) -> None:
+    messages, _ = run
+    specs = {m.market: m for m in MARKETS}
+    rows = []
+    for t in values(messages, "deribit.ticker"):
+        p = parse_instrument(t["instrument_name"])
+        if p is None or p.kind != "option" or t["greeks"]["vega"] < 1e-5 * t["underlying_price"]:
+            continue
+        T = (p.expiry.timestamp() * 1000 - t["timestamp"]) / 1000 / YEAR_S
+        F = t["underlying_price"]
+        usd = t["mark_price"] * (1.0 if p.linear else F)
+        want = float(smile_vol(specs[t["instrument_name"].rsplit("-", 3)[0]], np.log(p.strike / F), T))
+        rows.append((usd, F, p.strike, T, p.option_type == "call", want, t["mark_iv"]))
+    usd, F, K, T, call, want, mark_iv = (np.array(c) for c in zip(*rows, strict=True))
+    res = implied_vol(usd, F, K, T, call)
+    ok = np.isfinite(res.iv)
+    assert ok.sum() > 1000
+    assert np.max(np.abs(res.iv[ok] - want[ok])) < 2e-3
+    assert np.max(np.abs(mark_iv - want * 100)) < 0.01  # mark_iv is rounded to 2 dp, F to the index precision
+
+
+def test_books_rebuild_to_the_next_snapshot_and_never_cross(run) -> None:
+    messages, _ = run
+    books: dict[str, tuple[dict, dict]] = {}
+    last: dict[str, int] = {}
+    checked = 0
+    for v in values(messages, "deribit.book"):
+        name = v["instrument_name"]
+        if v["type"] == "snapshot":
+            bids = {p: a for _, p, a in v["bids"]}
+            asks = {p: a for _, p, a in v["asks"]}
+            if name in books and last[name] == v["change_id"]:
+                assert books[name] == (bids, asks)
+                checked += 1
+            books[name] = (bids, asks)
+        else:
+            assert v["prev_change_id"] == last[name]
+            for side, levels in zip(books[name], (v["bids"], v["asks"]), strict=True):
+                for action, p, a in levels:
+                    if action == "delete":
+                        del side[p]
+                    else:
+                        side[p] = a
+        last[name] = v["change_id"]
+        bids, asks = books[name]
+        if bids and asks:
+            assert max(bids) < min(asks)
+    assert checked > 100
+    for t in values(messages, "deribit.ticker"):
+        if t["best_bid_price"] and t["best_ask_price"]:
+            assert t["best_bid_price"] < t["best_ask_price"]
+
+
+def test_estimated_delivery_price_is_the_index_twap(run) -> None:
+    messages, stats = run
+    start = int(datetime(2024, 12, 26, 7, 30, tzinfo=UTC).timestamp() * 1000)
+    expiry = start + 30 * 60_000
+    index = [v for v in values(messages, "deribit.index") if v["index_name"] == "btc_usd"]
+    twap = np.mean([v["price"] for v in index if start <= v["timestamp"] < expiry])
+    assert stats.delivery_prices[("btc_usd", expiry)] == pytest.approx(twap, abs=0.006)
+    last = [
+        t
+        for t in values(messages, "deribit.ticker")
+        if t["instrument_name"].startswith("BTC-26DEC24-") and start <= t["timestamp"] < expiry
+    ]
+    assert last
+    for t in last:
+        running = np.mean([v["price"] for v in index if start <= v["timestamp"] <= t["timestamp"]])
+        assert t["estimated_delivery_price"] == pytest.approx(running, abs=0.006)
+
+
+def test_deposits_first_and_fills_are_user_trades(run) -> None:
+    messages, _ = run
+    first_fill = next(i for i, m in enumerate(messages) if m.topic == "desk.fills")
+    deposits = [i for i, m in enumerate(messages) if m.topic == "desk.transfers"]
+    assert deposits[0] < first_fill
+    trades = {v["trade_id"]: v for v in values(messages, "deribit.trades")}
+    for m in messages:
+        if m.topic == "desk.fills":
+            v = json.loads(m.value)
+            assert m.key == v["account_id"].encode() and v["trade_id"] in trades
+            assert {"order_id", "liquidity", "fee", "fee_currency", "underlying_price"} <= v.keys()
+    for m in messages:
+        h = dict(m.headers)
+        assert h["source"] == b"simulator" and int(h["received_at"]) >= 0 and h["channel"]
+
+
+def test_same_seed_same_bytes_and_other_seed_differs() -> None:
+    cfg = SimulatorConfig(
+        seed=3, start=datetime(2024, 3, 1, 7, tzinfo=UTC), end=datetime(2024, 3, 1, 8, 30, tzinfo=UTC)
+    )
+    a = [(m.kind, m.key, m.value, m.headers) for m in iter_messages(cfg)]
+    b = [(m.kind, m.key, m.value, m.headers) for m in iter_messages(cfg)]
+    assert a == b and len(a) > 1000
+    other = SimulatorConfig(seed=4, start=cfg.start, end=cfg.end)
+    assert [(m.key, m.value) for m in iter_messages(other)] != [(m[1], m[2]) for m in a]
+
+
+def test_faults_are_counted_and_located() -> None:
+    cfg = SimulatorConfig(
+        seed=5,
+        start=datetime(2024, 3, 1, 7, tzinfo=UTC),
+        end=datetime(2024, 3, 1, 9, tzinfo=UTC),
+        bad_rate=0.01,
+        dup_rate=0.01,
+        late_rate=0.01,
+        gap_rate=0.01,
+        trade_rate=1.0,
+    )
+    sink = ListSink()
+    stats = simulate(cfg, sink)
+    for kind in ("bad_json", "wrong_type", "missing_field", "unknown_instrument", "duplicate", "late", "gap"):
+        assert stats.faults[kind] > 0, kind
+    by_kind = defaultdict(int)
+    for d in stats.faulty:
+        m = sink.messages[d.offset]
+        by_kind[d.mark] += 1
+        if d.mark == "bad_json":
+            with pytest.raises(json.JSONDecodeError):
+                json.loads(m.value)
+            continue
+        v = json.loads(m.value)
+        if d.mark == "missing_field":
+            assert not set(REQUIRED_FIELDS[m.topic]) <= v.keys()
+        elif d.mark == "unknown_instrument":
+            assert parse_instrument(v["instrument_name"]) is None
+        elif d.mark == "late":
+            ts = v["timestamp"]
+            assert ts // DAY_MS < int(dict(m.headers)["received_at"]) // 1000 // DAY_MS
+        elif d.mark == "duplicate":
+            assert sink.messages[d.offset - 1].value == m.value
+    assert dict(by_kind) == {k: v for k, v in stats.faults.items() if k != "gap"}
+    # gaps: a change never sent, so the next change of that book does not chain
+    gapped = {name for name, _ in stats.gaps}
+    assert gapped
