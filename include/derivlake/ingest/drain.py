@@ -16,6 +16,7 @@ import logging
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -121,7 +122,7 @@ class _Batch:
         import pyarrow as pa
 
         n = len(self.offsets)
-        return pa.table(
+        table = pa.table(
             {
                 "kafka_topic": pa.array([topic] * n, pa.string()).dictionary_encode(),
                 "kafka_partition": pa.array(self.partitions, pa.int32()),
@@ -131,6 +132,8 @@ class _Batch:
                 "received_at_us": pa.array(self.received, pa.int64()),
             }
         )
+        # several record batches let DuckDB parse them on all cores
+        return pa.Table.from_batches(table.to_batches(max_chunksize=8192))
 
     def offset_ranges(self) -> dict[int, tuple[int, int]]:
         """Partition -> (first offset, next offset after the last)."""
@@ -247,6 +250,7 @@ class Drain:
         t0 = time.monotonic()
         result = DrainResult(self.topic.name, self.run_id)
         consumer = self._consumer()
+        committer: ThreadPoolExecutor | None = None
         try:
             partitions = self._partitions(consumer)
             self._with_retries("offset rows", lambda: self._init_offsets(partitions))
@@ -261,6 +265,10 @@ class Drain:
             batch = _Batch()
             idle_since = time.monotonic()
             last_log = time.monotonic()
+            # One batch commits in a worker thread (DuckDB releases the GIL) while the next is read:
+            # at most two batches are in memory, and commits stay in order.
+            committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-commit")
+            pending: Future[bool] | None = None
             while len(done) < len(starts):
                 want = max(1, min(10_000, self.settings.batch_messages - len(batch)))
                 msgs = consumer.consume(num_messages=want, timeout=self.settings.poll_timeout_s)
@@ -289,10 +297,11 @@ class Drain:
                     result.stopped_early = f"no data or end-of-partition for {self.settings.idle_timeout_s}s"
                     break
                 if batch.nbytes >= self.settings.batch_bytes or len(batch) >= self.settings.batch_messages:
-                    committed = self._flush(batch, stored, result)
-                    batch = _Batch()
-                    if not committed:
+                    if pending is not None and not pending.result():
+                        pending = None
                         break
+                    pending = committer.submit(self._flush, batch, stored, result)
+                    batch = _Batch()
                 for p in list(done):
                     consumer.pause([TopicPartition(self.topic.name, p)])
                 if time.monotonic() - last_log > 10:
@@ -306,7 +315,8 @@ class Drain:
                         len(done),
                         len(starts),
                     )
-            if len(batch):
+            last_ok = pending.result() if pending is not None else True
+            if last_ok and len(batch):
                 self._flush(batch, stored, result)
             result.offsets = dict(stored)
             result.lag = sum(
@@ -315,6 +325,8 @@ class Drain:
             )
             self._commit_group_offsets(consumer, stored)
         finally:
+            if committer is not None:
+                committer.shutdown(wait=True)  # an in-flight commit finishes (or fails) atomically
             consumer.close()
         result.seconds = time.monotonic() - t0
         log.info(

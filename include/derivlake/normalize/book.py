@@ -9,6 +9,7 @@ SPEC = TopicNormalizer(
         "prev_change_id": "BIGINT", "bids": [["VARCHAR"]], "asks": [["VARCHAR"]],
     },
     required=("instrument_name", "timestamp", "change_id"),
+    type_checked=("prev_change_id",),
     outputs=(Output("market.book_l2", "book_l2.sql", dedup_key=("symbol", "change_id", "is_snapshot")),),
     symbol_field="instrument_name",
 )  # fmt: skip

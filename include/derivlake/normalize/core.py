@@ -1,8 +1,8 @@
 """Column-wise parse and validation of a whole batch in DuckDB.
 
-The batch arrives as an Arrow table of raw Kafka records. One `json_transform` types every field
-of every message at once; a second one, with every scalar as text, tells a missing field from a
-mistyped one. Rows with a reason go to quarantine, the rest are projected by the spec's `.sql`
+The batch arrives as an Arrow table of raw Kafka records. One lenient `json_transform` types every
+field of every message at once; one `json_extract` of the checked paths tells a missing value from a
+mistyped one (which the lenient transform turned into NULL). Rows with a reason go to quarantine, the rest are projected by the spec's `.sql`
 files into temp tables named `stage_<n>`, ready for the commit.
 """
 
@@ -38,16 +38,19 @@ def _path_expr(root: str, path: str) -> str:
 
 
 def reason_expression(spec: TopicNormalizer) -> str:
-    """A SQL CASE giving the first reason a parsed message is unusable, or NULL."""
-    whens = [
-        "WHEN js IS NULL THEN 'malformed_json'",
-        "WHEN json_type(js) <> 'OBJECT' THEN 'not_a_json_object'",
-    ]
-    for path in spec.required:
-        whens.append(f"WHEN {_path_expr('tv', path)} IS NULL THEN 'missing_field:{path}'")
-    for path in spec.scalar_paths():
+    """A SQL CASE giving the first reason a parsed message is unusable, or NULL.
+
+    `raw[i]` is the i-th checked path as raw JSON (NULL when absent): present but NULL after the
+    typed transform means the value had the wrong type.
+    """
+    # valid JSON that is not an object fails on its required fields: no extra parse for it
+    whens = ["WHEN js IS NULL THEN 'malformed_json'"]
+    for i, path in enumerate(spec.checked, start=1):
+        raw = f"raw[{i}]"
+        if path in spec.required:
+            whens.append(f"WHEN {raw} IS NULL OR json_type({raw}) = 'NULL' THEN 'missing_field:{path}'")
         whens.append(
-            f"WHEN {_path_expr('t', path)} IS NULL AND {_path_expr('tv', path)} IS NOT NULL "
+            f"WHEN {_path_expr('t', path)} IS NULL AND {raw} IS NOT NULL AND json_type({raw}) <> 'NULL' "
             f"THEN 'wrong_type:{path}'"
         )
     if spec.kind == "deribit.book":
@@ -73,21 +76,16 @@ def stage_batch(con: duckdb.DuckDBPyConnection, raw: pa.Table, spec: TopicNormal
     """Parse, validate and project one batch into temp tables on `con` (no lake write yet)."""
     con.execute((SQL_DIR / "macros.sql").read_text())
     con.register("raw_batch", raw)
-    typed, text = spec.structure(), spec.structure(as_text=True)
+    typed_expr = f"json_transform(js, {_sql_str(spec.structure())})"
+    paths = ", ".join(_sql_str("$." + p) for p in spec.checked)
+    raw_expr = f"json_extract(js, [{paths}])"
     if spec.key_fallback:
         # the Kafka key carries the account; the exchange's own payload does not
-        fb = spec.key_fallback
-        typed_expr = (
-            f"struct_update(json_transform(js, {_sql_str(typed)}), "
-            f"{fb} := coalesce(json_transform(js, {_sql_str(typed)}).{fb}, try(decode(key))))"
-        )
-        text_expr = (
-            f"struct_update(json_transform(js, {_sql_str(text)}), "
-            f"{fb} := coalesce(json_transform(js, {_sql_str(text)}).{fb}, try(decode(key))))"
-        )
+        fb, i = spec.key_fallback, spec.checked.index(spec.key_fallback) + 1
+        fix_t = f"struct_update(t0, {fb} := coalesce(t0.{fb}, try(decode(key))))"
+        fix_raw = f"list_transform(raw0, (x, i) -> CASE WHEN i = {i} THEN coalesce(x, to_json(try(decode(key)))) ELSE x END)"
     else:
-        typed_expr = f"json_transform(js, {_sql_str(typed)})"
-        text_expr = f"json_transform(js, {_sql_str(text)})"
+        fix_t, fix_raw = "t0", "raw0"
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE parsed AS
@@ -96,11 +94,13 @@ def stage_batch(con: duckdb.DuckDBPyConnection, raw: pa.Table, spec: TopicNormal
         ), valid AS (
             SELECT *, CASE WHEN json_valid(txt) THEN txt END AS js FROM decoded
         ), typed AS (
-            SELECT *, {typed_expr} AS t, {text_expr} AS tv FROM valid
+            SELECT *, {typed_expr} AS t0, {raw_expr} AS raw0 FROM valid
+        ), fixed AS (
+            SELECT *, {fix_t} AS t, {fix_raw} AS raw FROM typed
         )
         SELECT kafka_topic, kafka_partition, kafka_offset, key, value, received_at_us, t,
                {reason_expression(spec)} AS reason
-        FROM typed
+        FROM fixed
         """
     )
     con.unregister("raw_batch")

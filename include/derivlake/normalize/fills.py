@@ -13,6 +13,7 @@ SPEC = TopicNormalizer(
         "block_trade_id": "VARCHAR",
     },
     required=("account_id", "trade_id", "instrument_name", "timestamp", "direction", "price", "amount"),
+    type_checked=("fee", "iv", "underlying_price", "mark_price"),
     outputs=(Output("desk.fills", "fills.sql", dedup_key=("account_id", "trade_id")),),
     symbol_field="instrument_name",
     key_fallback="account_id",

@@ -21,6 +21,7 @@ SPEC = TopicNormalizer(
         "taker_commission": "DOUBLE", "block_trade_commission": "DOUBLE",
     },
     required=("instrument_name", "kind", "base_currency", "expiration_timestamp"),
+    type_checked=("strike", "contract_size", "tick_size", "creation_timestamp", "is_active"),
     outputs=(Output("market.instruments", "instruments.sql", dedup_key=VERSION_KEY),),
     symbol_field="instrument_name",
 )  # fmt: skip

@@ -57,32 +57,16 @@ class TopicNormalizer:
     fields: dict[str, object]  # JSON field -> DuckDB type name, or a nested dict for objects
     required: tuple[str, ...]  # dotted paths that must be present and non-null
     outputs: tuple[Output, ...]
+    type_checked: tuple[str, ...] = ()  # optional fields whose wrong type quarantines (besides `required`)
     symbol_field: str | None = None  # validated against the instrument grammar
     symbol_pattern: str = field(default_factory=instrument_pattern)
     key_fallback: str | None = None  # a field taken from the Kafka key when absent from the value
 
-    def structure(self, as_text: bool = False) -> str:
-        """The json_transform structure: typed, or every scalar as VARCHAR to tell missing from mistyped."""
+    def structure(self) -> str:
+        """The json_transform structure (lenient: a mistyped value becomes NULL, so `checked` tells)."""
+        return json.dumps(self.fields)
 
-        def conv(node: object) -> object:
-            if isinstance(node, dict):
-                return {k: conv(v) for k, v in node.items()}
-            if isinstance(node, list):
-                return [conv(node[0])]
-            return "VARCHAR" if as_text else node
-
-        return json.dumps(conv(self.fields))
-
-    def scalar_paths(self) -> list[str]:
-        """Dotted paths of every scalar field (lists are checked by their own SQL)."""
-        out: list[str] = []
-
-        def walk(prefix: str, node: object) -> None:
-            if isinstance(node, dict):
-                for k, v in node.items():
-                    walk(f"{prefix}.{k}" if prefix else k, v)
-            elif not isinstance(node, list):
-                out.append(prefix)
-
-        walk("", self.fields)
-        return out
+    @property
+    def checked(self) -> tuple[str, ...]:
+        """Paths read raw as well, to tell a missing value from a mistyped one (one extra parse)."""
+        return tuple(dict.fromkeys(self.required + self.type_checked))

@@ -18,6 +18,7 @@ SPEC = TopicNormalizer(
         "funding_8h": "DOUBLE",
     },
     required=("instrument_name", "timestamp", "mark_price"),
+    type_checked=("mark_iv", "underlying_price", "best_bid_price", "best_ask_price", "open_interest", "greeks.delta"),
     outputs=(
         Output("market.options_ticker", "options_ticker.sql"),
         Output("market.derivative_ticker", "derivative_ticker.sql"),

@@ -11,6 +11,7 @@ SPEC = TopicNormalizer(
         "block_trade_id": "VARCHAR",
     },
     required=("trade_id", "instrument_name", "timestamp", "direction", "price", "amount"),
+    type_checked=("trade_seq", "index_price", "mark_price", "iv"),
     outputs=(Output("market.trades", "trades.sql", dedup_key=("symbol", "id")),),
     symbol_field="instrument_name",
 )  # fmt: skip

@@ -1,0 +1,191 @@
+"""Drain throughput and memory, as ratios to baselines measured in the same run.
+
+- drain_vs_consume_ratio: committed lake rows per second / a bare confluent-kafka consume loop.
+- drain_vs_provider_ratio: our drain / the Airflow Kafka provider's ConsumeFromTopicOperator pattern
+  (consume a batch, call an apply function per message, write Parquet with pyarrow, commit).
+- drain_peak_rss_mb: peak RSS of a `python -m derivlake drain` process draining all messages with
+  default settings (BENCH_DRAIN_MESSAGES, default 5,000,000 ~600-byte ticker messages).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "include"))
+
+from derivlake import broker  # noqa: E402
+from derivlake.config import BrokerSettings, DrainSettings, KafkaSettings, LakeSettings, default_topics  # noqa: E402
+from derivlake.ingest.drain import drain_topic  # noqa: E402
+from derivlake.kafka_io import ensure_topics  # noqa: E402
+
+N = int(os.environ.get("BENCH_DRAIN_MESSAGES", "5000000"))
+N_RATIO = int(os.environ.get("BENCH_DRAIN_RATIO_MESSAGES", "1000000"))
+N_PROVIDER = int(os.environ.get("BENCH_PROVIDER_MESSAGES", "100000"))
+
+
+def ticker_template() -> bytes:
+    """A realistic ~600-byte option ticker with a placeholder for a changing field."""
+    return json.dumps(
+        {
+            "underlying_price": 60000.77, "underlying_index": "SYN.BTC-26DEC25", "timestamp": 1766736000000,
+            "stats": {"volume": 12.3, "price_change": -1.5, "low": 0.081, "high": 0.09},
+            "state": "open", "settlement_price": 0.0812, "open_interest": 1234.5, "min_price": 0.0001,
+            "max_price": 0.3, "mark_price": 0.08334509, "mark_iv": 70.16, "last_price": 0.0835,
+            "interest_rate": 0.0, "instrument_name": "BTC-26DEC25-60000-C", "index_price": 59990.1,
+            "greeks": {"vega": 71.44, "theta": -120.4, "rho": 11.2, "gamma": 0.00003, "delta": 0.52},
+            "estimated_delivery_price": 59990.1, "bid_iv": 69.5, "best_bid_price": 0.083,
+            "best_bid_amount": 12.0, "best_ask_price": 0.0840, "best_ask_amount": 7.5, "ask_iv": 71.0,
+        }  # fmt: skip
+    ).encode()
+
+
+def produce(kafka: KafkaSettings, n: int) -> float:
+    from confluent_kafka import Producer
+
+    topic = kafka.topic("deribit.ticker").name
+    base = ticker_template()
+    values = [base.replace(b'"timestamp": 1766736000000', f'"timestamp": {1766736000000 + i}'.encode()) for i in range(1000)]
+    keys = [f"BTC-26DEC25-{60000 + 1000 * (i % 40)}-C".encode() for i in range(40)]
+    p = Producer(kafka.client_config(**{"enable.idempotence": True, "linger.ms": 20, "batch.size": 1_000_000}))
+    for i in range(n):
+        while True:
+            try:
+                p.produce(topic, values[i % 1000], key=keys[i % 40])
+                break
+            except BufferError:
+                p.poll(0.05)
+    assert p.flush(120) == 0
+    return sum(len(v) for v in values) / len(values)
+
+
+def bare_consume(kafka: KafkaSettings, limit: int) -> float:
+    from confluent_kafka import Consumer, TopicPartition
+
+    spec = kafka.topic("deribit.ticker")
+    c = Consumer(kafka.client_config(**{"group.id": "bench-bare", "enable.partition.eof": True}))
+    c.assign([TopicPartition(spec.name, p, 0) for p in range(spec.partitions)])
+    n = nbytes = 0
+    eof = set()
+    t0 = time.perf_counter()
+    while len(eof) < spec.partitions and n < limit:
+        for m in c.consume(10_000, 1.0):
+            if m.error():
+                eof.add(m.partition())
+            else:
+                n += 1
+                nbytes += len(m.value())
+    dt = time.perf_counter() - t0
+    c.close()
+    return n / dt
+
+
+def provider_pattern(kafka: KafkaSettings, limit: int, out: Path) -> float:
+    """ConsumeFromTopicOperator: per-message apply_function, then a commit per batch (max_batch_size 1000)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from confluent_kafka import Consumer, TopicPartition
+
+    spec = kafka.topic("deribit.ticker")
+    c = Consumer(kafka.client_config(**{"group.id": "bench-provider", "enable.auto.commit": False}))
+    c.assign([TopicPartition(spec.name, p, 0) for p in range(spec.partitions)])
+    rows: list[dict] = []
+
+    def apply_function(message) -> None:
+        d = json.loads(message.value())
+        rows.append(
+            {"symbol": d["instrument_name"], "timestamp": d["timestamp"], "mark_price": d["mark_price"],
+             "mark_iv": d["mark_iv"], "bid": d["best_bid_price"], "ask": d["best_ask_price"],
+             "delta": d["greeks"]["delta"], "partition": message.partition(), "offset": message.offset()}
+        )  # fmt: skip
+
+    n = files = 0
+    t0 = time.perf_counter()
+    while n < limit:
+        msgs = c.consume(num_messages=1000, timeout=1.0)
+        if not msgs:
+            break
+        for m in msgs:
+            if m.error() is None:
+                apply_function(m)
+                n += 1
+        pq.write_table(pa.Table.from_pylist(rows), out / f"part-{files}.parquet")
+        files += 1
+        rows.clear()
+        c.commit(asynchronous=False)
+    dt = time.perf_counter() - t0
+    c.close()
+    return n / dt
+
+
+def main() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-drain-"))
+    port = int(os.environ.get("BENCH_BROKER_PORT", "19492"))
+    bs = BrokerSettings(port=port, run_dir=tmp / "broker")
+    broker.start(bs)
+    try:
+        kafka = KafkaSettings(bootstrap_servers=bs.bootstrap, topics=default_topics(3, "bench."))
+        ensure_topics(kafka)
+        t0 = time.perf_counter()
+        size = produce(kafka, N)
+        print(f"# produced {N} messages of {size:.0f} bytes in {time.perf_counter() - t0:.1f}s", flush=True)
+
+        bare = bare_consume(kafka, N_RATIO)
+        print(f"bare_consume_messages_per_sec {bare:.0f}", flush=True)
+        (tmp / "provider").mkdir()
+        prov = provider_pattern(kafka, N_PROVIDER, tmp / "provider")
+        print(f"provider_pattern_messages_per_sec {prov:.0f}", flush=True)
+
+        # our drain over the first N_RATIO messages (bounded by batch size through a fresh lake)
+        lake = LakeSettings(home=tmp / "lake-ratio")
+        settings = replace(DrainSettings(), idle_timeout_s=5)
+        t0 = time.perf_counter()
+        ratio_kafka = kafka
+        result = drain_topic(ratio_kafka, lake, "deribit.ticker", settings) if N <= N_RATIO else None
+        if result is None:
+            # drain exactly N_RATIO messages: a topic holding only those
+            sub = KafkaSettings(bootstrap_servers=bs.bootstrap, topics=default_topics(3, "benchratio."))
+            ensure_topics(sub)
+            produce(sub, N_RATIO)
+            t0 = time.perf_counter()
+            result = drain_topic(sub, lake, "deribit.ticker", settings)
+        dt = time.perf_counter() - t0
+        rows = sum(result.rows.values())
+        drain_rate = rows / dt
+        print(f"drain_rows_per_sec {drain_rate:.0f}  # {rows} rows committed in {result.batches} transactions")
+        print(f"drain_vs_consume_ratio {drain_rate / bare:.3f}")
+        print(f"drain_vs_provider_ratio {drain_rate / prov:.3f}")
+
+        # peak memory of a default drain of everything, in its own process
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT / "include"),
+            "KAFKA_BOOTSTRAP_SERVERS": bs.bootstrap,
+            "DERIVLAKE_HOME": str(tmp / "lake-rss"),
+            "DERIVLAKE_TOPIC_PREFIX": "bench.",
+            "DERIVLAKE_DRAIN_IDLE_TIMEOUT_S": "5",
+        }
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", "derivlake", "drain", "--topic", "deribit.ticker", "--json"],
+            env=env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        dt = time.perf_counter() - t0
+        drained = json.loads(proc.stdout.strip().splitlines()[-1])["messages"]
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        print(f"# default drain of {drained} messages took {dt:.1f}s ({drained / dt:.0f} msg/s)")
+        print(f"drain_peak_rss_mb {peak_mb:.0f}")
+    finally:
+        broker.stop(bs)
+
+
+if __name__ == "__main__":
+    main()
