@@ -34,8 +34,8 @@ N_PROVIDER = int(os.environ.get("BENCH_PROVIDER_MESSAGES", "100000"))
 
 def ticker_template() -> bytes:
     """A realistic ~600-byte option ticker with a placeholder for a changing field."""
-    return json.dumps(
-        {
+    # fmt: off
+    payload = {
             "underlying_price": 60000.77, "underlying_index": "SYN.BTC-26DEC25", "timestamp": 1766736000000,
             "stats": {"volume": 12.3, "price_change": -1.5, "low": 0.081, "high": 0.09},
             "state": "open", "settlement_price": 0.0812, "open_interest": 1234.5, "min_price": 0.0001,
@@ -44,8 +44,9 @@ def ticker_template() -> bytes:
             "greeks": {"vega": 71.44, "theta": -120.4, "rho": 11.2, "gamma": 0.00003, "delta": 0.52},
             "estimated_delivery_price": 59990.1, "bid_iv": 69.5, "best_bid_price": 0.083,
             "best_bid_amount": 12.0, "best_ask_price": 0.0840, "best_ask_amount": 7.5, "ask_iv": 71.0,
-        }  # fmt: skip
-    ).encode()
+    }
+    # fmt: on
+    return json.dumps(payload).encode()
 
 
 def produce(kafka: KafkaSettings, n: int) -> float:
@@ -53,9 +54,14 @@ def produce(kafka: KafkaSettings, n: int) -> float:
 
     topic = kafka.topic("deribit.ticker").name
     base = ticker_template()
-    values = [base.replace(b'"timestamp": 1766736000000', f'"timestamp": {1766736000000 + i}'.encode()) for i in range(1000)]
+    values = [
+        base.replace(b'"timestamp": 1766736000000', f'"timestamp": {1766736000000 + i}'.encode())
+        for i in range(1000)
+    ]
     keys = [f"BTC-26DEC25-{60000 + 1000 * (i % 40)}-C".encode() for i in range(40)]
-    p = Producer(kafka.client_config(**{"enable.idempotence": True, "linger.ms": 20, "batch.size": 1_000_000}))
+    p = Producer(
+        kafka.client_config(**{"enable.idempotence": True, "linger.ms": 20, "batch.size": 1_000_000})
+    )
     for i in range(n):
         while True:
             try:
@@ -160,7 +166,9 @@ def main() -> None:
         dt = time.perf_counter() - t0
         rows = sum(result.rows.values())
         drain_rate = rows / dt
-        print(f"drain_rows_per_sec {drain_rate:.0f}  # {rows} rows committed in {result.batches} transactions")
+        print(
+            f"drain_rows_per_sec {drain_rate:.0f}  # {rows} rows committed in {result.batches} transactions"
+        )
         print(f"drain_vs_consume_ratio {drain_rate / bare:.3f}")
         print(f"drain_vs_provider_ratio {drain_rate / prov:.3f}")
 

@@ -47,8 +47,8 @@ def kafka_from_connection(base: KafkaSettings, conn_id: str = "kafka_default") -
 
 def run_drain_task(kind: str, context: dict[str, Any]) -> dict[str, object]:
     """Drain one topic; attach its counts to the asset events of the tables it feeds."""
-    from airflow.exceptions import AirflowFailException
     from airflow.sdk import Asset
+    from airflow.sdk.exceptions import AirflowFailException
 
     from derivlake.ingest.drain import QuarantineThresholdExceeded, drain_topic
 

@@ -1,0 +1,70 @@
+"""
+### End-of-day options chain
+
+Builds the chain of business day **D** = [D-1 08:00, D 08:00) UTC once the lake's ticker and trade
+ingestion has passed D 08:00: `reports.options_chain` (one row per series alive at the snapshot),
+`reports.options_chain_expiry`, and CSV + HTML (smiles, ATM term structure, OI by strike) under
+`$DERIVLAKE_HOME/reports/chain/<D>/`. Rerunning a date replaces it. Param `as_of_date` (YYYY-MM-DD),
+empty = the business day that ended at this run's 08:00. Same code: `python -m derivlake report chain --date D`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import Asset, Param, PokeReturnValue, dag, task
+
+CHAIN = Asset("lake://reports/options_chain")
+GATE_TIMEOUT_S = float(os.environ.get("DERIVLAKE_CHAIN_GATE_TIMEOUT_S") or 6 * 3600)
+GATE_POKE_S = float(os.environ.get("DERIVLAKE_CHAIN_GATE_POKE_S") or 60)
+
+
+@dag(
+    schedule="5 8 * * *",
+    start_date=datetime(2024, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["derivlake", "eod", "options"],
+    default_args={"owner": "derivlake", "retries": 2, "retry_delay": timedelta(minutes=2),
+                  "execution_timeout": timedelta(minutes=30)},
+    params={"as_of_date": Param(None, type=["null", "string"], format="date",
+                                description="business date D (YYYY-MM-DD); empty: the run's business day")},
+)  # fmt: skip
+def eod_options_chain() -> None:
+    @task.sensor(poke_interval=GATE_POKE_S, timeout=GATE_TIMEOUT_S + 2 * GATE_POKE_S, mode="reschedule")
+    def lake_complete(params: dict, ti=None, dag_run=None, **context) -> PokeReturnValue:
+        """Wait, without holding a worker slot, until ops.ingest_runs shows ticker and trades past D 08:00."""
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
+
+        from derivlake.reports.completeness import AsOfDateError, GateTimeout, poke_gate
+
+        run_ts = dag_run.run_after  # 08:05 of D when scheduled, whatever the timetable's logical date
+        first = ti.get_first_reschedule_date(context) or ti.start_date or datetime.now(UTC)
+        try:
+            done, as_of = poke_gate(
+                params.get("as_of_date"), run_ts, (datetime.now(UTC) - first).total_seconds()
+            )
+        except AsOfDateError as exc:
+            raise AirflowFailException(str(exc)) from None  # a bad date will not get better with retries
+        except GateTimeout as exc:
+            raise AirflowSensorTimeout(str(exc)) from None
+        return PokeReturnValue(is_done=done, xcom_value=as_of.isoformat())
+
+    @task(outlets=[CHAIN])
+    def build(as_of: str, outlet_events=None) -> dict:
+        """Build and store the chain; the asset event carries the counts and the file paths."""
+        from datetime import date
+
+        from derivlake.config import LakeSettings
+        from derivlake.reports.chain import build_chain
+
+        summary = build_chain(LakeSettings.from_env(), date.fromisoformat(as_of)).summary()
+        outlet_events[CHAIN].extra = summary
+        return summary
+
+    build(lake_complete())
+
+
+eod_options_chain()

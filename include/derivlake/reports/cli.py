@@ -1,0 +1,39 @@
+"""`python -m derivlake report chain|margin|exports --date YYYY-MM-DD`: the DAGs' code paths, by hand."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+
+PRODUCTS = ("chain", "margin", "exports")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("product", choices=PRODUCTS, help="the end-of-day product to build")
+    parser.add_argument("--date", required=True, help="business date D (the day [D-1 08:00, D 08:00) UTC)")
+    parser.add_argument("--no-html", action="store_true", help="skip the HTML report")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.product != "chain":
+        print(f"error: report {args.product} is not implemented yet")
+        return 2
+    from derivlake.config import LakeSettings
+    from derivlake.lake.catalog import open_lake
+    from derivlake.reports.chain import build_chain
+    from derivlake.reports.completeness import first_data_date, resolve_as_of_date
+
+    settings = LakeSettings.from_env()
+    con = open_lake(settings)
+    try:
+        now = datetime.now(UTC).replace(tzinfo=None)
+        as_of = resolve_as_of_date(args.date, default=now.date(), now=now, first_date=first_data_date(con))
+        result = build_chain(con, as_of, reports_dir=settings.reports_dir, html=not args.no_html)
+    finally:
+        con.close()
+    print(f"reports.options_chain {as_of}: {result.series} rows")
+    print(f"reports.options_chain_expiry {as_of}: {result.expiry_count} rows")
+    for path in (result.csv_path, result.html_path):
+        if path is not None:
+            print(path)
+    return 0

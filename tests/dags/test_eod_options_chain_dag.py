@@ -1,0 +1,114 @@
+"""`eod_options_chain`: the DAG's shape, and dag.test() end to end against a prepared tmp lake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from derivlake.config import LakeSettings
+from derivlake.lake.catalog import open_lake
+from tests.integration.test_chain_build import D, seed_day
+
+DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "eod_options_chain.py"
+
+
+def load_dag():
+    """Parse the DAG file afresh (DagBag), so the gate's env settings of the test apply."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAG_FILE))
+    assert not bag.import_errors, bag.import_errors
+    return bag.get_dag("eod_options_chain")
+
+
+@pytest.fixture
+def lake(airflow_db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LakeSettings:
+    monkeypatch.setenv("DERIVLAKE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DERIVLAKE_CHAIN_GATE_POKE_S", "1")
+    settings = LakeSettings.from_env()
+    con = open_lake(settings)
+    try:
+        seed_day(con)
+    finally:
+        con.close()
+    return settings
+
+
+def _ingested(settings: LakeSettings, trades_until: str) -> None:
+    con = open_lake(settings)
+    try:
+        con.execute(
+            "INSERT INTO ops.ingest_runs (run_id, topic, max_event_ts) VALUES "
+            "('r1', 'deribit.ticker', TIMESTAMP '2024-03-08 08:00:03'), ('r2', 'deribit.trades', ?)",
+            [trades_until],
+        )
+    finally:
+        con.close()
+
+
+def _logs(caplog: pytest.LogCaptureFixture, capfd) -> str:
+    """Task logs: dag.test() writes them through structlog to stdout, some also reach logging."""
+    out, err = capfd.readouterr()
+    return caplog.text + out + err
+
+
+def test_dag_shape(airflow_db) -> None:
+    dag = load_dag()
+    assert dag.dag_id == "eod_options_chain"
+    assert dag.catchup is False and dag.max_active_runs == 1 and dag.doc_md
+    assert {"derivlake", "eod"} <= set(dag.tags)
+    gate, build = dag.get_task("lake_complete"), dag.get_task("build")
+    assert gate.mode == "reschedule" and build.upstream_task_ids == {"lake_complete"}
+    assert gate.owner == "derivlake" and build.retries == 2 and build.execution_timeout is not None
+    assert [o.uri for o in build.outlets] == ["lake://reports/options_chain"]
+    assert "as_of_date" in dag.params
+    assert len(DAG_FILE.read_text().splitlines()) <= 70, "the DAG file stays thin"
+
+
+def test_dag_test_builds_the_chain(lake: LakeSettings) -> None:
+    _ingested(lake, "2024-03-08 08:00:00")
+    dag = load_dag()
+    run = dag.test(run_conf={"as_of_date": D.isoformat()})
+    assert run.state == "success", [(ti.task_id, ti.state) for ti in run.get_task_instances()]
+    csv = lake.reports_dir / "chain" / D.isoformat() / f"options_chain_{D}.csv"
+    assert csv.exists() and csv.with_suffix(".html").exists()
+    con = open_lake(lake, read_only=True)
+    try:
+        n = con.execute("SELECT count(*) FROM reports.options_chain WHERE as_of_date = ?", [D]).fetchone()[0]
+    finally:
+        con.close()
+    assert n == 31
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        extras = session.scalars(
+            select(AssetEvent.extra).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.uri == "lake://reports/options_chain")
+        ).all()  # fmt: skip
+    assert extras and extras[-1]["as_of_date"] == "2024-03-08" and extras[-1]["series"] == 31
+    assert extras[-1]["expiries"] == 4 and extras[-1]["csv"] == str(csv)
+    assert extras[-1]["html"] == str(csv.with_suffix(".html"))
+
+
+def test_dag_gate_times_out_naming_the_lagging_topic(
+    lake: LakeSettings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, capfd
+) -> None:
+    _ingested(lake, "2024-03-08 07:59:00")
+    monkeypatch.setenv("DERIVLAKE_CHAIN_GATE_TIMEOUT_S", "0")
+    dag = load_dag()
+    run = dag.test(run_conf={"as_of_date": D.isoformat()})
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert run.state == "failed" and states["lake_complete"] == "failed", states
+    assert "deribit.trades ingested up to 2024-03-08T07:59:00" in _logs(caplog, capfd)
+
+
+def test_dag_rejects_a_future_date(lake: LakeSettings, caplog: pytest.LogCaptureFixture, capfd) -> None:
+    _ingested(lake, "2024-03-08 08:00:00")
+    run = load_dag().test(run_conf={"as_of_date": "2999-01-01"})
+    assert run.state == "failed"
+    assert "as_of_date 2999-01-01 is in the future" in _logs(caplog, capfd)
+    states = {ti.task_id: (ti.state, ti.try_number) for ti in run.get_task_instances()}
+    assert states["lake_complete"] == ("failed", 1), "a bad date fails at once, without retries"

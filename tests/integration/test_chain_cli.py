@@ -1,0 +1,44 @@
+"""`python -m derivlake report chain --date D`: the DAG's code path by hand, paths and counts printed."""
+
+from __future__ import annotations
+
+import pytest
+
+from derivlake.cli import main
+from derivlake.config import LakeSettings
+from derivlake.lake.catalog import open_lake
+from tests.integration.test_chain_build import D, seed_day
+
+
+@pytest.fixture
+def lake(lake_settings: LakeSettings, monkeypatch: pytest.MonkeyPatch) -> LakeSettings:
+    monkeypatch.setenv("DERIVLAKE_HOME", str(lake_settings.home))
+    con = open_lake(lake_settings)
+    try:
+        seed_day(con)
+    finally:
+        con.close()
+    return lake_settings
+
+
+def test_report_chain_prints_paths_and_counts(lake: LakeSettings, capsys: pytest.CaptureFixture) -> None:
+    assert main(["report", "chain", "--date", D.isoformat()]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "reports.options_chain 2024-03-08: 31 rows" in out
+    assert "reports.options_chain_expiry 2024-03-08: 4 rows" in out
+    folder = lake.reports_dir / "chain" / "2024-03-08"
+    assert str(folder / "options_chain_2024-03-08.csv") in out
+    assert str(folder / "options_chain_2024-03-08.html") in out
+
+
+def test_report_chain_rejects_bad_dates(lake: LakeSettings, capsys: pytest.CaptureFixture) -> None:
+    assert main(["report", "chain", "--date", "2024-02-30"]) == 1
+    assert "is not a date" in capsys.readouterr().err
+    assert main(["report", "chain", "--date", "2024-03-01"]) == 1
+    assert "before the lake's first data (2024-03-07)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("product", ["margin", "exports"])
+def test_other_products_not_implemented_yet(product: str, capsys: pytest.CaptureFixture) -> None:
+    assert main(["report", product, "--date", "2024-03-08"]) == 2
+    assert "not implemented yet" in capsys.readouterr().out
