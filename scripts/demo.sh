@@ -59,23 +59,22 @@ for _ in $(seq 1 180); do
 done
 curl -fsS "http://localhost:$AIRFLOW__API__PORT/api/v2/monitor/health" >/dev/null || { echo "[demo] Airflow UI did not come up: see $LOGS/airflow.log"; exit 1; }
 
-echo "[demo] 5/5 DAGs: unpause and trigger the first runs"
+echo "[demo] 5/5 DAGs: unpaused; with catchup off each starts its latest scheduled run at once"
 for _ in $(seq 1 60); do
   airflow dags list -o plain 2>/dev/null | grep -q ingest_market_data && break
   sleep 2
 done
 for d in $(airflow dags list -o plain 2>/dev/null | awk 'NR>1 {print $1}'); do airflow dags unpause "$d" >/dev/null 2>&1 || true; done
-airflow dags trigger ingest_market_data >/dev/null 2>&1 || true
-# The last complete business day: [D-1 08:00, D 08:00) UTC, D = today once 08:00 UTC has passed.
-if [ "$(date -u +%H)" -ge 8 ]; then D="$(date -u +%Y-%m-%d)"; else D="$(date -u -d yesterday +%Y-%m-%d)"; fi
-airflow dags trigger eod_options_chain -c "{\"as_of_date\": \"$D\"}" >/dev/null 2>&1 || true
+# The last complete business day [D-1 08:00, D 08:00) UTC: the latest 08:05 run of eod_options_chain
+# builds it once ingestion has passed D 08:00.
+if [ "$(date -u +%H%M)" -ge 0805 ]; then D="$(date -u +%Y-%m-%d)"; else D="$(date -u -d yesterday +%Y-%m-%d)"; fi
 
 PASSWORD_FILE="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
 cat <<EOF
 
   derivlake is running.
   Airflow UI:      http://localhost:$AIRFLOW__API__PORT   user admin, password: $(python -c "import json,sys; print(json.load(open('$PASSWORD_FILE')).get('admin','see $PASSWORD_FILE'))" 2>/dev/null || echo "see $PASSWORD_FILE")
-  Business day:    $D (eod_options_chain triggered; it waits until ingestion has passed $D 08:00)
+  Business day:    $D (eod_options_chain waits until ingestion has passed $D 08:00, then builds it)
   Reports:         $DERIVLAKE_HOME/reports/
   Analyst SQL:     PYTHONPATH=include .venv/bin/python -m derivlake sql "SELECT symbol, count(*) FROM market.options_ticker GROUP BY ALL ORDER BY 2 DESC LIMIT 10"
   Logs:            $LOGS/
