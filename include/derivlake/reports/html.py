@@ -160,13 +160,21 @@ def smile_chart(underlying: str, chain: pd.DataFrame) -> str:
     # one point per strike: the OTM option (call above the forward, put below), as desks draw smiles
     otm = live[(live["option_type"] == "call") == (live["log_moneyness"] >= 0)]
     xr = _range(otm["log_moneyness"].tolist())
-    yr = _range(otm["mark_iv"].tolist(), otm["bid_iv"].dropna().tolist(), otm["ask_iv"].dropna().tolist())
+    # the axis follows the marks: a placeholder ask IV (Deribit shows 500% for a one-tick offer on a
+    # far wing) would flatten every smile, so bands are clipped to the marks' range plus a margin
+    lo, hi = _range(otm["mark_iv"].tolist())
+    yr = (max(lo - 0.25 * (hi - lo) - 1, 0.0), hi + 0.25 * (hi - lo) + 1)
     chart = Chart(f"{underlying} smile by expiry", "log-moneyness ln(K/F)", "IV (%)", xr, yr)
     for i, (expiration, g) in enumerate(otm.groupby("expiration", sort=True)):
         g = g.sort_values("log_moneyness")
         color = PALETTE[i % len(PALETTE)]
         both = g[g["bid_iv"].notna() & g["ask_iv"].notna()]
-        chart.band(both["log_moneyness"].tolist(), both["bid_iv"].tolist(), both["ask_iv"].tolist(), color)
+        chart.band(
+            both["log_moneyness"].tolist(),
+            both["bid_iv"].clip(*yr).tolist(),
+            both["ask_iv"].clip(*yr).tolist(),
+            color,
+        )
         chart.line(g["log_moneyness"].tolist(), g["mark_iv"].tolist(), color, f"{expiration:%d%b%y}".upper())
     return chart.svg("smile")
 
