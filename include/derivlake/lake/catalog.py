@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import importlib.util
+import os
 import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING

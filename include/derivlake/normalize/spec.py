@@ -24,7 +24,7 @@ KNOWN_CURRENCIES = (
 def instrument_pattern(currencies: tuple[str, ...] = KNOWN_CURRENCIES) -> str:
     """Deribit instrument grammar (domain.md section 1) as one regular expression."""
     cur = "|".join(currencies)
-    expiry = f"[1-9][0-9]?(?:{MONTHS})[0-9]{{2}}"
+    expiry = f"(?:[1-9]|[12][0-9]|3[01])(?:{MONTHS})[0-9]{{2}}"
     option = f"(?:{cur})(?:_USDC|_USDT)?-{expiry}-[0-9]+(?:d[0-9]+)?-[CP]"
     future = f"(?:{cur})(?:_USDC|_USDT)?-{expiry}"
     perpetual = f"(?:{cur})(?:_USDC|_USDT)?-PERPETUAL"
