@@ -184,8 +184,8 @@ class BrokerSettings:
 class DrainSettings:
     """Bounds of one drain: memory is capped by `batch_bytes`, never by the backlog."""
 
-    batch_bytes: int = 32 * 1024 * 1024
-    batch_messages: int = 50_000
+    batch_bytes: int = 64 * 1024 * 1024
+    batch_messages: int = 100_000
     poll_timeout_s: float = 1.0
     idle_timeout_s: float = 10.0
     quarantine_max_ratio: float = 0.05

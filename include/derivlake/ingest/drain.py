@@ -96,52 +96,53 @@ def _is_conflict(exc: Exception) -> bool:
 
 
 class _Batch:
-    """Columns of the messages read so far (values kept as bytes: memory is `batch_bytes` bound)."""
+    """The messages read so far, as Arrow record batches: one per consume call, so the Python
+    objects of a call are freed at once and memory is about the raw bytes (`batch_bytes` bound)."""
 
-    def __init__(self) -> None:
-        self.partitions: list[int] = []
-        self.offsets: list[int] = []
-        self.keys: list[bytes | None] = []
-        self.values: list[bytes | None] = []
-        self.received: list[int] = []
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.chunks: list[pa.RecordBatch] = []
+        self.ranges: dict[int, tuple[int, int]] = {}  # partition -> (first offset, next offset)
         self.nbytes = 0
+        self.count = 0
 
     def __len__(self) -> int:
-        return len(self.offsets)
+        return self.count
 
     def add(self, msgs: list) -> None:
-        self.partitions.extend(m.partition() for m in msgs)
-        self.offsets.extend(m.offset() for m in msgs)
-        self.keys.extend(m.key() for m in msgs)
-        values = [m.value() for m in msgs]
-        self.values.extend(values)
-        self.received.extend(_received_at_us(m) for m in msgs)
-        self.nbytes += sum(len(v) for v in values if v)
-
-    def to_arrow(self, topic: str) -> pa.Table:
         import pyarrow as pa
 
-        n = len(self.offsets)
-        table = pa.table(
+        partitions = [m.partition() for m in msgs]
+        offsets = [m.offset() for m in msgs]
+        values = pa.array([m.value() for m in msgs], pa.binary())
+        chunk = pa.record_batch(
             {
-                "kafka_topic": pa.array([topic] * n, pa.string()).dictionary_encode(),
-                "kafka_partition": pa.array(self.partitions, pa.int32()),
-                "kafka_offset": pa.array(self.offsets, pa.int64()),
-                "key": pa.array(self.keys, pa.binary()),
-                "value": pa.array(self.values, pa.binary()),
-                "received_at_us": pa.array(self.received, pa.int64()),
+                "kafka_topic": pa.repeat(pa.scalar(self.topic), len(msgs)),
+                "kafka_partition": pa.array(partitions, pa.int32()),
+                "kafka_offset": pa.array(offsets, pa.int64()),
+                "key": pa.array([m.key() for m in msgs], pa.binary()),
+                "value": values,
+                "received_at_us": pa.array([_received_at_us(m) for m in msgs], pa.int64()),
             }
         )
-        # several record batches let DuckDB parse them on all cores
-        return pa.Table.from_batches(table.to_batches(max_chunksize=8192))
+        self.chunks.append(chunk)
+        self.count += len(msgs)
+        self.nbytes += values.nbytes
+        # a partition's messages arrive in offset order: its first and last occurrences bound it
+        last = dict(zip(partitions, offsets, strict=True))
+        first = dict(zip(reversed(partitions), reversed(offsets), strict=True))
+        for p, hi in last.items():
+            lo = self.ranges[p][0] if p in self.ranges else first[p]
+            self.ranges[p] = (lo, hi + 1)
+
+    def to_arrow(self) -> pa.Table:
+        import pyarrow as pa
+
+        return pa.Table.from_batches(self.chunks)  # several batches: DuckDB parses them on all cores
 
     def offset_ranges(self) -> dict[int, tuple[int, int]]:
         """Partition -> (first offset, next offset after the last)."""
-        out: dict[int, tuple[int, int]] = {}
-        for p, o in zip(self.partitions, self.offsets, strict=True):
-            first, nxt = out.get(p, (o, o + 1))
-            out[p] = (min(first, o), max(nxt, o + 1))
-        return out
+        return dict(self.ranges)
 
 
 def _received_at_us(msg) -> int:
@@ -262,7 +263,7 @@ class Drain:
             bound: dict[int, int] = {}  # fixed at the first fetch of each partition
             done: set[int] = set()
             consumer.assign([TopicPartition(self.topic.name, s.partition, s.next_offset) for s in starts])
-            batch = _Batch()
+            batch = _Batch(self.topic.name)
             idle_since = time.monotonic()
             last_log = time.monotonic()
             # One batch commits in a worker thread (DuckDB releases the GIL) while the next is read:
@@ -301,7 +302,7 @@ class Drain:
                         pending = None
                         break
                     pending = committer.submit(self._flush, batch, stored, result)
-                    batch = _Batch()
+                    batch = _Batch(self.topic.name)
                 for p in list(done):
                     consumer.pause([TopicPartition(self.topic.name, p)])
                 if time.monotonic() - last_log > 10:
@@ -365,7 +366,7 @@ class Drain:
     def _flush(self, batch: _Batch, stored: dict[int, int], result: DrainResult) -> bool:
         """Commit one batch; False when another drain got there first (ours is then dropped)."""
         started = datetime.utcnow()
-        raw = batch.to_arrow(self.topic.name)
+        raw = batch.to_arrow()
         ranges = batch.offset_ranges()
         stale = [p for p, (first, _n) in ranges.items() if 0 <= first < stored.get(p, -1)]
         if stale:  # never expected: the batch starts before what the lake already holds
