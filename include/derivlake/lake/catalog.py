@@ -57,7 +57,14 @@ def connect_duckdb() -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the lake's extensions loaded from disk, never downloaded."""
     import duckdb
 
-    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    # memory is capped by configuration (DuckDB's default is 80% of RAM); beyond it DuckDB spills to disk
+    con = duckdb.connect(
+        config={
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "memory_limit": os.environ.get("DERIVLAKE_DUCKDB_MEMORY_LIMIT", "512MB"),
+        }
+    )
     for name in ("sqlite_scanner", "postgres_scanner", "ducklake"):
         con.execute(f"LOAD '{extension_path(name)}'")
     con.execute("SET TimeZone = 'UTC'")

@@ -1,0 +1,79 @@
+"""`python -m derivlake sql`: read-only, readable, scriptable."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from derivlake.config import LakeSettings
+from derivlake.lake.catalog import open_lake
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def lake_with_rows(lake_settings: LakeSettings) -> LakeSettings:
+    con = open_lake(lake_settings)
+    con.execute(
+        "INSERT INTO market.index_prices (index_name, timestamp, price, date) VALUES "
+        "('btc_usd', '2025-03-06 07:59:00', 90000.5, '2025-03-06'), "
+        "('eth_usd', '2025-03-06 07:59:00', 2200.25, '2025-03-06')"
+    )
+    con.close()
+    return lake_settings
+
+
+def sql(lake: LakeSettings, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "include"), "DERIVLAKE_HOME": str(lake.home)}
+    return subprocess.run(
+        [sys.executable, "-m", "derivlake", "sql", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_table_csv_json_and_parquet_output(lake_with_rows: LakeSettings, tmp_path: Path) -> None:
+    q = "SELECT index_name, price FROM market.index_prices ORDER BY 1"
+    table = sql(lake_with_rows, q)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["index_name", "price"] and lines[-1] == "(2 rows)"
+    assert lines[2].split() == ["btc_usd", "90000.5"]
+    assert (
+        sql(lake_with_rows, q, "--format", "csv").stdout
+        == "index_name,price\nbtc_usd,90000.5\neth_usd,2200.25\n"
+    )
+    assert json.loads(sql(lake_with_rows, q, "--format", "json").stdout)[1] == {
+        "index_name": "eth_usd",
+        "price": 2200.25,
+    }
+    out = tmp_path / "x.parquet"
+    assert sql(lake_with_rows, q, "--format", "parquet", "--output", str(out)).returncode == 0
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(out).num_rows == 2
+
+
+def test_errors_are_one_line_and_the_lake_is_read_only(lake_with_rows: LakeSettings) -> None:
+    bad = sql(lake_with_rows, "SELECT nope FROM market.index_prices")
+    assert (
+        bad.returncode == 1 and bad.stderr.startswith("error: Binder Error") and bad.stderr.count("\n") == 1
+    )
+    write = sql(lake_with_rows, "DELETE FROM market.index_prices")
+    assert write.returncode == 1 and "read-only" in write.stderr.lower()
+    missing = sql(LakeSettings(home=lake_with_rows.home / "nowhere"), "SELECT 1")
+    assert missing.returncode == 1 and "no lake at" in missing.stderr
+
+
+def test_prompt_reads_statements_from_a_pipe(lake_with_rows: LakeSettings) -> None:
+    done = sql(
+        lake_with_rows, "--format", "csv", stdin="SELECT count(*) AS n\nFROM market.index_prices;\n.quit\n"
+    )
+    assert done.returncode == 0 and done.stdout == "n\n2\n"
