@@ -3,30 +3,33 @@
 Why: the lake, the reports and the margin engine need days of realistic, exchange-shaped data with known
 answers (the smile that generated the marks, the TWAP that is the delivery price, the faults injected).
 The market moves in fixed time steps; per step everything numeric is computed with numpy for all
-instruments that tick, and the per-message Python work is building a dict and serialising it.
+instruments that tick (marks, greeks, book level diffs, ticker fields), the tickers and book messages are
+built as msgspec structs column-wise and serialised in bulk, and a step goes out as one `_Block` of
+pre-built keys, values and headers (the hot path has no per-message dicts).
 Same seed and window -> byte-identical messages (keys, values, headers, order); wall-clock time is only
 used to pace `--realtime`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import repeat
 
+import msgspec
 import numpy as np
 
 from derivlake.config import KafkaSettings
 from derivlake.feed.calendar import ListingPolicy, future_name, listed_expiries, option_name
 from derivlake.feed.market import MARKETS, YEAR_S, MarketSpec, index_path, price_and_greeks, smile_vol
-from derivlake.feed.producer import Delivered, Sink
+from derivlake.feed.producer import Delivered, Headers, Sink
 
 log = logging.getLogger(__name__)
 
@@ -149,12 +152,111 @@ def _ms(dt: datetime) -> int:
     return int(dt.timestamp() * 1000)
 
 
-def _dumps(obj: object) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
+_ENCODER = msgspec.json.Encoder()
+_dumps: Callable[[object], bytes] = _ENCODER.encode  # NaN encodes as null (a missing value)
+_loads = msgspec.json.decode
+NAN = float("nan")
+SOURCE_HEADER = ("source", b"simulator")
+ACTIONS = np.array(["delete", "new", "change"], dtype=object)
+
+
+# --- message shapes of the hot path (field order = the JSON key order of the contract) -------------------
+
+
+class _OptionStats(msgspec.Struct, gc=False):
+    volume: float
+    price_change: float
+    low: float
+    high: float
+
+
+class _Greeks(msgspec.Struct, gc=False):
+    vega: float
+    theta: float
+    rho: float
+    gamma: float
+    delta: float
+
+
+class _OptionTicker(msgspec.Struct, gc=False):
+    underlying_price: float
+    underlying_index: str
+    timestamp: int
+    stats: _OptionStats
+    state: str
+    settlement_price: float
+    open_interest: float
+    min_price: float
+    max_price: float
+    mark_price: float
+    mark_iv: float
+    last_price: float
+    interest_rate: float
+    instrument_name: str
+    index_price: float
+    greeks: _Greeks
+    estimated_delivery_price: float
+    bid_iv: float
+    best_bid_price: float
+    best_bid_amount: float
+    best_ask_price: float
+    best_ask_amount: float
+    ask_iv: float
+
+
+class _BookChange(msgspec.Struct):
+    type: str
+    timestamp: int
+    prev_change_id: int
+    instrument_name: str
+    change_id: int
+    bids: list
+    asks: list
+
+
+class _BookSnapshot(msgspec.Struct):
+    type: str
+    timestamp: int
+    instrument_name: str
+    change_id: int
+    bids: list
+    asks: list
+
+
+def _round_dp(x: np.ndarray, two: np.ndarray) -> np.ndarray:
+    """Index precision per row: 2 dp for BTC/ETH, 4 for the rest."""
+    return np.where(two, np.round(x, 2), np.round(x, 4))
+
+
+def _objects(items: list) -> np.ndarray:
+    out = np.empty(len(items), dtype=object)
+    for i, x in enumerate(items):
+        out[i] = x
+    return out
+
+
+def _levels(
+    prices: np.ndarray, codes: np.ndarray, amounts: np.ndarray, emit: np.ndarray
+) -> tuple[list[list], list[list]]:
+    """Deribit `[action, price, amount]` lists per row and side from (rows, 2, k) arrays, in array order."""
+    flat = np.flatnonzero(emit)
+    triples = list(
+        zip(
+            ACTIONS[codes.ravel()[flat]].tolist(),
+            prices.ravel()[flat].tolist(),
+            amounts.ravel()[flat].tolist(),
+            strict=True,
+        )
+    )
+    ends = np.cumsum(emit.sum(axis=2).ravel()).tolist()
+    segs = [triples[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+    return segs[0::2], segs[1::2]
 
 
 @dataclass
 class _Inst:
+    """Static description of a listed instrument; its moving state lives in the simulator's arrays."""
+
     serial: int
     name: str
     mi: int  # index into MARKETS
@@ -166,29 +268,82 @@ class _Inst:
     min_amount: float
     created_ms: int
     period: str
-    change_id: int
-    bids: dict[int, float] = field(default_factory=dict)  # price in ticks -> amount
-    asks: dict[int, float] = field(default_factory=dict)
-    last_snapshot_ms: int = 0
-    trade_seq: int = 0
-    last_trade: float | None = None
-    tick_direction: int = 0
-    volume: float = 0.0
-    high: float | None = None
-    low: float | None = None
-    first_trade: float | None = None
-    open_interest: float = 0.0
-    settlement: float = 0.0
-    mark: float = 0.0
-    mark_iv: float = 0.0
-    F: float = 0.0
-    vega: float = 0.0
-    index: float = 0.0
     underlying_index: str = "index_price"
+
+
+@dataclass
+class _Block:
+    """The messages of one step, column-wise; `headers` and `marks` are filled by `_Out.close`."""
+
+    step_ms: int
+    kinds: list[str]
+    keys: list[bytes]
+    values: list[bytes]
+    headers: list[Headers]
+    marks: list[str | None]
+    n_marked: int
+
+
+class _Out:
+    """Accumulates a step's messages column-wise; headers are made in one go at the end."""
+
+    def __init__(self) -> None:
+        self.kinds: list[str] = []
+        self.keys: list[bytes] = []
+        self.values: list[bytes] = []
+        self.chans: list[tuple[str, bytes]] = []
+        self.ts: list[int] = []
+        self.marks: list[str | None] = []
+        self.same_headers: list[tuple[int, int]] = []  # (copy, original): copies share the headers
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def add(self, kind: str, key: bytes, value: bytes, chan: tuple[str, bytes], ts: int, mark: str | None):
+        self.kinds.append(kind)
+        self.keys.append(key)
+        self.values.append(value)
+        self.chans.append(chan)
+        self.ts.append(ts)
+        self.marks.append(mark)
+
+    def close(self, step_ms: int, latency: np.random.Generator) -> _Block:
+        n = len(self.values)
+        recv = np.asarray(self.ts, dtype=np.int64) * 1000 + latency.integers(300, 4300, n)
+        received = list(zip(repeat("received_at"), recv.astype("S20").tolist()))
+        headers = list(map(list, zip(repeat(SOURCE_HEADER), self.chans, received)))
+        for copy, original in self.same_headers:
+            headers[copy] = headers[original]
+        n_marked = n - self.marks.count(None)
+        return _Block(step_ms, self.kinds, self.keys, self.values, headers, self.marks, n_marked)
+
+
+def _channel(prefix: str, name: str) -> tuple[str, bytes]:
+    return ("channel", f"{prefix}.{name}.100ms".encode())
 
 
 class Simulator:
     """Generates the messages of a run in time order; `stats` fills as messages are generated."""
+
+    # per-instrument moving state: (attribute, dtype, initial value); rows follow `self.insts`
+    _STATE: tuple[tuple[str, type, float], ...] = (
+        ("s_cid", np.int64, 0),
+        ("s_snap", np.int64, 0),
+        ("s_mark", np.float64, 0.0),
+        ("s_F", np.float64, 0.0),
+        ("s_vega", np.float64, 0.0),
+        ("s_iv", np.float64, 0.0),
+        ("s_index", np.float64, 0.0),
+        ("s_settle", np.float64, 0.0),
+        ("s_seq", np.int64, 0),
+        ("s_tdir", np.int64, 0),
+        ("s_last", np.float64, NAN),
+        ("s_first", np.float64, NAN),
+        ("s_high", np.float64, NAN),
+        ("s_low", np.float64, NAN),
+        ("s_vol", np.float64, 0.0),
+        ("s_oi", np.float64, 0.0),
+    )
 
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
@@ -196,7 +351,7 @@ class Simulator:
         self.stats = FeedStats()
         self.rng = np.random.default_rng(config.seed)
         self.rnd = random.Random(config.seed)  # per-message market draws (cheap scalars)
-        self.latency = random.Random(config.seed ^ 0x5EED)
+        self.latency = np.random.default_rng(config.seed ^ 0x5EED)
         self.faults = random.Random(config.seed ^ 0xFA17)  # own stream: faults never change clean data
         self.step_ms = self.scale.step_s * 1000
         self.n_phases = max(1, self.scale.ticker_interval_s // self.scale.step_s)
@@ -212,50 +367,63 @@ class Simulator:
         self.twap_n = np.zeros(len(MARKETS))
         self._block: np.ndarray | None = None
         self._block_pos = 0
-        self._arrays_dirty = True
         self._fault_active = any((config.bad_rate, config.dup_rate, config.late_rate, config.gap_rate))
+        L = self.scale.book_levels
+        for name, dtype, init in self._STATE:
+            setattr(self, name, np.full(0, init, dtype=dtype))
+        # the book: (instrument, side bid/ask, level) price in ticks, amount, level present
+        self.b_px = np.full((0, 2, L), -1, dtype=np.int64)
+        self.b_amt = np.zeros((0, 2, L))
+        self.b_ok = np.zeros((0, 2, L), dtype=bool)
+        self._arrays()
 
     # --- message plumbing ------------------------------------------------------------------------
 
-    def _msg(self, kind: str, key: str, obj: dict, channel: str, ts_ms: int, step_ms: int) -> FeedMessage:
-        received_us = ts_ms * 1000 + 300 + int(self.latency.random() * 4000)
-        headers = [
-            ("source", b"simulator"),
-            ("channel", channel.encode()),
-            ("received_at", b"%d" % received_us),
-        ]
-        return FeedMessage(kind, key.encode(), _dumps(obj), headers, None, step_ms)
+    def _emit(self, out: _Out, kind: str, key: str, obj: dict, chan: str, ts: int, mark: str | None = None):
+        """One message built from a dict plus the faults it may attract (rare paths: index, trades...)."""
+        key_b, value = key.encode(), _dumps(obj)
+        self._add_faulted(out, kind, key_b, value, ("channel", chan.encode()), ts, mark, lambda: obj)
 
-    def _emit(
-        self, kind: str, key: str, obj: dict, channel: str, ts_ms: int, step_ms: int
-    ) -> list[FeedMessage]:
-        """One message plus the faults it may attract (extra copies; the clean stream stays intact)."""
-        msg = self._msg(kind, key, obj, channel, ts_ms, step_ms)
+    def _add_faulted(
+        self,
+        out: _Out,
+        kind: str,
+        key: bytes,
+        value: bytes,
+        chan: tuple[str, bytes],
+        ts: int,
+        mark: str | None,
+        obj: Callable[[], dict],
+    ) -> None:
+        """Add a clean message, then the extra copies its faults make (the clean stream stays intact)."""
+        at = len(out)
+        out.add(kind, key, value, chan, ts, mark)
         if not self._fault_active or kind not in REQUIRED_FIELDS:
-            return [msg]
-        out = [msg]
+            return
         cfg, rnd = self.config, self.faults
         if cfg.dup_rate and kind in ("deribit.trades", "deribit.book") and rnd.random() < cfg.dup_rate:
-            out.append(FeedMessage(kind, msg.key, msg.value, msg.headers, "duplicate", step_ms))
+            out.same_headers.append((len(out), at))
+            out.add(kind, key, value, chan, ts, "duplicate")
         if cfg.bad_rate and rnd.random() < cfg.bad_rate:
             fault = BAD_KINDS[rnd.randrange(3 if kind == "deribit.index" else 4)]
-            out.append(self._corrupt(msg, obj, fault))
-        return out
+            bad_key, bad_value = self._corrupt(kind, key, value, obj, fault)
+            out.same_headers.append((len(out), at))
+            out.add(kind, bad_key, bad_value, chan, ts, fault)
 
-    def _corrupt(self, msg: FeedMessage, obj: dict, fault: str) -> FeedMessage:
-        rnd, key = self.faults, msg.key
+    def _corrupt(
+        self, kind: str, key: bytes, value: bytes, obj: Callable[[], dict], fault: str
+    ) -> tuple[bytes, bytes]:
+        rnd = self.faults
         if fault == "bad_json":
-            value = msg.value[: max(1, rnd.randrange(1, len(msg.value) - 1))]
-        elif fault == "wrong_type":
-            name, bad = rnd.choice(WRONG_TYPES[msg.kind])
-            value = _dumps({**obj, name: bad})
-        elif fault == "missing_field":
-            drop = rnd.choice(REQUIRED_FIELDS[msg.kind])
-            value = _dumps({k: v for k, v in obj.items() if k != drop})
-        else:
-            bad_name = rnd.choice(UNKNOWN_INSTRUMENTS)
-            value, key = _dumps({**obj, "instrument_name": bad_name}), bad_name.encode()
-        return FeedMessage(msg.kind, key, value, msg.headers, fault, msg.step_ms)
+            return key, value[: max(1, rnd.randrange(1, len(value) - 1))]
+        if fault == "wrong_type":
+            name, bad = rnd.choice(WRONG_TYPES[kind])
+            return key, _dumps({**obj(), name: bad})
+        if fault == "missing_field":
+            drop = rnd.choice(REQUIRED_FIELDS[kind])
+            return key, _dumps({k: v for k, v in obj().items() if k != drop})
+        bad_name = rnd.choice(UNKNOWN_INSTRUMENTS)
+        return bad_name.encode(), _dumps({**obj(), "instrument_name": bad_name})
 
     def _late(self, obj: dict, ts_ms: int) -> bool:
         """Maybe move an event hours back, into the previous UTC date (it arrives late)."""
@@ -335,18 +503,7 @@ class Simulator:
         tick = spec.option_tick if kind == "option" else spec.future_tick
         amount = spec.option_min_amount if kind == "option" else 1.0 if spec.linear else spec.future_contract
         return _Inst(
-            self.serial,
-            name,
-            mi,
-            kind,
-            expiry_ms,
-            strike,
-            is_call,
-            tick,
-            amount,
-            created_ms,
-            period,
-            change_id=10_000_000_000 + self.serial * 1_000_000,
+            self.serial, name, mi, kind, expiry_ms, strike, is_call, tick, amount, created_ms, period
         )
 
     def _strikes(self, spec: MarketSpec, fwd: float, t_years: float) -> list[float]:
@@ -359,9 +516,12 @@ class Simulator:
 
     def _roll(self, t_ms: int, first: bool) -> list[_Inst]:
         """08:00 UTC: expire today's series, list new ones. Returns the newly listed instruments."""
+        from derivlake.feed.calendar import settlement_period
+
         now = datetime.fromtimestamp(t_ms / 1000, UTC)
         existing = {i.name for i in self.insts}
-        self.insts = [i for i in self.insts if i.expiry_ms > t_ms]
+        keep = [j for j, i in enumerate(self.insts) if i.expiry_ms > t_ms]
+        self.insts = [self.insts[j] for j in keep]
         new: list[_Inst] = []
         for mi, spec in enumerate(MARKETS):
             name = f"{spec.market}-PERPETUAL"
@@ -372,8 +532,6 @@ class Simulator:
             for expiry in listed_expiries(now, self.scale.listing):
                 exp_ms = _ms(expiry)
                 t_years = (exp_ms - t_ms) / 1000 / YEAR_S
-                from derivlake.feed.calendar import settlement_period
-
                 period = settlement_period(expiry.date())
                 if spec.has_futures and period == "month":
                     fname = future_name(spec.market, expiry)
@@ -394,13 +552,24 @@ class Simulator:
                     f"SYN.{future_name(MARKETS[inst.mi].market, datetime.fromtimestamp(inst.expiry_ms / 1000, UTC))}",
                 )
         self.insts.extend(new)
-        self._arrays_dirty = True
+        # carry the moving state of the survivors over, fresh state for the new rows
+        rows = np.array(keep, dtype=np.int64)
+        for attr, dtype, init in self._STATE:
+            setattr(self, attr, np.concatenate([getattr(self, attr)[rows], np.full(len(new), init, dtype)]))
+        self.s_cid[len(keep) :] = [10_000_000_000 + i.serial * 1_000_000 for i in new]
+        L = self.scale.book_levels
+        self.b_px = np.concatenate([self.b_px[rows], np.full((len(new), 2, L), -1, dtype=np.int64)])
+        self.b_amt = np.concatenate([self.b_amt[rows], np.zeros((len(new), 2, L))])
+        self.b_ok = np.concatenate([self.b_ok[rows], np.zeros((len(new), 2, L), dtype=bool)])
+        self._arrays()
         return new
 
     def _arrays(self) -> None:
+        """Static per-instrument columns (numbers for numpy, names/keys/channels as object arrays)."""
         insts = self.insts
         self.a_mi = np.array([i.mi for i in insts], dtype=np.int64)
         self.a_exp = np.array([i.expiry_ms for i in insts], dtype=np.float64)
+        self.a_exp_ms = np.array([i.expiry_ms for i in insts], dtype=np.int64)
         self.a_k = np.array([i.strike if i.kind == "option" else 1.0 for i in insts])
         self.a_call = np.array([i.is_call for i in insts], dtype=bool)
         self.a_opt = np.array([i.kind == "option" for i in insts], dtype=bool)
@@ -408,8 +577,16 @@ class Simulator:
         self.a_tick = np.array([i.tick for i in insts])
         self.a_min = np.array([i.min_amount for i in insts])
         self.a_linear = np.array([MARKETS[i.mi].linear for i in insts], dtype=bool)
+        self.a_dp2 = np.array([MARKETS[i.mi].base in ("BTC", "ETH") for i in insts], dtype=bool)
         self.a_phase = np.array([i.serial % self.n_phases for i in insts], dtype=np.int64)
-        self._arrays_dirty = False
+        self.a_created = np.array([i.created_ms for i in insts], dtype=np.int64)
+        self.o_name = _objects([i.name for i in insts])
+        self.o_uidx = _objects([i.underlying_index for i in insts])
+        self.o_key = _objects([i.name.encode() for i in insts])
+        # channel header per message: rows [0, n) book, [n, 2n) ticker
+        self.o_chan = _objects(
+            [_channel("book", i.name) for i in insts] + [_channel("ticker", i.name) for i in insts]
+        )
 
     # --- market step -----------------------------------------------------------------------------
 
@@ -460,7 +637,8 @@ class Simulator:
             "spot": spot,
         }
 
-    def _target_books(self, idx: np.ndarray, mark: np.ndarray) -> tuple[np.ndarray, ...]:
+    def _target_books(self, idx: np.ndarray, mark: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """New book of each instrument: (rows, side, level) price ticks, fresh amounts, keep-old flags."""
         tick = self.a_tick[idx]
         opt = self.a_opt[idx]
         half = np.where(opt, np.maximum(mark * 0.03, tick), tick * (1 + self.rng.integers(0, 3, len(idx))))
@@ -472,257 +650,337 @@ class Simulator:
         offs = np.cumsum(gaps, axis=2)
         amounts = np.ceil(self.rng.lognormal(1.5, 1.0, (len(idx), 2, L)))
         keep = self.rng.random((len(idx), 2, L)) < 0.7
-        return bb, ba, offs, amounts, keep
+        px = np.stack([bb[:, None] - offs[:, 0], ba[:, None] + offs[:, 1]], axis=1)
+        return px, amounts, keep
 
-    def _book_update(
-        self, inst: _Inst, bb: int, ba: int, offs: np.ndarray, amounts: np.ndarray, keep: np.ndarray
-    ) -> tuple[list, list]:
-        """Move the book to its new target; return the change lists (Deribit `[action, price, amount]`)."""
-        unit = inst.min_amount
-        sides = []
-        for s, (book, best, sign) in enumerate(((inst.bids, bb, -1), (inst.asks, ba, 1))):
-            target: dict[int, float] = {}
-            for lvl in range(len(offs[s])):
-                p = best + sign * int(offs[s][lvl])
-                if p < 1:
-                    break
-                old = book.get(p)
-                target[p] = (
-                    old if (old is not None and keep[s][lvl]) else round(float(amounts[s][lvl]) * unit, 6)
-                )
-            changes = []
-            tick = inst.tick
-            for p in sorted(book.keys() - target.keys(), reverse=sign < 0):
-                changes.append(["delete", round(p * tick, 8), 0.0])
-            for p in sorted(target, reverse=sign < 0):
-                if p not in book:
-                    changes.append(["new", round(p * tick, 8), target[p]])
-                elif book[p] != target[p]:
-                    changes.append(["change", round(p * tick, 8), target[p]])
-            book.clear()
-            book.update(target)
-            sides.append(changes)
-        return sides[0], sides[1]
+    def _book_update(self, idx: np.ndarray, mark: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Move the books of `idx` to their targets, vectorised.
 
-    @staticmethod
-    def _levels(book: dict[int, float], tick: float, bids: bool) -> list:
-        return [["new", round(p * tick, 8), a] for p, a in sorted(book.items(), reverse=bids)]
+        Returns per (row, side, slot) with slots [old levels | new levels]: emit flag, action code
+        (0 delete, 1 new, 2 change), price in ticks and amount, in Deribit order (deletes first, bids
+        descending, asks ascending).
+        """
+        new_px, fresh, keep = self._target_books(idx, mark)
+        new_ok = new_px >= 1  # levels below one tick do not exist (bids stop there)
+        fresh = np.round(fresh * self.a_min[idx][:, None, None], 6)
+        old_px, old_amt, old_ok = self.b_px[idx], self.b_amt[idx], self.b_ok[idx]
+        same = (new_px[..., :, None] == old_px[..., None, :]) & new_ok[..., :, None] & old_ok[..., None, :]
+        in_old = same.any(axis=3)
+        prev_amt = (same * old_amt[..., None, :]).sum(axis=3)
+        amt = np.where(in_old & keep, prev_amt, fresh)
+        deleted = old_ok & ~same.any(axis=2)
+        changed = new_ok & (~in_old | (amt != prev_amt))
+        self.b_px[idx] = np.where(new_ok, new_px, -1)
+        self.b_amt[idx] = np.where(new_ok, amt, 0.0)
+        self.b_ok[idx] = new_ok
+        emit = np.concatenate([deleted, changed], axis=2)
+        codes = np.concatenate([np.zeros_like(old_px), np.where(in_old, 2, 1)], axis=2)
+        px = np.concatenate([old_px, new_px], axis=2)
+        amounts = np.concatenate([np.zeros_like(old_amt), amt], axis=2)
+        return emit, codes, px, amounts
 
-    def _snapshot(self, inst: _Inst, ts: int) -> dict:
-        inst.last_snapshot_ms = ts
-        return {
-            "type": "snapshot",
-            "timestamp": ts,
-            "instrument_name": inst.name,
-            "change_id": inst.change_id,
-            "bids": self._levels(inst.bids, inst.tick, True),
-            "asks": self._levels(inst.asks, inst.tick, False),
-        }
+    def _snapshot_levels(self, rows: np.ndarray) -> tuple[list[list], list[list]]:
+        px = np.round(self.b_px[rows] * self.a_tick[rows][:, None, None], 8)
+        return _levels(px, np.ones(px.shape, dtype=np.int64), self.b_amt[rows], self.b_ok[rows])
 
-    def _ticker(self, inst: _Inst, ts: int, p: dict[str, list], j: int, est_delivery: float) -> dict:
+    def _option_tickers(self, rows: np.ndarray, pos: np.ndarray, ts: np.ndarray, p: dict, est: np.ndarray):
+        """Option tickers of instruments `rows` (p/est/ts indexed by `pos`), serialised in bulk."""
+        tick = self.a_tick[rows]
+        two = self.a_dp2[rows]
+        mark, F, usd = p["mark"][pos], p["F"][pos], p["usd"][pos]
+        mark_iv = self.s_iv[rows]
+        vega = np.maximum(self.s_vega[rows], 1e-9)
+        to_usd = np.where(self.a_linear[rows], 1.0, F)
+        has_bid, has_ask = self.b_ok[rows, 0, 0], self.b_ok[rows, 1, 0]
+        bid_px = np.where(has_bid, np.round(self.b_px[rows, 0, 0] * tick, 8), 0.0)
+        ask_px = np.where(has_ask, np.round(self.b_px[rows, 1, 0] * tick, 8), 0.0)
+
+        def iv_at(px: np.ndarray) -> list:
+            iv = np.round(np.clip(mark_iv + (px * to_usd - usd) / vega, 1.0, 500.0), 2)
+            return np.where(px != 0.0, iv, 0.0).tolist()
+
+        seq, first, last = self.s_seq[rows], self.s_first[rows], self.s_last[rows]
+        with np.errstate(invalid="ignore"):
+            change = np.round((last / first - 1) * 100, 4)
+        stats = list(
+            map(
+                _OptionStats,
+                np.where(seq > 0, np.round(self.s_vol[rows], 4), NAN).tolist(),
+                change.tolist(),
+                self.s_low[rows].tolist(),
+                self.s_high[rows].tolist(),
+            )
+        )
+        greeks = list(map(_Greeks, *(np.round(p[g][pos], 5).tolist() for g in _Greeks.__struct_fields__)))
+        n = len(rows)
+        low = np.maximum(tick, np.round(mark * 0.5 / tick) * tick)
+        tickers = map(
+            _OptionTicker,
+            _round_dp(F, two).tolist(),
+            self.o_uidx[rows].tolist(),
+            ts[pos].tolist(),
+            stats,
+            repeat("open", n),
+            np.round(self.s_settle[rows], 8).tolist(),
+            np.round(self.s_oi[rows], 4).tolist(),
+            np.round(low, 8).tolist(),
+            np.round(mark * 1.5 / tick * tick + 10 * tick, 8).tolist(),
+            np.round(mark, 8).tolist(),
+            mark_iv.tolist(),
+            last.tolist(),
+            repeat(0.0, n),
+            self.o_name[rows].tolist(),
+            _round_dp(p["spot"][pos], two).tolist(),
+            greeks,
+            est[pos].tolist(),
+            iv_at(bid_px),
+            bid_px.tolist(),
+            np.where(has_bid, self.b_amt[rows, 0, 0], 0.0).tolist(),
+            ask_px.tolist(),
+            np.where(has_ask, self.b_amt[rows, 1, 0], 0.0).tolist(),
+            iv_at(ask_px),
+        )
+        return list(map(_dumps, tickers))
+
+    def _other_ticker(self, j: int, ts: int, spot: float, est: float) -> dict:
+        """Ticker of a future or perpetual (a handful per step: built as a dict)."""
+        inst = self.insts[j]
         spec = MARKETS[inst.mi]
         tick = inst.tick
-        bid = max(inst.bids) if inst.bids else None
-        ask = min(inst.asks) if inst.asks else None
-        bid_px = round(bid * tick, 8) if bid is not None else 0.0
-        ask_px = round(ask * tick, 8) if ask is not None else 0.0
+        seq = int(self.s_seq[j])
+        mark = float(self.s_mark[j])
+        last, first, vol = float(self.s_last[j]), float(self.s_first[j]), float(self.s_vol[j])
+        has_bid, has_ask = bool(self.b_ok[j, 0, 0]), bool(self.b_ok[j, 1, 0])
         stats = {
-            "volume": round(inst.volume, 4) if inst.trade_seq else None,
-            "price_change": (
-                round((inst.last_trade / inst.first_trade - 1) * 100, 4) if inst.first_trade else None
-            ),
-            "low": inst.low,
-            "high": inst.high,
+            "volume": round(vol, 4) if seq else None,
+            "price_change": round((last / first - 1) * 100, 4) if first == first else None,
+            "low": None if math.isnan(self.s_low[j]) else float(self.s_low[j]),
+            "high": None if math.isnan(self.s_high[j]) else float(self.s_high[j]),
+            "volume_usd": round(vol * (1.0 if not spec.linear else mark), 2) if seq else None,
         }
-        mark = inst.mark
         dp = 2 if spec.base in ("BTC", "ETH") else 4
-        index = round(float(p["spot"][j]), dp)
-        if inst.kind == "option":
-
-            def iv_at(px: float) -> float:
-                if not px:
-                    return 0.0
-                usd = px * (1.0 if spec.linear else inst.F)
-                return round(
-                    min(500.0, max(1.0, inst.mark_iv + (usd - p["usd"][j]) / max(inst.vega, 1e-9))), 2
-                )
-
-            low = max(tick, round(mark * 0.5 / tick) * tick)
-            return {
-                "underlying_price": round(inst.F, dp),
-                "underlying_index": inst.underlying_index,
-                "timestamp": ts,
-                "stats": stats,
-                "state": "open",
-                "settlement_price": round(inst.settlement, 8),
-                "open_interest": round(inst.open_interest, 4),
-                "min_price": round(low, 8),
-                "max_price": round(mark * 1.5 / tick * tick + 10 * tick, 8),
-                "mark_price": round(mark, 8),
-                "mark_iv": inst.mark_iv,
-                "last_price": inst.last_trade,
-                "interest_rate": 0.0,
-                "instrument_name": inst.name,
-                "index_price": index,
-                "greeks": {
-                    "vega": p["vega"][j],
-                    "theta": p["theta"][j],
-                    "rho": p["rho"][j],
-                    "gamma": p["gamma"][j],
-                    "delta": p["delta"][j],
-                },
-                "estimated_delivery_price": est_delivery,
-                "bid_iv": iv_at(bid_px),
-                "best_bid_price": bid_px,
-                "best_bid_amount": inst.bids.get(bid, 0.0) if bid else 0.0,
-                "best_ask_price": ask_px,
-                "best_ask_amount": inst.asks.get(ask, 0.0) if ask else 0.0,
-                "ask_iv": iv_at(ask_px),
-            }
-        stats["volume_usd"] = (
-            round(inst.volume * (1.0 if not spec.linear else mark), 2) if inst.trade_seq else None
-        )
         out = {
             "timestamp": ts,
             "stats": stats,
             "state": "open",
-            "settlement_price": round(inst.settlement, 4),
-            "open_interest": round(inst.open_interest, 4),
-            "min_price": round(mark * 0.975 / tick) * tick,
-            "max_price": round(mark * 1.025 / tick) * tick,
+            "settlement_price": round(float(self.s_settle[j]), 4),
+            "open_interest": round(float(self.s_oi[j]), 4),
+            "min_price": round(round(mark * 0.975 / tick) * tick, 8),
+            "max_price": round(round(mark * 1.025 / tick) * tick, 8),
             "mark_price": round(mark, 4),
-            "last_price": inst.last_trade,
+            "last_price": None if last != last else last,
             "instrument_name": inst.name,
-            "index_price": index,
-            "estimated_delivery_price": est_delivery,
-            "best_bid_price": bid_px,
-            "best_bid_amount": inst.bids.get(bid, 0.0) if bid else 0.0,
-            "best_ask_price": ask_px,
-            "best_ask_amount": inst.asks.get(ask, 0.0) if ask else 0.0,
+            "index_price": round(spot, dp),
+            "estimated_delivery_price": est,
+            "best_bid_price": round(int(self.b_px[j, 0, 0]) * tick, 8) if has_bid else 0.0,
+            "best_bid_amount": float(self.b_amt[j, 0, 0]) if has_bid else 0.0,
+            "best_ask_price": round(int(self.b_px[j, 1, 0]) * tick, 8) if has_ask else 0.0,
+            "best_ask_amount": float(self.b_amt[j, 1, 0]) if has_ask else 0.0,
         }
-        out["min_price"] = round(out["min_price"], 8)
-        out["max_price"] = round(out["max_price"], 8)
         if inst.kind == "perpetual":
-            prem = (mark - float(p["spot"][j])) / float(p["spot"][j])
+            prem = (mark - spot) / spot
             out["current_funding"] = round(prem, 8)
             out["funding_8h"] = round(max(-0.005, min(0.005, prem / 3)), 8)
             out["interest_value"] = round(prem * 1e-4, 12)
         return out
 
-    def _delivery_estimate(self, inst: _Inst, t_ms: int, index: float) -> float:
-        if (
-            inst.expiry_ms - DAY_MS < t_ms < inst.expiry_ms
-            and t_ms % DAY_MS >= TWAP_START_MS
-            and self.twap_n[inst.mi]
-        ):
-            dp = 2 if MARKETS[inst.mi].base in ("BTC", "ETH") else 4
-            return round(float(self.twap_sum[inst.mi] / self.twap_n[inst.mi]), dp)
-        return index
+    def _delivery_estimates(self, idx: np.ndarray, t_ms: int, index: np.ndarray) -> np.ndarray:
+        """The index TWAP so far for instruments expiring at the next 08:00 during its window, else index."""
+        if t_ms % DAY_MS < TWAP_START_MS:
+            return index
+        mi = self.a_mi[idx]
+        exp = self.a_exp_ms[idx]
+        n = self.twap_n[mi]
+        twap = _round_dp(self.twap_sum[mi] / np.maximum(n, 1), self.a_dp2[idx])
+        live = (exp - DAY_MS < t_ms) & (t_ms < exp) & (n > 0)
+        return np.where(live, twap, index)
 
-    def _tick_instruments(self, idx: np.ndarray, t_ms: int, snapshot_all: bool) -> list[FeedMessage]:
-        """Book change (or snapshot) then ticker for each instrument in `idx`."""
-        out: list[FeedMessage] = []
-        if len(idx) == 0:
-            return out
+    def _tick_instruments(self, out: _Out, idx: np.ndarray, t_ms: int, snapshot_all: bool) -> None:
+        """Book change (or snapshot) then ticker for each instrument in `idx`, built and encoded in bulk."""
+        n = len(idx)
+        if n == 0:
+            return
         p = self._price(idx, t_ms)
-        bb, ba, offs, amounts, keep = self._target_books(idx, p["mark"])
-        rnd = {k: np.round(p[k], 5).tolist() for k in ("delta", "gamma", "vega", "theta", "rho")}
-        pl = {"spot": p["spot"].tolist(), "usd": p["usd"].tolist(), **rnd}
-        marks, Fs, sig, vegas = p["mark"].tolist(), p["F"].tolist(), p["sigma"].tolist(), p["vega"].tolist()
-        bbl, bal = bb.tolist(), ba.tolist()
-        cfg = self.config
-        snap_ms = self.scale.snapshot_interval_s * 1000
-        for j, i in enumerate(idx.tolist()):
-            inst = self.insts[i]
-            ts = t_ms + 1 + j
-            inst.mark, inst.F, inst.vega = marks[j], Fs[j], vegas[j]
-            inst.mark_iv = round(sig[j] * 100, 2)
-            inst.index = pl["spot"][j]
-            bids, asks = self._book_update(inst, bbl[j], bal[j], offs[j], amounts[j], keep[j])
-            channel = f"book.{inst.name}.100ms"
-            if snapshot_all:
-                inst.change_id += 1
-                out += self._emit("deribit.book", inst.name, self._snapshot(inst, ts), channel, ts, t_ms)
-            elif bids or asks:
-                prev = inst.change_id
-                inst.change_id += 1
-                change = {
-                    "type": "change",
-                    "timestamp": ts,
-                    "prev_change_id": prev,
-                    "instrument_name": inst.name,
-                    "change_id": inst.change_id,
-                    "bids": bids,
-                    "asks": asks,
-                }
-                if cfg.gap_rate and self.faults.random() < cfg.gap_rate:
-                    self.stats.faults["gap"] += 1
-                    self.stats.gaps.append((inst.name, inst.change_id))
-                else:
-                    out += self._emit("deribit.book", inst.name, change, channel, ts, t_ms)
-                if ts - inst.last_snapshot_ms >= snap_ms:
-                    out += self._emit("deribit.book", inst.name, self._snapshot(inst, ts), channel, ts, t_ms)
-            index = round(pl["spot"][j], 2 if MARKETS[inst.mi].base in ("BTC", "ETH") else 4)
-            ticker = self._ticker(inst, ts, pl, j, self._delivery_estimate(inst, t_ms, index))
-            late = self._late(ticker, ts) if cfg.late_rate else False
-            msgs = self._emit("deribit.ticker", inst.name, ticker, f"ticker.{inst.name}.100ms", ts, t_ms)
-            if late:
-                msgs[0] = FeedMessage(msgs[0].kind, msgs[0].key, msgs[0].value, msgs[0].headers, "late", t_ms)
-            out += msgs
-        return out
+        ts = t_ms + 1 + np.arange(n, dtype=np.int64)
+        self.s_mark[idx], self.s_F[idx], self.s_vega[idx] = p["mark"], p["F"], p["vega"]
+        self.s_iv[idx] = np.round(p["sigma"] * 100, 2)
+        self.s_index[idx] = p["spot"]
+        emit, codes, px_ticks, amounts = self._book_update(idx, p["mark"])
+        tick = self.a_tick[idx]
+        names = self.o_name[idx]
+        if snapshot_all:
+            has_change = np.zeros(n, dtype=bool)
+            has_snap = np.ones(n, dtype=bool)
+            self.s_cid[idx] += 1
+        else:
+            has_change = emit.any(axis=(1, 2))
+            prev = self.s_cid[idx]
+            self.s_cid[idx] = prev + has_change
+            due = ts - self.s_snap[idx] >= self.scale.snapshot_interval_s * 1000
+            has_snap = has_change & due
+        cid = self.s_cid[idx]
+        changes: list[bytes] = []
+        if has_change.any():
+            c = np.flatnonzero(has_change)
+            px = np.round(px_ticks[c] * tick[c][:, None, None], 8)
+            bids, asks = _levels(px, codes[c], amounts[c], emit[c])
+            changes = list(
+                map(
+                    _dumps,
+                    map(
+                        _BookChange,
+                        repeat("change", len(c)),
+                        ts[c].tolist(),
+                        prev[c].tolist(),
+                        names[c].tolist(),
+                        cid[c].tolist(),
+                        bids,
+                        asks,
+                    ),
+                )
+            )
+        snaps: list[bytes] = []
+        if has_snap.any():
+            s = np.flatnonzero(has_snap)
+            self.s_snap[idx[s]] = ts[s]
+            bids, asks = self._snapshot_levels(idx[s])
+            snaps = list(
+                map(
+                    _dumps,
+                    map(
+                        _BookSnapshot,
+                        repeat("snapshot", len(s)),
+                        ts[s].tolist(),
+                        names[s].tolist(),
+                        cid[s].tolist(),
+                        bids,
+                        asks,
+                    ),
+                )
+            )
+        index = _round_dp(p["spot"], self.a_dp2[idx])
+        est = self._delivery_estimates(idx, t_ms, index)
+        tickers = np.empty(n, dtype=object)
+        opt = self.a_opt[idx]
+        o = np.flatnonzero(opt)
+        if len(o):
+            tickers[o] = _objects(self._option_tickers(idx[o], o, ts, p, est))
+        spot, est_l, ts_l = p["spot"].tolist(), est.tolist(), ts.tolist()
+        for k in np.flatnonzero(~opt).tolist():
+            tickers[k] = _dumps(self._other_ticker(int(idx[k]), ts_l[k], spot[k], est_l[k]))
+        # interleave per instrument: [change] [snapshot] ticker
+        hc, hs = has_change.astype(np.int64), has_snap.astype(np.int64)
+        per = hc + hs + 1
+        start = np.cumsum(per) - per
+        total = int(per.sum())
+        values = np.empty(total, dtype=object)
+        values[start[has_change]] = _objects(changes)
+        values[(start + hc)[has_snap]] = _objects(snaps)
+        at_ticker = start + hc + hs
+        values[at_ticker] = tickers
+        is_ticker = np.zeros(total, dtype=bool)
+        is_ticker[at_ticker] = True
+        row = np.repeat(idx, per)
+        kinds = np.where(is_ticker, "deribit.ticker", "deribit.book").tolist()
+        keys = self.o_key[row].tolist()
+        chans = self.o_chan[row + is_ticker * len(self.insts)].tolist()
+        ts_msg = np.repeat(ts, per).tolist()
+        values_l = values.tolist()
+        if not self._fault_active:
+            out.kinds += kinds
+            out.keys += keys
+            out.values += values_l
+            out.chans += chans
+            out.ts += ts_msg
+            out.marks += [None] * total
+            return
+        snapshot = np.zeros(total, dtype=bool)
+        snapshot[(start + hc)[has_snap]] = True
+        for m in range(total):
+            self._tick_faults(out, kinds[m], keys[m], values_l[m], chans[m], ts_msg[m], bool(snapshot[m]))
+
+    def _tick_faults(
+        self, out: _Out, kind: str, key: bytes, value: bytes, chan: tuple, ts: int, snapshot: bool
+    ) -> None:
+        """Fault injection for one book/ticker message (only runs with a fault rate set)."""
+        cfg, mark = self.config, None
+        cache: list[dict] = []
+
+        def obj() -> dict:
+            if not cache:
+                cache.append(_loads(value))
+            return cache[0]
+
+        if kind == "deribit.book" and not snapshot and cfg.gap_rate and self.faults.random() < cfg.gap_rate:
+            self.stats.faults["gap"] += 1
+            self.stats.gaps.append((key.decode(), obj()["change_id"]))
+            return
+        if kind == "deribit.ticker" and cfg.late_rate:
+            late = _loads(value)
+            if self._late(late, ts):
+                cache.append(late)
+                value, mark = _dumps(late), "late"
+        self._add_faulted(out, kind, key, value, chan, ts, mark, obj)
 
     # --- trades and desk -------------------------------------------------------------------------
 
-    def _trades(self, t_ms: int, first_ts: int) -> list[FeedMessage]:
+    def _trades(self, out: _Out, t_ms: int, first_ts: int) -> None:
         n = int(self.rng.poisson(self.trade_rate * self.scale.step_s))
         if n == 0 or not self.insts:
-            return []
+            return
         span = max(1, self.step_ms - (first_ts - t_ms) - 1)
         offsets = np.sort(self.rng.integers(0, span, n)).tolist()
         which = self.rng.integers(0, len(self.insts), n).tolist()
         sizes = self.rng.integers(1, 20, n).tolist()
-        out: list[FeedMessage] = []
         rnd = self.rnd
-        for off, i, size in zip(offsets, which, sizes, strict=True):
-            inst = self.insts[i]
-            if not inst.bids and not inst.asks:
+        for off, j, size in zip(offsets, which, sizes, strict=True):
+            inst = self.insts[j]
+            has_bid, has_ask = bool(self.b_ok[j, 0, 0]), bool(self.b_ok[j, 1, 0])
+            if not has_bid and not has_ask:
                 continue
             spec = MARKETS[inst.mi]
-            buy = (rnd.random() < 0.5 or not inst.bids) and bool(inst.asks)
-            price = round((min(inst.asks) if buy else max(inst.bids)) * inst.tick, 8)
+            buy = (rnd.random() < 0.5 or not has_bid) and has_ask
+            price = float(np.round(self.b_px[j, 1 if buy else 0, 0] * inst.tick, 8))
             amount = round(size * inst.min_amount, 6)
             ts = first_ts + off
-            prev = inst.last_trade
-            if prev is None or price == prev:
-                inst.tick_direction = 1 if inst.tick_direction in (0, 1) else 3
-            else:
-                inst.tick_direction = 0 if price > prev else 2
-            inst.trade_seq += 1
-            inst.last_trade = price
-            inst.first_trade = inst.first_trade or price
-            inst.high = price if inst.high is None else max(inst.high, price)
-            inst.low = price if inst.low is None else min(inst.low, price)
-            inst.volume += amount
-            inst.open_interest += amount * 0.5
+            prev = None if math.isnan(self.s_last[j]) else float(self.s_last[j])
+            tdir = int(self.s_tdir[j])
+            same = prev is None or price == prev
+            tdir = (1 if tdir in (0, 1) else 3) if same else (0 if price > prev else 2)
+            self.s_tdir[j] = tdir
+            self.s_seq[j] += 1
+            self.s_last[j] = price
+            if math.isnan(self.s_first[j]):
+                self.s_first[j] = price
+            self.s_high[j] = price if math.isnan(self.s_high[j]) else max(float(self.s_high[j]), price)
+            self.s_low[j] = price if math.isnan(self.s_low[j]) else min(float(self.s_low[j]), price)
+            self.s_vol[j] += amount
+            self.s_oi[j] += amount * 0.5
             self.trade_id += 1
             dp = 2 if spec.base in ("BTC", "ETH") else 4
+            mark, index = float(self.s_mark[j]), float(self.s_index[j])
             trade = {
-                "trade_seq": inst.trade_seq,
+                "trade_seq": int(self.s_seq[j]),
                 "trade_id": str(100_000_000 + self.trade_id),
                 "timestamp": ts,
-                "tick_direction": inst.tick_direction,
+                "tick_direction": tdir,
                 "price": price,
-                "mark_price": round(inst.mark, 8 if inst.kind == "option" else 4),
+                "mark_price": round(mark, 8 if inst.kind == "option" else 4),
                 "instrument_name": inst.name,
-                "index_price": round(inst.index, dp),
+                "index_price": round(index, dp),
                 "direction": "buy" if buy else "sell",
                 "amount": amount,
             }
             if inst.kind == "option":
-                usd = price * (1.0 if spec.linear else inst.F)
-                mark_usd = inst.mark * (1.0 if spec.linear else inst.F)
+                F = float(self.s_F[j])
+                usd = price * (1.0 if spec.linear else F)
+                mark_usd = mark * (1.0 if spec.linear else F)
                 trade["iv"] = round(
-                    min(500.0, max(1.0, inst.mark_iv + (usd - mark_usd) / max(inst.vega, 1e-9))), 2
+                    min(
+                        500.0,
+                        max(1.0, float(self.s_iv[j]) + (usd - mark_usd) / max(float(self.s_vega[j]), 1e-9)),
+                    ),
+                    2,
                 )
             roll = rnd.random()
             if inst.kind != "option" and roll < 0.02:
@@ -731,22 +989,26 @@ class Simulator:
                 trade["block_trade_id"] = str(50_000 + self.trade_id)
             desk = rnd.random() < DESK_SHARE
             late = (not desk) and self.config.late_rate and self._late(trade, ts)
-            channel = f"trades.{inst.name}.100ms"
-            msgs = self._emit("deribit.trades", inst.name, trade, channel, ts, t_ms)
-            if late:
-                msgs[0] = FeedMessage(msgs[0].kind, msgs[0].key, msgs[0].value, msgs[0].headers, "late", t_ms)
-            out += msgs
+            self._emit(
+                out,
+                "deribit.trades",
+                inst.name,
+                trade,
+                f"trades.{inst.name}.100ms",
+                ts,
+                "late" if late else None,
+            )
             if desk:
-                out.append(self._fill(inst, trade, buy, ts, t_ms))
-        return out
+                self._fill(out, j, trade, buy, ts)
 
-    def _fill(self, inst: _Inst, trade: dict, taker_buys: bool, ts: int, t_ms: int) -> FeedMessage:
+    def _fill(self, out: _Out, j: int, trade: dict, taker_buys: bool, ts: int) -> None:
+        inst = self.insts[j]
         spec = MARKETS[inst.mi]
         acct = ACCOUNTS[self.rnd.randrange(len(ACCOUNTS))]
         direction = ("sell" if taker_buys else "buy") if acct.maker else trade["direction"]
         price, amount = trade["price"], trade["amount"]
         if inst.kind == "option":
-            notional = amount * (inst.index if spec.linear else 1.0)
+            notional = amount * (float(self.s_index[j]) if spec.linear else 1.0)
             fee = min(0.0003 * notional, 0.125 * price * amount)
         elif spec.linear:
             fee = (0.0 if acct.maker else 0.0005) * price * amount
@@ -766,12 +1028,12 @@ class Simulator:
             "reduce_only": False,
             "post_only": acct.maker,
             "profit_loss": 0.0,
-            "underlying_price": round(inst.F, 4),
+            "underlying_price": round(float(self.s_F[j]), 4),
         }
         fill.pop("liquidation", None)
-        return self._msg("desk.fills", acct.account_id, fill, f"user.trades.{inst.name}.raw", ts, t_ms)
+        self._emit(out, "desk.fills", acct.account_id, fill, f"user.trades.{inst.name}.raw", ts)
 
-    def _transfer(self, acct: Account, currency: str, amount: float, ts: int, t_ms: int) -> FeedMessage:
+    def _transfer(self, out: _Out, acct: Account, currency: str, amount: float, ts: int) -> None:
         self.transfer_id += 1
         obj = {
             "account_id": acct.account_id,
@@ -780,27 +1042,29 @@ class Simulator:
             "timestamp": ts,
             "transfer_id": f"tr-{self.transfer_id:08d}",
         }
-        return self._msg("desk.transfers", acct.account_id, obj, "private/get_transfers", ts, t_ms)
+        self._emit(out, "desk.transfers", acct.account_id, obj, "private/get_transfers", ts)
 
     # --- the run ---------------------------------------------------------------------------------
 
-    def messages(self) -> Iterator[FeedMessage]:
-        """All messages of [start, end) in simulated-time order (forever if end is None)."""
+    def blocks(self) -> Iterator[_Block]:
+        """The messages of [start, end) step by step (forever if end is None), counted in `stats`."""
         cfg = self.config
         start_ms = _ms(cfg.start)
         end_ms = _ms(cfg.end) if cfg.end is not None else None
         t_ms = -(-start_ms // self.step_ms) * self.step_ms
         step_no = t_ms // self.step_ms
+        out = _Out()
         for acct in ACCOUNTS:  # initial deposits come before any fill
             for cur, amount in acct.deposits:
-                yield self._count(self._transfer(acct, cur, amount, t_ms, t_ms))
+                self._transfer(out, acct, cur, amount, t_ms)
+        yield self._count(out.close(t_ms, self.latency))
         first = True
         while end_ms is None or t_ms < end_ms:
-            out: list[FeedMessage] = []
+            out = _Out()
             self._next_spot()
             day_ms = t_ms % DAY_MS
             if first or day_ms == EXPIRY_MS:
-                out += self._settle(t_ms, first)
+                self._settle(out, t_ms, first)
             if day_ms == TWAP_START_MS:
                 self.twap_sum[:] = 0
                 self.twap_n[:] = 0
@@ -811,45 +1075,36 @@ class Simulator:
                     self.twap_sum[mi] += px
                     self.twap_n[mi] += 1
                 obj = {"index_name": spec.index_name, "price": px, "timestamp": t_ms}
-                out += self._emit(
-                    "deribit.index",
-                    spec.index_name,
-                    obj,
-                    f"deribit_price_index.{spec.index_name}",
-                    t_ms,
-                    t_ms,
-                )
-            if self._arrays_dirty:
-                self._arrays()
+                chan = f"deribit_price_index.{spec.index_name}"
+                self._emit(out, "deribit.index", spec.index_name, obj, chan, t_ms)
             if first or day_ms == EXPIRY_MS:
-                new = np.array([j for j, i in enumerate(self.insts) if i.created_ms == t_ms], dtype=np.int64)
+                new = np.flatnonzero(self.a_created == t_ms)
                 for j in new.tolist():
                     inst = self.insts[j]
-                    out += self._emit(
-                        "deribit.instruments",
-                        inst.name,
-                        self._instrument_obj(inst),
-                        "public/get_instruments",
-                        t_ms,
-                        t_ms,
-                    )
-                out += self._tick_instruments(new, t_ms, snapshot_all=True)
-                for j in new.tolist():
-                    self.insts[j].settlement = self.insts[j].mark
+                    obj = self._instrument_obj(inst)
+                    self._emit(out, "deribit.instruments", inst.name, obj, "public/get_instruments", t_ms)
+                self._tick_instruments(out, new, t_ms, snapshot_all=True)
+                self.s_settle[new] = self.s_mark[new]
             else:
                 idx = np.flatnonzero(self.a_phase == step_no % self.n_phases)
-                out += self._tick_instruments(idx, t_ms, snapshot_all=False)
-            out += self._trades(t_ms, t_ms + 2 + len(out))
+                self._tick_instruments(out, idx, t_ms, snapshot_all=False)
+            self._trades(out, t_ms, t_ms + 2 + len(out))
             if day_ms == 12 * 3_600_000:
-                out += self._daily_transfers(t_ms)
-            for msg in out:
-                yield self._count(msg)
+                self._daily_transfers(out, t_ms)
+            yield self._count(out.close(t_ms, self.latency))
             first = False
             t_ms += self.step_ms
             step_no += 1
 
-    def _settle(self, t_ms: int, first: bool) -> list[FeedMessage]:
-        out: list[FeedMessage] = []
+    def messages(self) -> Iterator[FeedMessage]:
+        """All messages of [start, end) in simulated-time order (forever if end is None)."""
+        for b in self.blocks():
+            for kind, key, value, headers, mark in zip(
+                b.kinds, b.keys, b.values, b.headers, b.marks, strict=True
+            ):
+                yield FeedMessage(kind, key, value, headers, mark, b.step_ms)
+
+    def _settle(self, out: _Out, t_ms: int, first: bool) -> None:
         if not first:
             for mi, spec in enumerate(MARKETS):
                 if self.twap_n[mi]:
@@ -861,33 +1116,31 @@ class Simulator:
                 if inst.expiry_ms <= t_ms:  # expired: one last instruments message, then silence
                     obj = self._instrument_obj(inst)
                     obj["is_active"] = False
-                    out += self._emit(
-                        "deribit.instruments", inst.name, obj, "public/get_instruments", t_ms, t_ms
-                    )
-                else:
-                    inst.settlement = inst.mark
-                    inst.volume, inst.high, inst.low, inst.first_trade = 0.0, None, None, None
+                    self._emit(out, "deribit.instruments", inst.name, obj, "public/get_instruments", t_ms)
+            live = self.a_exp_ms > t_ms
+            self.s_settle[live] = self.s_mark[live]
+            self.s_vol[live] = 0.0
+            self.s_high[live] = self.s_low[live] = self.s_first[live] = NAN
         self._roll(t_ms, first)
-        return out
 
-    def _daily_transfers(self, t_ms: int) -> list[FeedMessage]:
-        out = []
+    def _daily_transfers(self, out: _Out, t_ms: int) -> None:
         for acct in ACCOUNTS:
             if self.rnd.random() < 0.5:
                 cur, amount = acct.deposits[self.rnd.randrange(len(acct.deposits))]
                 signed = round(amount * (self.rnd.random() * 0.2 - 0.05), 4)
-                out.append(self._transfer(acct, cur, signed, t_ms + 5, t_ms))
-        return out
+                self._transfer(out, acct, cur, signed, t_ms + 5)
 
-    def _count(self, msg: FeedMessage) -> FeedMessage:
+    def _count(self, block: _Block) -> _Block:
         st = self.stats
-        st.messages[msg.kind] += 1
-        if msg.fault:
-            st.faults[msg.fault] += 1
+        if not block.values:
+            return block
+        st.messages.update(block.kinds)
+        if block.n_marked:
+            st.faults.update(m for m in block.marks if m is not None)
         if st.first_ts_ms is None:
-            st.first_ts_ms = msg.step_ms
-        st.last_ts_ms = msg.step_ms
-        return msg
+            st.first_ts_ms = block.step_ms
+        st.last_ts_ms = block.step_ms
+        return block
 
 
 def iter_messages(config: SimulatorConfig) -> Iterator[FeedMessage]:
@@ -895,12 +1148,21 @@ def iter_messages(config: SimulatorConfig) -> Iterator[FeedMessage]:
     return Simulator(config).messages()
 
 
+def option_series(config: SimulatorConfig) -> int:
+    """How many option series the venue lists at the start of the run (its scale)."""
+    sim = Simulator(config)
+    blocks = sim.blocks()
+    next(blocks)  # initial deposits
+    next(blocks)  # first step: listings
+    return sum(1 for i in sim.insts if i.kind == "option")
+
+
 def simulate(config: SimulatorConfig, sink: Sink, settings: KafkaSettings | None = None) -> FeedStats:
     """Produce the run into `sink`; topic names resolved through `settings.topic(kind)` (kind if None).
 
     Raises `DeliveryFailed` (from the sink) when any message was not acknowledged. With `realtime`, the
     window [start, end) goes out as fast as the broker takes it, then the run continues at wall-clock pace
-    until interrupted.
+    until interrupted. Each step goes to the sink as one batch (`send_many`) when the sink has it.
     """
     run_cfg = config
     if config.realtime:
@@ -908,22 +1170,31 @@ def simulate(config: SimulatorConfig, sink: Sink, settings: KafkaSettings | None
 
         run_cfg = replace(config, end=None)
     sim = Simulator(run_cfg)
-    names: dict[str, str] = {}
 
-    def topic(kind: str) -> str:
-        if kind not in names:
-            names[kind] = settings.topic(kind).name if settings is not None else kind
-        return names[kind]
+    class _Topics(dict):
+        def __missing__(self, kind: str) -> str:
+            self[kind] = settings.topic(kind).name if settings is not None else kind
+            return self[kind]
 
+    topic = _Topics()
+    send_many = getattr(sink, "send_many", None)
     end_ms = _ms(config.end) if config.end is not None else 0
     t0 = time.monotonic()
     try:
-        for msg in sim.messages():
-            if config.realtime and msg.step_ms > end_ms:
-                wait = msg.step_ms / 1000 - time.time()
+        for b in sim.blocks():
+            if config.realtime and b.step_ms > end_ms:
+                wait = b.step_ms / 1000 - time.time()
                 if wait > 0:
                     time.sleep(wait)
-            sink.send(topic(msg.kind), msg.key, msg.value, msg.headers, msg.fault)
+            topics = list(map(topic.__getitem__, b.kinds))
+            marks = b.marks if b.n_marked else None
+            if send_many is not None:
+                send_many(topics, b.keys, b.values, b.headers, marks)
+            else:
+                for t, key, value, headers, mark in zip(
+                    topics, b.keys, b.values, b.headers, b.marks, strict=True
+                ):
+                    sink.send(t, key, value, headers, mark)
     except KeyboardInterrupt:
         if not config.realtime:
             raise

@@ -1,0 +1,46 @@
+"""
+### maintain_lake
+Hourly: merge the small files the drains leave (up to `target_file_size_mb`, rows ordered by symbol
+and time), expire snapshots older than `retention_days`, delete unreferenced files after the grace
+period, and record rows, files and bytes per table and date partition in `ops.table_stats`. Runs
+while drains commit and analysts read: DuckLake snapshots keep readers consistent, and commit
+conflicts are retried. The `lake://maintenance` asset event carries the per-table stats.
+"""
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Asset, Param, dag, task
+
+MAINTENANCE = Asset("lake://maintenance")
+
+
+@dag(
+    schedule="@hourly",
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["derivlake", "lake"],
+    default_args={
+        "owner": "derivlake",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=2),
+        "execution_timeout": timedelta(minutes=45),
+    },
+    params={
+        "target_file_size_mb": Param(128, type="integer", minimum=1, maximum=4096),
+        "retention_days": Param(7, type="number", minimum=0),
+    },
+)
+def maintain_lake():
+    @task(outlets=[MAINTENANCE])
+    def compact_and_measure(**context) -> dict:
+        from derivlake.lake.maintenance_task import run_maintenance_task
+
+        return run_maintenance_task(context, MAINTENANCE)
+
+    compact_and_measure()
+
+
+maintain_lake()

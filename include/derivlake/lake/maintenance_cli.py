@@ -1,0 +1,27 @@
+"""`python -m derivlake maintain [--target-file-size-mb N] [--retention-days D] [--grace-hours H]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import timedelta
+
+from derivlake.config import LakeSettings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target-file-size-mb", type=int, default=128)
+    parser.add_argument("--retention-days", type=float, default=7.0, help="snapshots kept for time travel")
+    parser.add_argument("--grace-hours", type=float, default=1.0, help="unreferenced files kept this long")
+
+
+def run(args: argparse.Namespace) -> int:
+    from derivlake.lake.maintenance import MaintenanceConfig, maintain
+
+    config = MaintenanceConfig(
+        target_file_size_bytes=args.target_file_size_mb * 1024 * 1024,
+        snapshot_retention=timedelta(days=args.retention_days),
+        file_grace=timedelta(hours=args.grace_hours),
+    )
+    print(json.dumps(maintain(LakeSettings.from_env(), config).as_metadata(), indent=2, default=str))
+    return 0

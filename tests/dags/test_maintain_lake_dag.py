@@ -1,0 +1,36 @@
+"""`dag.test()` of maintain_lake on a real lake: it compacts and its asset event carries the stats."""
+
+from __future__ import annotations
+
+from derivlake.config import LakeSettings
+from derivlake.lake.catalog import open_lake
+
+
+def test_maintain_lake_compacts_and_reports(dagbag, tmp_path, monkeypatch) -> None:
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+
+    lake = LakeSettings(home=tmp_path / "home")
+    monkeypatch.setenv("DERIVLAKE_HOME", str(lake.home))
+    con = open_lake(lake)
+    for i in range(12):
+        con.execute(
+            "INSERT INTO market.index_prices (index_name, timestamp, price, date) "
+            "SELECT 'btc_usd', TIMESTAMP '2025-03-06' + to_seconds(? * 100 + r), 90000 + r, DATE '2025-03-06' "
+            "FROM range(100) t(r)",
+            [i],
+        )
+    con.close()
+    run = dagbag.get_dag("maintain_lake").test(run_conf={"target_file_size_mb": 1})
+    assert run.state == DagRunState.SUCCESS
+    with create_session() as session:
+        events = [
+            (e.asset.uri, e.extra)
+            for e in session.query(AssetEvent).filter(AssetEvent.source_run_id == run.run_id).all()
+        ]
+    ((uri, extra),) = events
+    assert uri.rstrip("/") == "lake://maintenance"  # Airflow normalises the URI
+    stats = extra["tables"]["market.index_prices"]
+    assert stats == {"rows": 1200, "files": 1, "bytes": stats["bytes"], "partitions": 1}
+    assert extra["files_before"] >= 12
