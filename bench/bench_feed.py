@@ -1,6 +1,7 @@
 """Simulator throughput into a real embedded broker vs a bare produce loop of same-size messages.
 
-Prints `feed_messages_per_sec`, `bare_produce_messages_per_sec` and `feed_vs_produce_ratio` (target >= 0.5).
+Prints `feed_messages_per_sec`, `bare_produce_messages_per_sec` and `feed_vs_produce_ratio` (target >= 0.5),
+and the venue's scale (`feed_option_series`: option series listed, each ticking every 10 s).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from derivlake import broker
 from derivlake.config import BrokerSettings, KafkaSettings, default_topics
 from derivlake.feed.producer import KafkaSink
-from derivlake.feed.simulator import SimulatorConfig, iter_messages, simulate
+from derivlake.feed.simulator import SimulatorConfig, iter_messages, option_series, simulate
 from derivlake.kafka_io import ensure_topics
 
 N_MESSAGES = 200_000
@@ -39,6 +40,7 @@ def main() -> int:
             cfg = SimulatorConfig(
                 seed=1, start=start, end=datetime(2024, 12, 26, 12, tzinfo=UTC), scale="venue"
             )
+            n_series = option_series(cfg)
             sample = list(itertools.islice(iter_messages(cfg), N_MESSAGES))
             avg = sum(len(m.value) for m in sample) // len(sample)
             span_ms = sample[-1].step_ms - sample[0].step_ms
@@ -67,6 +69,7 @@ def main() -> int:
     print(f"feed_messages {stats.total}", file=sys.stderr)
     print(f"feed_simulated_seconds {span_ms / 1000:.0f}", file=sys.stderr)
     print(f"feed_avg_value_bytes {avg}", file=sys.stderr)
+    print(f"feed_option_series {n_series}")
     print(f"feed_messages_per_sec {feed_rate:.0f}")
     print(f"bare_produce_messages_per_sec {bare_rate:.0f}")
     print(f"feed_vs_produce_ratio {feed_rate / bare_rate:.3f}")

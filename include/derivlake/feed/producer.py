@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -52,6 +53,23 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
+def send_each(
+    sink: Sink,
+    topics: Sequence[str],
+    keys: Sequence[bytes],
+    values: Sequence[bytes],
+    headers: Sequence[Headers],
+    marks: Sequence[str | None] | None = None,
+) -> None:
+    """A batch through `sink.send`, one message at a time (what `send_many` means for any sink)."""
+    if marks is None:
+        for topic, key, value, hdrs in zip(topics, keys, values, headers, strict=True):
+            sink.send(topic, key, value, hdrs)
+    else:
+        for topic, key, value, hdrs, mark in zip(topics, keys, values, headers, marks, strict=True):
+            sink.send(topic, key, value, hdrs, mark)
+
+
 @dataclass
 class SentMessage:
     topic: str
@@ -72,6 +90,16 @@ class ListSink:
             self.delivered.append(Delivered(topic, 0, len(self.messages), mark))
         self.messages.append(SentMessage(topic, key, value, headers))
 
+    def send_many(
+        self,
+        topics: Sequence[str],
+        keys: Sequence[bytes],
+        values: Sequence[bytes],
+        headers: Sequence[Headers],
+        marks: Sequence[str | None] | None = None,
+    ) -> None:
+        send_each(self, topics, keys, values, headers, marks)
+
     def close(self) -> None:
         return None
 
@@ -88,7 +116,12 @@ PRODUCER_DEFAULTS: dict[str, object] = {
 
 
 class KafkaSink:
-    """Idempotent, batching producer; counts per topic, logs progress, raises on any lost message."""
+    """Idempotent, batching producer; counts per topic, logs progress, raises on any lost message.
+
+    Every message carries a delivery callback; a success costs one call that only checks `err`, a
+    failure is counted, and only marked messages keep their (topic, partition, offset). A message is
+    acknowledged when its report came back without an error: `acked = sent - lost - still queued`.
+    """
 
     def __init__(
         self,
@@ -104,49 +137,97 @@ class KafkaSink:
         self.progress_every_s = progress_every_s
         self.delivered: list[Delivered] = []
         self.sent = 0
-        self.acked = 0
         self.lost = 0
         self.first_error = ""
         self.per_topic: Counter[str] = Counter()
         self._t0 = time.monotonic()
         self._next_log = self._t0 + progress_every_s
         self._since_poll = 0
+        self._closed = False
 
-    def _on_delivery(self, err: object, msg: object, mark: str | None = None) -> None:
+        def on_delivery(err: object, msg: object) -> None:
+            if err is not None:
+                self._failed(err)
+
+        self._on_delivery = on_delivery
+
+    @property
+    def acked(self) -> int:
+        """Messages whose delivery report came back clean (the rest are lost or still in flight)."""
+        return self.sent - self.lost - (0 if self._closed else len(self._producer))
+
+    def _failed(self, err: object) -> None:
+        self.lost += 1
+        if not self.first_error:
+            self.first_error = str(err)
+
+    def _on_marked(self, err: object, msg: object, mark: str) -> None:
         if err is not None:
-            self.lost += 1
-            if not self.first_error:
-                self.first_error = str(err)
+            self._failed(err)
             return
-        self.acked += 1
-        if mark is not None:
-            self.delivered.append(Delivered(msg.topic(), msg.partition(), msg.offset(), mark))  # type: ignore[attr-defined]
+        self.delivered.append(Delivered(msg.topic(), msg.partition(), msg.offset(), mark))  # type: ignore[attr-defined]
 
-    def send(self, topic: str, key: bytes, value: bytes, headers: Headers, mark: str | None = None) -> None:
-        cb = self._on_delivery if mark is None else (lambda e, m, k=mark: self._on_delivery(e, m, k))
+    def _callback(self, mark: str | None) -> Callable[[object, object], None]:
+        if mark is None:
+            return self._on_delivery
+        return lambda err, msg: self._on_marked(err, msg, mark)
+
+    def _produce_retrying(
+        self, topic: str, key: bytes, value: bytes, headers: Headers, cb: Callable[[object, object], None]
+    ) -> None:
         while True:
             try:
                 self._producer.produce(topic, value, key, headers=headers, on_delivery=cb)
-                break
+                return
             except BufferError:  # local queue full: let the broker catch up
                 self._producer.poll(0.05)
+
+    def send(self, topic: str, key: bytes, value: bytes, headers: Headers, mark: str | None = None) -> None:
+        self._produce_retrying(topic, key, value, headers, self._callback(mark))
         self.sent += 1
         self.per_topic[topic] += 1
         self._since_poll += 1
         if self._since_poll >= 1000:
             self._since_poll = 0
             self._producer.poll(0)
-            now = time.monotonic()
-            if now >= self._next_log:
-                self._next_log = now + self.progress_every_s
-                rate = self.sent / max(now - self._t0, 1e-9)
-                log.info(
-                    "produced %d messages (%d acked, %d lost), %.0f msg/s",
-                    self.sent,
-                    self.acked,
-                    self.lost,
-                    rate,
-                )
+            self._progress()
+
+    def send_many(
+        self,
+        topics: Sequence[str],
+        keys: Sequence[bytes],
+        values: Sequence[bytes],
+        headers: Sequence[Headers],
+        marks: Sequence[str | None] | None = None,
+    ) -> None:
+        """A batch of pre-built messages, in order; `marks` None means none is marked."""
+        if type(self).send is not KafkaSink.send:  # a subclass hooks every send: keep going through it
+            send_each(self, topics, keys, values, headers, marks)
+            return
+        if marks is None:
+            produce, cb = self._producer.produce, self._on_delivery
+            for topic, key, value, hdrs in zip(topics, keys, values, headers, strict=True):
+                try:
+                    produce(topic, value, key, headers=hdrs, on_delivery=cb)
+                except BufferError:  # local queue full: let the broker catch up
+                    self._producer.poll(0.05)
+                    self._produce_retrying(topic, key, value, hdrs, cb)
+        else:
+            for topic, key, value, hdrs, mark in zip(topics, keys, values, headers, marks, strict=True):
+                self._produce_retrying(topic, key, value, hdrs, self._callback(mark))
+        self.sent += len(topics)
+        self.per_topic.update(topics)
+        self._producer.poll(0)
+        self._progress()
+
+    def _progress(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_log:
+            self._next_log = now + self.progress_every_s
+            rate = self.sent / max(now - self._t0, 1e-9)
+            log.info(
+                "produced %d messages (%d acked, %d lost), %.0f msg/s", self.sent, self.acked, self.lost, rate
+            )
 
     def close(self) -> None:
         """Wait for every delivery report; raise `DeliveryFailed` if any message was not acknowledged."""
@@ -154,6 +235,7 @@ class KafkaSink:
         if remaining:
             self.lost += remaining
             self.first_error = self.first_error or f"{remaining} still queued after {self.flush_timeout_s}s"
+        self._closed = True
         elapsed = time.monotonic() - self._t0
         log.info(
             "done: %d messages in %.1fs (%.0f msg/s), %d lost",

@@ -223,9 +223,21 @@ class _BookSnapshot(msgspec.Struct):
     asks: list
 
 
+def _round(x: np.ndarray, ndigits: int) -> np.ndarray:
+    """`round(v, ndigits)` of every element, exactly as Python rounds (numpy's differs near ties)."""
+    x = np.asarray(x, dtype=np.float64)
+    out = np.round(x, ndigits)
+    y = x * 10.0**ndigits
+    with np.errstate(invalid="ignore"):
+        near = np.abs(y - np.floor(y) - 0.5) <= 1e-9 * np.abs(y) + 1e-9
+    if near.any():
+        out[near] = [round(v, ndigits) for v in x[near].tolist()]
+    return out
+
+
 def _round_dp(x: np.ndarray, two: np.ndarray) -> np.ndarray:
     """Index precision per row: 2 dp for BTC/ETH, 4 for the rest."""
-    return np.where(two, np.round(x, 2), np.round(x, 4))
+    return np.where(two, _round(x, 2), _round(x, 4))
 
 
 def _objects(items: list) -> np.ndarray:
@@ -662,7 +674,7 @@ class Simulator:
         """
         new_px, fresh, keep = self._target_books(idx, mark)
         new_ok = new_px >= 1  # levels below one tick do not exist (bids stop there)
-        fresh = np.round(fresh * self.a_min[idx][:, None, None], 6)
+        fresh = _round(fresh * self.a_min[idx][:, None, None], 6)
         old_px, old_amt, old_ok = self.b_px[idx], self.b_amt[idx], self.b_ok[idx]
         same = (new_px[..., :, None] == old_px[..., None, :]) & new_ok[..., :, None] & old_ok[..., None, :]
         in_old = same.any(axis=3)
@@ -680,7 +692,7 @@ class Simulator:
         return emit, codes, px, amounts
 
     def _snapshot_levels(self, rows: np.ndarray) -> tuple[list[list], list[list]]:
-        px = np.round(self.b_px[rows] * self.a_tick[rows][:, None, None], 8)
+        px = _round(self.b_px[rows] * self.a_tick[rows][:, None, None], 8)
         return _levels(px, np.ones(px.shape, dtype=np.int64), self.b_amt[rows], self.b_ok[rows])
 
     def _option_tickers(self, rows: np.ndarray, pos: np.ndarray, ts: np.ndarray, p: dict, est: np.ndarray):
@@ -692,20 +704,20 @@ class Simulator:
         vega = np.maximum(self.s_vega[rows], 1e-9)
         to_usd = np.where(self.a_linear[rows], 1.0, F)
         has_bid, has_ask = self.b_ok[rows, 0, 0], self.b_ok[rows, 1, 0]
-        bid_px = np.where(has_bid, np.round(self.b_px[rows, 0, 0] * tick, 8), 0.0)
-        ask_px = np.where(has_ask, np.round(self.b_px[rows, 1, 0] * tick, 8), 0.0)
+        bid_px = np.where(has_bid, _round(self.b_px[rows, 0, 0] * tick, 8), 0.0)
+        ask_px = np.where(has_ask, _round(self.b_px[rows, 1, 0] * tick, 8), 0.0)
 
         def iv_at(px: np.ndarray) -> list:
-            iv = np.round(np.clip(mark_iv + (px * to_usd - usd) / vega, 1.0, 500.0), 2)
+            iv = _round(np.clip(mark_iv + (px * to_usd - usd) / vega, 1.0, 500.0), 2)
             return np.where(px != 0.0, iv, 0.0).tolist()
 
         seq, first, last = self.s_seq[rows], self.s_first[rows], self.s_last[rows]
         with np.errstate(invalid="ignore"):
-            change = np.round((last / first - 1) * 100, 4)
+            change = _round((last / first - 1) * 100, 4)
         stats = list(
             map(
                 _OptionStats,
-                np.where(seq > 0, np.round(self.s_vol[rows], 4), NAN).tolist(),
+                np.where(seq > 0, _round(self.s_vol[rows], 4), NAN).tolist(),
                 change.tolist(),
                 self.s_low[rows].tolist(),
                 self.s_high[rows].tolist(),
@@ -713,7 +725,7 @@ class Simulator:
         )
         greeks = list(map(_Greeks, *(np.round(p[g][pos], 5).tolist() for g in _Greeks.__struct_fields__)))
         n = len(rows)
-        low = np.maximum(tick, np.round(mark * 0.5 / tick) * tick)
+        low = np.maximum(tick, np.rint(mark * 0.5 / tick) * tick)
         tickers = map(
             _OptionTicker,
             _round_dp(F, two).tolist(),
@@ -721,11 +733,11 @@ class Simulator:
             ts[pos].tolist(),
             stats,
             repeat("open", n),
-            np.round(self.s_settle[rows], 8).tolist(),
-            np.round(self.s_oi[rows], 4).tolist(),
-            np.round(low, 8).tolist(),
-            np.round(mark * 1.5 / tick * tick + 10 * tick, 8).tolist(),
-            np.round(mark, 8).tolist(),
+            _round(self.s_settle[rows], 8).tolist(),
+            _round(self.s_oi[rows], 4).tolist(),
+            _round(low, 8).tolist(),
+            _round(mark * 1.5 / tick * tick + 10 * tick, 8).tolist(),
+            _round(mark, 8).tolist(),
             mark_iv.tolist(),
             last.tolist(),
             repeat(0.0, n),
@@ -791,7 +803,12 @@ class Simulator:
         mi = self.a_mi[idx]
         exp = self.a_exp_ms[idx]
         n = self.twap_n[mi]
-        twap = _round_dp(self.twap_sum[mi] / np.maximum(n, 1), self.a_dp2[idx])
+        twap = np.array(
+            [
+                round(float(s / max(c, 1)), 2 if m.base in ("BTC", "ETH") else 4)
+                for s, c, m in zip(self.twap_sum, self.twap_n, MARKETS, strict=True)
+            ]
+        )[mi]
         live = (exp - DAY_MS < t_ms) & (t_ms < exp) & (n > 0)
         return np.where(live, twap, index)
 
@@ -803,7 +820,7 @@ class Simulator:
         p = self._price(idx, t_ms)
         ts = t_ms + 1 + np.arange(n, dtype=np.int64)
         self.s_mark[idx], self.s_F[idx], self.s_vega[idx] = p["mark"], p["F"], p["vega"]
-        self.s_iv[idx] = np.round(p["sigma"] * 100, 2)
+        self.s_iv[idx] = _round(p["sigma"] * 100, 2)
         self.s_index[idx] = p["spot"]
         emit, codes, px_ticks, amounts = self._book_update(idx, p["mark"])
         tick = self.a_tick[idx]
@@ -822,7 +839,7 @@ class Simulator:
         changes: list[bytes] = []
         if has_change.any():
             c = np.flatnonzero(has_change)
-            px = np.round(px_ticks[c] * tick[c][:, None, None], 8)
+            px = _round(px_ticks[c] * tick[c][:, None, None], 8)
             bids, asks = _levels(px, codes[c], amounts[c], emit[c])
             changes = list(
                 map(
@@ -940,7 +957,7 @@ class Simulator:
                 continue
             spec = MARKETS[inst.mi]
             buy = (rnd.random() < 0.5 or not has_bid) and has_ask
-            price = float(np.round(self.b_px[j, 1 if buy else 0, 0] * inst.tick, 8))
+            price = round(int(self.b_px[j, 1 if buy else 0, 0]) * inst.tick, 8)
             amount = round(size * inst.min_amount, 6)
             ts = first_ts + off
             prev = None if math.isnan(self.s_last[j]) else float(self.s_last[j])
