@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)/include
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: venv demo test lint format bench chaos up down lock clean
+.PHONY: venv demo test lint format bench chaos up down clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,9 +46,6 @@ up:
 
 down:
 	docker compose down
-
-lock: $(STAMP)
-	@echo "requirements.txt is the pinned closure of the top-level packages; see its header"
 
 clean:
 	-$(PY) -m derivlake broker stop

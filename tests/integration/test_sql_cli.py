@@ -77,3 +77,21 @@ def test_prompt_reads_statements_from_a_pipe(lake_with_rows: LakeSettings) -> No
         lake_with_rows, "--format", "csv", stdin="SELECT count(*) AS n\nFROM market.index_prices;\n.quit\n"
     )
     assert done.returncode == 0 and done.stdout == "n\n2\n"
+
+
+def test_analyst_file_with_parameters_and_the_duckdb_init_script(
+    lake_with_rows: LakeSettings, tmp_path: Path
+) -> None:
+    query = tmp_path / "q.sql"
+    query.write_text("SELECT price FROM market.index_prices WHERE index_name = $name;\n")
+    done = sql(lake_with_rows, "--file", str(query), "--param", "name=eth_usd", "--format", "csv")
+    assert done.returncode == 0 and done.stdout == "price\n2200.25\n", done.stderr
+    script = sql(lake_with_rows, "--init-script").stdout
+    assert "READ_ONLY" in script and "ducklake.duckdb_extension" in script
+    import duckdb
+
+    con = duckdb.connect()
+    for statement in filter(None, (s.strip() for s in script.split(";"))):
+        if not statement.startswith("--"):
+            con.execute(statement)
+    assert con.execute("SELECT count(*) FROM market.index_prices").fetchone()[0] == 2

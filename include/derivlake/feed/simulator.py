@@ -229,7 +229,7 @@ def _round(x: np.ndarray, ndigits: int) -> np.ndarray:
     out = np.round(x, ndigits)
     y = x * 10.0**ndigits
     with np.errstate(invalid="ignore"):
-        near = np.abs(y - np.floor(y) - 0.5) <= 1e-9 * np.abs(y) + 1e-9
+        near = np.abs(y - np.floor(y) - 0.5) <= 1e-15 * np.abs(y)  # within a few ulps of a tie
     if near.any():
         out[near] = [round(v, ndigits) for v in x[near].tolist()]
     return out
