@@ -133,3 +133,8 @@ def test_drains_maintenance_and_readers_at_once_readers_see_whole_batches(
         con.execute("SELECT kafka_offset, count(*) FROM market.options_ticker GROUP BY 1").fetchall()
     )
     assert final == {b: ROWS_PER_BATCH for b in committed}
+
+
+def test_maintenance_of_an_empty_lake_is_a_no_op(lake_settings: LakeSettings) -> None:
+    result = maintain(lake_settings)
+    assert (result.files_before, result.files_after, result.partitions) == (0, 0, [])

@@ -120,15 +120,16 @@ def maintain(settings: LakeSettings, config: MaintenanceConfig | None = None) ->
         result.deleted_files = len(deleted)
         result.partitions = partition_stats(con)
         result.files_after = sum(p["files"] for p in result.partitions)
-        con.execute("BEGIN")
-        con.executemany(
-            "INSERT INTO ops.table_stats VALUES (now()::TIMESTAMP, ?, ?, ?, ?, ?, ?)",
-            [
-                [*str(p["table"]).split("."), p["date"], p["rows"], p["files"], p["bytes"]]
-                for p in result.partitions
-            ],
-        )
-        con.execute("COMMIT")
+        if result.partitions:  # an empty lake has nothing to record
+            con.execute("BEGIN")
+            con.executemany(
+                "INSERT INTO ops.table_stats VALUES (now()::TIMESTAMP, ?, ?, ?, ?, ?, ?)",
+                [
+                    [*str(p["table"]).split("."), p["date"], p["rows"], p["files"], p["bytes"]]
+                    for p in result.partitions
+                ],
+            )
+            con.execute("COMMIT")
     finally:
         con.close()
     result.seconds = time.monotonic() - t0
