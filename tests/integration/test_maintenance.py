@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import threading
 import time
 from datetime import timedelta
 
@@ -68,66 +67,72 @@ def test_merge_compacts_partitions_and_records_table_stats(lake_settings: LakeSe
     assert stats == [(40 * ROWS_PER_BATCH, part["files"])]
 
 
+def _writer(lake: LakeSettings, stop, done) -> None:
+    con = open_lake(lake)
+    batch = 0
+    while not stop.is_set():
+        _commit_batch(con, batch)
+        done.put(batch)
+        batch += 1
+        time.sleep(0.5)  # a drain commit every half second: ~600x the production rate
+
+
+def _maintainer(lake: LakeSettings, stop, done) -> None:
+    while not stop.is_set():
+        maintain(lake, MaintenanceConfig(target_file_size_bytes=64 * 1024, file_grace=timedelta(0)))
+        time.sleep(1.0)
+    done.put("maintainer ok")
+
+
+def _reader(lake: LakeSettings, stop, done) -> None:
+    seen: set[int] = set()
+    reads = 0
+    while not stop.is_set():
+        con = open_lake(lake, read_only=True)
+        counts = dict(
+            con.execute("SELECT kafka_offset, count(*) FROM market.options_ticker GROUP BY 1").fetchall()
+        )
+        con.close()
+        if any(n != ROWS_PER_BATCH for n in counts.values()):
+            raise AssertionError(f"a reader saw part of a batch or a duplicate: {counts}")
+        if not seen <= counts.keys():
+            raise AssertionError("a committed batch disappeared for a reader")
+        seen = set(counts)
+        reads += 1
+        time.sleep(0.05)
+    done.put(reads)
+
+
 def test_drains_maintenance_and_readers_at_once_readers_see_whole_batches(
     lake_settings: LakeSettings,
 ) -> None:
+    """Separate processes, as in production (drain tasks, the maintenance task, analysts)."""
+    import multiprocessing as mp
+
     seconds = float(os.environ.get("DERIVLAKE_CONCURRENCY_SECONDS", "60"))
     open_lake(lake_settings).close()
-    stop = threading.Event()
-    committed: list[int] = []
-    errors: list[BaseException] = []
-    reads = []
-
-    def writer() -> None:
-        con = open_lake(lake_settings)
-        batch = 0
-        while not stop.is_set():
-            _commit_batch(con, batch)
-            committed.append(batch)
-            batch += 1
-        con.close()
-
-    def maintainer() -> None:
-        while not stop.is_set():
-            maintain(
-                lake_settings, MaintenanceConfig(target_file_size_bytes=64 * 1024, file_grace=timedelta(0))
-            )
-            time.sleep(0.5)
-
-    def reader() -> None:
-        seen: set[int] = set()
-        while not stop.is_set():
-            con = open_lake(lake_settings, read_only=True)
-            counts = dict(
-                con.execute("SELECT kafka_offset, count(*) FROM market.options_ticker GROUP BY 1").fetchall()
-            )
-            con.close()
-            assert all(n == ROWS_PER_BATCH for n in counts.values()), (
-                "a reader saw part of a batch or a duplicate"
-            )
-            assert seen <= counts.keys(), "a committed batch disappeared for a reader"
-            seen = set(counts)
-            reads.append(len(seen))
-
-    def guard(fn):
-        def run() -> None:
-            try:
-                fn()
-            except BaseException as exc:  # surfaced in the main thread
-                errors.append(exc)
-                stop.set()
-
-        return run
-
-    threads = [threading.Thread(target=guard(f)) for f in (writer, maintainer, reader)]
-    for t in threads:
-        t.start()
+    ctx = mp.get_context("spawn")
+    stop = ctx.Event()
+    queues = {name: ctx.Queue() for name in ("writer", "maintainer", "reader")}
+    targets = {"writer": _writer, "maintainer": _maintainer, "reader": _reader}
+    procs = {n: ctx.Process(target=targets[n], args=(lake_settings, stop, queues[n])) for n in targets}
+    for p in procs.values():
+        p.start()
     time.sleep(seconds)
     stop.set()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors
-    assert len(reads) > 10 and len(committed) > 10
+    committed: list[int] = []
+    deadline = time.monotonic() + 180
+    while procs["writer"].is_alive() and time.monotonic() < deadline:
+        while not queues["writer"].empty():
+            committed.append(queues["writer"].get())
+        time.sleep(0.1)
+    for p in procs.values():
+        p.join(timeout=180)
+    while not queues["writer"].empty():
+        committed.append(queues["writer"].get())
+    assert {n: p.exitcode for n, p in procs.items()} == {"writer": 0, "maintainer": 0, "reader": 0}
+    assert queues["maintainer"].get(timeout=5) == "maintainer ok"
+    assert queues["reader"].get(timeout=5) > 10 and len(committed) > 10
     con = open_lake(lake_settings, read_only=True)
     final = dict(
         con.execute("SELECT kafka_offset, count(*) FROM market.options_ticker GROUP BY 1").fetchall()

@@ -12,6 +12,7 @@ used to pace `--realtime`.
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import random
@@ -170,6 +171,9 @@ class _OptionStats(msgspec.Struct, gc=False):
     high: float
 
 
+_NO_STATS = _OptionStats(NAN, NAN, NAN, NAN)
+
+
 class _Greeks(msgspec.Struct, gc=False):
     vega: float
     theta: float
@@ -241,6 +245,9 @@ def _round_dp(x: np.ndarray, two: np.ndarray) -> np.ndarray:
 
 
 def _objects(items: list) -> np.ndarray:
+    """A 1-d object array of `items` (which may be tuples: numpy would make those a 2-d array)."""
+    if not items or not isinstance(items[0], tuple):
+        return np.array(items, dtype=object)
     out = np.empty(len(items), dtype=object)
     for i, x in enumerate(items):
         out[i] = x
@@ -319,6 +326,16 @@ class _Out:
         self.ts.append(ts)
         self.marks.append(mark)
 
+    def extend(self, other: _Out) -> None:
+        at = len(self.values)
+        self.kinds += other.kinds
+        self.keys += other.keys
+        self.values += other.values
+        self.chans += other.chans
+        self.ts += other.ts
+        self.marks += other.marks
+        self.same_headers += [(c + at, o + at) for c, o in other.same_headers]
+
     def close(self, step_ms: int, latency: np.random.Generator) -> _Block:
         n = len(self.values)
         recv = np.asarray(self.ts, dtype=np.int64) * 1000 + latency.integers(300, 4300, n)
@@ -328,6 +345,20 @@ class _Out:
             headers[copy] = headers[original]
         n_marked = n - self.marks.count(None)
         return _Block(step_ms, self.kinds, self.keys, self.values, headers, self.marks, n_marked)
+
+
+class _NoGC:
+    """Cyclic GC off while a step is built: it makes thousands of small acyclic objects (level tuples,
+    header lists) that would trigger a young-generation collection every few hundred allocations;
+    refcounting frees them all. The previous state is restored when the step is done."""
+
+    def __enter__(self) -> None:
+        self.was = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.was:
+            gc.enable()
 
 
 def _channel(prefix: str, name: str) -> tuple[str, bytes]:
@@ -380,6 +411,7 @@ class Simulator:
         self._block: np.ndarray | None = None
         self._block_pos = 0
         self._fault_active = any((config.bad_rate, config.dup_rate, config.late_rate, config.gap_rate))
+        self.batch_steps = self.n_phases  # steps computed together (each instrument ticks once at most)
         L = self.scale.book_levels
         for name, dtype, init in self._STATE:
             setattr(self, name, np.full(0, init, dtype=dtype))
@@ -617,14 +649,16 @@ class Simulator:
         self.spot = row[: len(MARKETS)].copy()
         self.premium = np.clip(self.premium * 0.995 + row[len(MARKETS) :], -0.003, 0.003)
 
-    def _price(self, idx: np.ndarray, t_ms: int) -> dict[str, np.ndarray]:
-        """Marks, vols and greeks of instruments `idx` at `t_ms`, vectorised."""
+    def _price(
+        self, idx: np.ndarray, t_ms: np.ndarray, spot: np.ndarray, premium: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """Marks, vols and greeks of instruments `idx` at times `t_ms` (per row, with that step's index
+        `spot` and perpetual `premium`), vectorised."""
         mi = self.a_mi[idx]
-        spot = self.spot[mi]
         basis = np.array([m.basis for m in MARKETS])[mi]
         T = np.maximum((self.a_exp[idx] - t_ms) / 1000.0 / YEAR_S, 1e-7)
         perp = self.a_perp[idx]
-        F = np.where(perp, spot * (1 + self.premium[mi]), spot * np.exp(basis * np.where(perp, 0.0, T)))
+        F = np.where(perp, spot * (1 + premium), spot * np.exp(basis * np.where(perp, 0.0, T)))
         opt = self.a_opt[idx]
         K = np.where(opt, self.a_k[idx], F)
         sigma = np.empty(len(idx))
@@ -674,16 +708,24 @@ class Simulator:
         """
         new_px, fresh, keep = self._target_books(idx, mark)
         new_ok = new_px >= 1  # levels below one tick do not exist (bids stop there)
+        new_px = np.where(new_ok, new_px, -2)  # absent levels: -2 here, -1 in the old book: never equal
         fresh = _round(fresh * self.a_min[idx][:, None, None], 6)
         old_px, old_amt, old_ok = self.b_px[idx], self.b_amt[idx], self.b_ok[idx]
-        same = (new_px[..., :, None] == old_px[..., None, :]) & new_ok[..., :, None] & old_ok[..., None, :]
-        in_old = same.any(axis=3)
-        prev_amt = (same * old_amt[..., None, :]).sum(axis=3)
+        # the old level each new level sits on (prices are distinct per side: at most one), via argmax
+        # because small-axis any() reductions are slow in numpy
+        same = new_px[..., :, None] == old_px[..., None, :]  # (rows, side, new level, old level)
+        at = same.argmax(axis=3)
+        in_old = np.take_along_axis(same, at[..., None], axis=3)[..., 0]
+        prev_amt = np.take_along_axis(old_amt, at, axis=2)
         amt = np.where(in_old & keep, prev_amt, fresh)
-        deleted = old_ok & ~same.any(axis=2)
+        L = old_px.shape[2]
+        kept = np.zeros((*old_px.shape[:2], L + 1), dtype=bool)
+        np.put_along_axis(kept, np.where(in_old, at, L), True, axis=2)
+        deleted = old_ok & ~kept[..., :L]
         changed = new_ok & (~in_old | (amt != prev_amt))
+        amt[~new_ok] = 0.0
         self.b_px[idx] = np.where(new_ok, new_px, -1)
-        self.b_amt[idx] = np.where(new_ok, amt, 0.0)
+        self.b_amt[idx] = amt
         self.b_ok[idx] = new_ok
         emit = np.concatenate([deleted, changed], axis=2)
         codes = np.concatenate([np.zeros_like(old_px), np.where(in_old, 2, 1)], axis=2)
@@ -695,8 +737,10 @@ class Simulator:
         px = _round(self.b_px[rows] * self.a_tick[rows][:, None, None], 8)
         return _levels(px, np.ones(px.shape, dtype=np.int64), self.b_amt[rows], self.b_ok[rows])
 
-    def _option_tickers(self, rows: np.ndarray, pos: np.ndarray, ts: np.ndarray, p: dict, est: np.ndarray):
-        """Option tickers of instruments `rows` (p/est/ts indexed by `pos`), serialised in bulk."""
+    def _option_tickers(
+        self, rows: np.ndarray, pos: np.ndarray, ts: np.ndarray, p: dict, est: np.ndarray, cap: dict
+    ) -> list[bytes]:
+        """Option tickers of instruments `rows` (p/est/ts/cap indexed by `pos`), serialised in bulk."""
         tick = self.a_tick[rows]
         two = self.a_dp2[rows]
         mark, F, usd = p["mark"][pos], p["F"][pos], p["usd"][pos]
@@ -711,18 +755,24 @@ class Simulator:
             iv = _round(np.clip(mark_iv + (px * to_usd - usd) / vega, 1.0, 500.0), 2)
             return np.where(px != 0.0, iv, 0.0).tolist()
 
-        seq, first, last = self.s_seq[rows], self.s_first[rows], self.s_last[rows]
-        with np.errstate(invalid="ignore"):
-            change = _round((last / first - 1) * 100, 4)
-        stats = list(
-            map(
-                _OptionStats,
-                np.where(seq > 0, _round(self.s_vol[rows], 4), NAN).tolist(),
-                change.tolist(),
-                self.s_low[rows].tolist(),
-                self.s_high[rows].tolist(),
+        seq, first, last, high = cap["seq"][pos], cap["first"][pos], cap["last"][pos], cap["high"][pos]
+        # most series have not traded today: they share one all-null stats object
+        stats = np.full(len(rows), _NO_STATS, dtype=object)
+        traded = np.flatnonzero((seq > 0) | ~np.isnan(high))
+        if len(traded):
+            with np.errstate(invalid="ignore"):
+                change = _round((last[traded] / first[traded] - 1) * 100, 4)
+            stats[traded] = _objects(
+                list(
+                    map(
+                        _OptionStats,
+                        np.where(seq[traded] > 0, _round(cap["vol"][pos][traded], 4), NAN).tolist(),
+                        change.tolist(),
+                        cap["low"][pos][traded].tolist(),
+                        high[traded].tolist(),
+                    )
+                )
             )
-        )
         greeks = list(map(_Greeks, *(np.round(p[g][pos], 5).tolist() for g in _Greeks.__struct_fields__)))
         n = len(rows)
         low = np.maximum(tick, np.rint(mark * 0.5 / tick) * tick)
@@ -731,10 +781,10 @@ class Simulator:
             _round_dp(F, two).tolist(),
             self.o_uidx[rows].tolist(),
             ts[pos].tolist(),
-            stats,
+            stats.tolist(),
             repeat("open", n),
-            _round(self.s_settle[rows], 8).tolist(),
-            _round(self.s_oi[rows], 4).tolist(),
+            _round(cap["settle"][pos], 8).tolist(),
+            _round(cap["oi"][pos], 4).tolist(),
             _round(low, 8).tolist(),
             _round(mark * 1.5 / tick * tick + 10 * tick, 8).tolist(),
             _round(mark, 8).tolist(),
@@ -754,20 +804,21 @@ class Simulator:
         )
         return list(map(_dumps, tickers))
 
-    def _other_ticker(self, j: int, ts: int, spot: float, est: float) -> dict:
-        """Ticker of a future or perpetual (a handful per step: built as a dict)."""
+    def _other_ticker(self, j: int, k: int, ts: int, spot: float, est: float, cap: dict) -> dict:
+        """Ticker of a future or perpetual (a handful per step: built as a dict); `k` indexes `cap`."""
         inst = self.insts[j]
         spec = MARKETS[inst.mi]
         tick = inst.tick
-        seq = int(self.s_seq[j])
+        seq = int(cap["seq"][k])
         mark = float(self.s_mark[j])
-        last, first, vol = float(self.s_last[j]), float(self.s_first[j]), float(self.s_vol[j])
+        last, first, vol = float(cap["last"][k]), float(cap["first"][k]), float(cap["vol"][k])
+        low, high = float(cap["low"][k]), float(cap["high"][k])
         has_bid, has_ask = bool(self.b_ok[j, 0, 0]), bool(self.b_ok[j, 1, 0])
         stats = {
             "volume": round(vol, 4) if seq else None,
             "price_change": round((last / first - 1) * 100, 4) if first == first else None,
-            "low": None if math.isnan(self.s_low[j]) else float(self.s_low[j]),
-            "high": None if math.isnan(self.s_high[j]) else float(self.s_high[j]),
+            "low": None if low != low else low,
+            "high": None if high != high else high,
             "volume_usd": round(vol * (1.0 if not spec.linear else mark), 2) if seq else None,
         }
         dp = 2 if spec.base in ("BTC", "ETH") else 4
@@ -775,8 +826,8 @@ class Simulator:
             "timestamp": ts,
             "stats": stats,
             "state": "open",
-            "settlement_price": round(float(self.s_settle[j]), 4),
-            "open_interest": round(float(self.s_oi[j]), 4),
+            "settlement_price": round(float(cap["settle"][k]), 4),
+            "open_interest": round(float(cap["oi"][k]), 4),
             "min_price": round(round(mark * 0.975 / tick) * tick, 8),
             "max_price": round(round(mark * 1.025 / tick) * tick, 8),
             "mark_price": round(mark, 4),
@@ -796,29 +847,22 @@ class Simulator:
             out["interest_value"] = round(prem * 1e-4, 12)
         return out
 
-    def _delivery_estimates(self, idx: np.ndarray, t_ms: int, index: np.ndarray) -> np.ndarray:
-        """The index TWAP so far for instruments expiring at the next 08:00 during its window, else index."""
-        if t_ms % DAY_MS < TWAP_START_MS:
-            return index
-        mi = self.a_mi[idx]
+    def _delivery_estimates(
+        self, idx: np.ndarray, t_ms: np.ndarray, index: np.ndarray, twap: np.ndarray
+    ) -> np.ndarray:
+        """The index TWAP so far (`twap` per row, NaN before any) for instruments expiring at the next
+        08:00 during its window, else the index."""
         exp = self.a_exp_ms[idx]
-        n = self.twap_n[mi]
-        twap = np.array(
-            [
-                round(float(s / max(c, 1)), 2 if m.base in ("BTC", "ETH") else 4)
-                for s, c, m in zip(self.twap_sum, self.twap_n, MARKETS, strict=True)
-            ]
-        )[mi]
-        live = (exp - DAY_MS < t_ms) & (t_ms < exp) & (n > 0)
+        live = (exp - DAY_MS < t_ms) & (t_ms < exp) & (t_ms % DAY_MS >= TWAP_START_MS) & ~np.isnan(twap)
         return np.where(live, twap, index)
 
-    def _tick_instruments(self, out: _Out, idx: np.ndarray, t_ms: int, snapshot_all: bool) -> None:
-        """Book change (or snapshot) then ticker for each instrument in `idx`, built and encoded in bulk."""
+    def _tick_books(
+        self, idx: np.ndarray, ts: np.ndarray, p: dict, snapshot_all: bool
+    ) -> tuple[np.ndarray, np.ndarray, list[bytes], list[bytes]]:
+        """Move the books of `idx` (each at most once) and encode their change and snapshot messages."""
         n = len(idx)
         if n == 0:
-            return
-        p = self._price(idx, t_ms)
-        ts = t_ms + 1 + np.arange(n, dtype=np.int64)
+            return np.zeros(0, dtype=bool), np.zeros(0, dtype=bool), [], []
         self.s_mark[idx], self.s_F[idx], self.s_vega[idx] = p["mark"], p["F"], p["vega"]
         self.s_iv[idx] = _round(p["sigma"] * 100, 2)
         self.s_index[idx] = p["spot"]
@@ -830,7 +874,7 @@ class Simulator:
             has_snap = np.ones(n, dtype=bool)
             self.s_cid[idx] += 1
         else:
-            has_change = emit.any(axis=(1, 2))
+            has_change = emit.reshape(n, -1).max(axis=1)
             prev = self.s_cid[idx]
             self.s_cid[idx] = prev + has_change
             due = ts - self.s_snap[idx] >= self.scale.snapshot_interval_s * 1000
@@ -858,63 +902,36 @@ class Simulator:
             )
         snaps: list[bytes] = []
         if has_snap.any():
-            s = np.flatnonzero(has_snap)
-            self.s_snap[idx[s]] = ts[s]
-            bids, asks = self._snapshot_levels(idx[s])
+            sn = np.flatnonzero(has_snap)
+            self.s_snap[idx[sn]] = ts[sn]
+            bids, asks = self._snapshot_levels(idx[sn])
             snaps = list(
                 map(
                     _dumps,
                     map(
                         _BookSnapshot,
-                        repeat("snapshot", len(s)),
-                        ts[s].tolist(),
-                        names[s].tolist(),
-                        cid[s].tolist(),
+                        repeat("snapshot", len(sn)),
+                        ts[sn].tolist(),
+                        names[sn].tolist(),
+                        cid[sn].tolist(),
                         bids,
                         asks,
                     ),
                 )
             )
-        index = _round_dp(p["spot"], self.a_dp2[idx])
-        est = self._delivery_estimates(idx, t_ms, index)
-        tickers = np.empty(n, dtype=object)
+        return has_change, has_snap, changes, snaps
+
+    def _tickers(self, idx: np.ndarray, ts: np.ndarray, p: dict, est: np.ndarray, cap: dict) -> np.ndarray:
+        """Encoded tickers of `idx` (an object array in row order)."""
+        tickers = np.empty(len(idx), dtype=object)
         opt = self.a_opt[idx]
         o = np.flatnonzero(opt)
         if len(o):
-            tickers[o] = _objects(self._option_tickers(idx[o], o, ts, p, est))
+            tickers[o] = _objects(self._option_tickers(idx[o], o, ts, p, est, cap))
         spot, est_l, ts_l = p["spot"].tolist(), est.tolist(), ts.tolist()
         for k in np.flatnonzero(~opt).tolist():
-            tickers[k] = _dumps(self._other_ticker(int(idx[k]), ts_l[k], spot[k], est_l[k]))
-        # interleave per instrument: [change] [snapshot] ticker
-        hc, hs = has_change.astype(np.int64), has_snap.astype(np.int64)
-        per = hc + hs + 1
-        start = np.cumsum(per) - per
-        total = int(per.sum())
-        values = np.empty(total, dtype=object)
-        values[start[has_change]] = _objects(changes)
-        values[(start + hc)[has_snap]] = _objects(snaps)
-        at_ticker = start + hc + hs
-        values[at_ticker] = tickers
-        is_ticker = np.zeros(total, dtype=bool)
-        is_ticker[at_ticker] = True
-        row = np.repeat(idx, per)
-        kinds = np.where(is_ticker, "deribit.ticker", "deribit.book").tolist()
-        keys = self.o_key[row].tolist()
-        chans = self.o_chan[row + is_ticker * len(self.insts)].tolist()
-        ts_msg = np.repeat(ts, per).tolist()
-        values_l = values.tolist()
-        if not self._fault_active:
-            out.kinds += kinds
-            out.keys += keys
-            out.values += values_l
-            out.chans += chans
-            out.ts += ts_msg
-            out.marks += [None] * total
-            return
-        snapshot = np.zeros(total, dtype=bool)
-        snapshot[(start + hc)[has_snap]] = True
-        for m in range(total):
-            self._tick_faults(out, kinds[m], keys[m], values_l[m], chans[m], ts_msg[m], bool(snapshot[m]))
+            tickers[k] = _dumps(self._other_ticker(int(idx[k]), k, ts_l[k], spot[k], est_l[k], cap))
+        return tickers
 
     def _tick_faults(
         self, out: _Out, kind: str, key: bytes, value: bytes, chan: tuple, ts: int, snapshot: bool
@@ -941,7 +958,8 @@ class Simulator:
 
     # --- trades and desk -------------------------------------------------------------------------
 
-    def _trades(self, out: _Out, t_ms: int, first_ts: int) -> None:
+    def _trades(self, out: _Out, t_ms: int, first_ts: int, vis: dict[str, np.ndarray]) -> None:
+        """Public trades of a step, against the books and marks `vis`ible at that step."""
         n = int(self.rng.poisson(self.trade_rate * self.scale.step_s))
         if n == 0 or not self.insts:
             return
@@ -952,12 +970,12 @@ class Simulator:
         rnd = self.rnd
         for off, j, size in zip(offsets, which, sizes, strict=True):
             inst = self.insts[j]
-            has_bid, has_ask = bool(self.b_ok[j, 0, 0]), bool(self.b_ok[j, 1, 0])
+            has_bid, has_ask = bool(vis["ok"][j, 0]), bool(vis["ok"][j, 1])
             if not has_bid and not has_ask:
                 continue
             spec = MARKETS[inst.mi]
             buy = (rnd.random() < 0.5 or not has_bid) and has_ask
-            price = round(int(self.b_px[j, 1 if buy else 0, 0]) * inst.tick, 8)
+            price = round(int(vis["px"][j, 1 if buy else 0]) * inst.tick, 8)
             amount = round(size * inst.min_amount, 6)
             ts = first_ts + off
             prev = None if math.isnan(self.s_last[j]) else float(self.s_last[j])
@@ -975,7 +993,7 @@ class Simulator:
             self.s_oi[j] += amount * 0.5
             self.trade_id += 1
             dp = 2 if spec.base in ("BTC", "ETH") else 4
-            mark, index = float(self.s_mark[j]), float(self.s_index[j])
+            mark, index = float(vis["mark"][j]), float(vis["index"][j])
             trade = {
                 "trade_seq": int(self.s_seq[j]),
                 "trade_id": str(100_000_000 + self.trade_id),
@@ -989,13 +1007,13 @@ class Simulator:
                 "amount": amount,
             }
             if inst.kind == "option":
-                F = float(self.s_F[j])
+                F = float(vis["F"][j])
                 usd = price * (1.0 if spec.linear else F)
                 mark_usd = mark * (1.0 if spec.linear else F)
                 trade["iv"] = round(
                     min(
                         500.0,
-                        max(1.0, float(self.s_iv[j]) + (usd - mark_usd) / max(float(self.s_vega[j]), 1e-9)),
+                        max(1.0, float(vis["iv"][j]) + (usd - mark_usd) / max(float(vis["vega"][j]), 1e-9)),
                     ),
                     2,
                 )
@@ -1016,16 +1034,16 @@ class Simulator:
                 "late" if late else None,
             )
             if desk:
-                self._fill(out, j, trade, buy, ts)
+                self._fill(out, j, trade, buy, ts, vis)
 
-    def _fill(self, out: _Out, j: int, trade: dict, taker_buys: bool, ts: int) -> None:
+    def _fill(self, out: _Out, j: int, trade: dict, taker_buys: bool, ts: int, vis: dict) -> None:
         inst = self.insts[j]
         spec = MARKETS[inst.mi]
         acct = ACCOUNTS[self.rnd.randrange(len(ACCOUNTS))]
         direction = ("sell" if taker_buys else "buy") if acct.maker else trade["direction"]
         price, amount = trade["price"], trade["amount"]
         if inst.kind == "option":
-            notional = amount * (float(self.s_index[j]) if spec.linear else 1.0)
+            notional = amount * (float(vis["index"][j]) if spec.linear else 1.0)
             fee = min(0.0003 * notional, 0.125 * price * amount)
         elif spec.linear:
             fee = (0.0 if acct.maker else 0.0005) * price * amount
@@ -1045,7 +1063,7 @@ class Simulator:
             "reduce_only": False,
             "post_only": acct.maker,
             "profit_loss": 0.0,
-            "underlying_price": round(float(self.s_F[j]), 4),
+            "underlying_price": round(float(vis["F"][j]), 4),
         }
         fill.pop("liquidation", None)
         self._emit(out, "desk.fills", acct.account_id, fill, f"user.trades.{inst.name}.raw", ts)
@@ -1064,7 +1082,12 @@ class Simulator:
     # --- the run ---------------------------------------------------------------------------------
 
     def blocks(self) -> Iterator[_Block]:
-        """The messages of [start, end) step by step (forever if end is None), counted in `stats`."""
+        """The messages of [start, end) step by step (forever if end is None), counted in `stats`.
+
+        Ordinary steps are computed `n_phases` at a time (one ticker interval: every instrument ticks at
+        most once), so the numpy work is amortised over ~10x more rows; the first step and the 08:00
+        expiry step (listings, snapshots of every new book) are computed alone.
+        """
         cfg = self.config
         start_ms = _ms(cfg.start)
         end_ms = _ms(cfg.end) if cfg.end is not None else None
@@ -1077,10 +1100,34 @@ class Simulator:
         yield self._count(out.close(t_ms, self.latency))
         first = True
         while end_ms is None or t_ms < end_ms:
+            n = 1
+            if not first and t_ms % DAY_MS != EXPIRY_MS:
+                while n < self.batch_steps and (end_ms is None or t_ms + n * self.step_ms < end_ms):
+                    if (t_ms + n * self.step_ms) % DAY_MS == EXPIRY_MS:
+                        break
+                    n += 1
+            with _NoGC():
+                blocks = self._steps(t_ms, step_no, n, first)
+            yield from blocks
+            first = False
+            t_ms += n * self.step_ms
+            step_no += n
+
+    def _steps(self, t0: int, step0: int, n_steps: int, first: bool) -> list[_Block]:
+        """`n_steps` market steps from `t0`: per step the index, listings/expiries, the instruments that
+        tick, trades and transfers; the ticking instruments of all steps are priced, moved and encoded
+        together (each ticks at most once), the few trades run step by step against what was visible then.
+        """
+        special = first or t0 % DAY_MS == EXPIRY_MS
+        outs: list[_Out] = []
+        rows: list[np.ndarray] = []
+        spots, premiums, twaps = [], [], []
+        for k in range(n_steps):
+            t_ms = t0 + k * self.step_ms
             out = _Out()
             self._next_spot()
             day_ms = t_ms % DAY_MS
-            if first or day_ms == EXPIRY_MS:
+            if special:
                 self._settle(out, t_ms, first)
             if day_ms == TWAP_START_MS:
                 self.twap_sum[:] = 0
@@ -1094,24 +1141,128 @@ class Simulator:
                 obj = {"index_name": spec.index_name, "price": px, "timestamp": t_ms}
                 chan = f"deribit_price_index.{spec.index_name}"
                 self._emit(out, "deribit.index", spec.index_name, obj, chan, t_ms)
-            if first or day_ms == EXPIRY_MS:
-                new = np.flatnonzero(self.a_created == t_ms)
-                for j in new.tolist():
+            twaps.append(
+                [
+                    round(float(self.twap_sum[mi] / c), 2 if m.base in ("BTC", "ETH") else 4) if c else NAN
+                    for mi, (c, m) in enumerate(zip(self.twap_n, MARKETS, strict=True))
+                ]
+            )
+            if special:
+                idx = np.flatnonzero(self.a_created == t_ms)
+                for j in idx.tolist():
                     inst = self.insts[j]
                     obj = self._instrument_obj(inst)
                     self._emit(out, "deribit.instruments", inst.name, obj, "public/get_instruments", t_ms)
-                self._tick_instruments(out, new, t_ms, snapshot_all=True)
-                self.s_settle[new] = self.s_mark[new]
             else:
-                idx = np.flatnonzero(self.a_phase == step_no % self.n_phases)
-                self._tick_instruments(out, idx, t_ms, snapshot_all=False)
-            self._trades(out, t_ms, t_ms + 2 + len(out))
-            if day_ms == 12 * 3_600_000:
-                self._daily_transfers(out, t_ms)
-            yield self._count(out.close(t_ms, self.latency))
-            first = False
-            t_ms += self.step_ms
-            step_no += 1
+                idx = np.flatnonzero(self.a_phase == (step0 + k) % self.n_phases)
+            outs.append(out)
+            rows.append(idx)
+            spots.append(self.spot)
+            premiums.append(self.premium)
+
+        counts = np.array([len(r) for r in rows], dtype=np.int64)
+        ends = np.cumsum(counts)
+        starts = ends - counts
+        idx = np.concatenate(rows)
+        step_of = np.repeat(np.arange(n_steps), counts)
+        t_rows = t0 + step_of * self.step_ms
+        ts = t_rows + 1 + np.arange(len(idx)) - np.repeat(starts, counts)
+        mi = self.a_mi[idx]
+        # what trades see: the books and marks before this batch; a step's rows switch to the new ones
+        vis = {
+            "px": self.b_px[:, :, 0].copy(),
+            "ok": self.b_ok[:, :, 0].copy(),
+            "mark": self.s_mark.copy(),
+            "F": self.s_F.copy(),
+            "iv": self.s_iv.copy(),
+            "vega": self.s_vega.copy(),
+            "index": self.s_index.copy(),
+        }
+        cap: dict[str, np.ndarray] = {"settle": self.s_settle[idx]}
+        p = self._price(idx, t_rows, np.array(spots)[step_of, mi], np.array(premiums)[step_of, mi])
+        has_change, has_snap, changes, snaps = self._tick_books(idx, ts, p, snapshot_all=special)
+        if special:
+            self.s_settle[idx] = self.s_mark[idx]
+        msgs_before = np.concatenate([[0], np.cumsum(1 + has_change.astype(np.int64) + has_snap)])
+        n_tick_msgs = np.diff(msgs_before[ends], prepend=0).tolist()  # book + ticker messages per step
+
+        # trades step by step: a ticker shows the trades of the steps before its own
+        state = {k: getattr(self, f"s_{k}") for k in ("seq", "first", "last", "high", "low", "vol", "oi")}
+        for k in state:
+            cap[k] = np.empty(len(idx), dtype=state[k].dtype)
+        trade_outs: list[_Out] = []
+        for k in range(n_steps):
+            t_ms = t0 + k * self.step_ms
+            sl = slice(int(starts[k]), int(ends[k]))
+            r = idx[sl]
+            vis["px"][r], vis["ok"][r] = self.b_px[r, :, 0], self.b_ok[r, :, 0]
+            for name in ("mark", "F", "iv", "vega", "index"):
+                vis[name][r] = getattr(self, f"s_{name}")[r]
+            for name, arr in state.items():
+                cap[name][sl] = arr[r]
+            tout = _Out()
+            self._trades(tout, t_ms, t_ms + 2 + len(outs[k]) + n_tick_msgs[k], vis)
+            if t_ms % DAY_MS == 12 * 3_600_000:
+                self._daily_transfers(tout, t_ms)
+            trade_outs.append(tout)
+
+        index = _round_dp(p["spot"], self.a_dp2[idx])
+        est = self._delivery_estimates(idx, t_rows, index, np.array(twaps)[step_of, mi])
+        tickers = self._tickers(idx, ts, p, est, cap)
+        ticks = self._interleave(idx, ts, has_change, has_snap, changes, snaps, tickers)
+        blocks = []
+        at = 0
+        for k in range(n_steps):
+            out = outs[k]
+            upto = at + n_tick_msgs[k]
+            self._add_ticks(out, ticks, at, upto)
+            at = upto
+            out.extend(trade_outs[k])
+            blocks.append(self._count(out.close(t0 + k * self.step_ms, self.latency)))
+        return blocks
+
+    def _interleave(
+        self,
+        idx: np.ndarray,
+        ts: np.ndarray,
+        has_change: np.ndarray,
+        has_snap: np.ndarray,
+        changes: list[bytes],
+        snaps: list[bytes],
+        tickers: np.ndarray,
+    ) -> tuple[list, ...]:
+        """Message columns in order, per instrument: [book change] [book snapshot] ticker."""
+        hc, hs = has_change.astype(np.int64), has_snap.astype(np.int64)
+        per = hc + hs + 1
+        start = np.cumsum(per) - per
+        total = int(per.sum())
+        values = np.empty(total, dtype=object)
+        values[start[has_change]] = _objects(changes)
+        values[(start + hc)[has_snap]] = _objects(snaps)
+        at_ticker = start + hc + hs
+        values[at_ticker] = tickers
+        is_ticker = np.zeros(total, dtype=bool)
+        is_ticker[at_ticker] = True
+        snapshot = np.zeros(total, dtype=bool)
+        snapshot[(start + hc)[has_snap]] = True
+        row = np.repeat(idx, per)
+        kinds = np.where(is_ticker, "deribit.ticker", "deribit.book").tolist()
+        keys = self.o_key[row].tolist()
+        chans = self.o_chan[row + is_ticker * len(self.insts)].tolist()
+        return kinds, keys, values.tolist(), chans, np.repeat(ts, per).tolist(), snapshot.tolist()
+
+    def _add_ticks(self, out: _Out, ticks: tuple[list, ...], a: int, b: int) -> None:
+        kinds, keys, values, chans, ts, snapshot = ticks
+        if not self._fault_active:
+            out.kinds += kinds[a:b]
+            out.keys += keys[a:b]
+            out.values += values[a:b]
+            out.chans += chans[a:b]
+            out.ts += ts[a:b]
+            out.marks += [None] * (b - a)
+            return
+        for m in range(a, b):
+            self._tick_faults(out, kinds[m], keys[m], values[m], chans[m], ts[m], snapshot[m])
 
     def messages(self) -> Iterator[FeedMessage]:
         """All messages of [start, end) in simulated-time order (forever if end is None)."""

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from derivlake.config import DrainSettings, KafkaSettings, LakeSettings, TopicSpec
 from derivlake.ingest.offsets import PartitionStart, ensure_offset_rows, resolve_starts, stored_offsets
 from derivlake.kafka_io import BrokerUnavailable
+from derivlake.lake.catalog import is_commit_conflict
 from derivlake.normalize import normalizer_for
 from derivlake.normalize.core import StagedBatch, stage_batch
 
@@ -88,11 +89,6 @@ class DrainResult:
             "stopped_early": self.stopped_early,
             "seconds": round(self.seconds, 3),
         }
-
-
-def _is_conflict(exc: Exception) -> bool:
-    text = str(exc).lower()
-    return any(s in text for s in ("conflict", "database is locked", "busy", "failed to commit"))
 
 
 class _Batch:
@@ -235,7 +231,7 @@ class Drain:
                     self.con.execute("ROLLBACK")
                 if (
                     isinstance(exc, ConcurrentDrain)
-                    or not _is_conflict(exc)
+                    or not is_commit_conflict(exc)
                     or attempt == self.settings.commit_retries - 1
                 ):
                     raise

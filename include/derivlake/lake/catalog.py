@@ -36,6 +36,12 @@ class LakeError(RuntimeError):
     """The lake cannot be opened; the message says why and what to do."""
 
 
+def is_commit_conflict(exc: BaseException) -> bool:
+    """A commit lost to a concurrent one (DuckLake conflict, or the catalog busy): worth a retry."""
+    text = str(exc).lower()
+    return any(s in text for s in ("conflict", "database is locked", "busy", "failed to commit"))
+
+
 def extension_path(package_name: str) -> str:
     """Path of the `.duckdb_extension` file shipped by a `duckdb-extension-*` package."""
     import duckdb
@@ -90,7 +96,9 @@ def open_lake(settings: LakeSettings, read_only: bool = False) -> duckdb.DuckDBP
             raise LakeError(
                 f"no lake at {settings.sqlite_catalog_path}; run a drain first or set DERIVLAKE_HOME"
             )
-        if not read_only:
+        if not read_only and not settings.sqlite_catalog_path.exists():
+            # only at creation: WAL mode persists in the file, and a second SQLite library touching a
+            # catalog that DuckDB's sqlite extension has open can corrupt it
             _prepare_sqlite_catalog(settings.sqlite_catalog_path)
             Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     con = connect_duckdb()

@@ -9,15 +9,17 @@ concurrent drain is retried with backoff and fails the run only when it persists
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from derivlake.config import LakeSettings
-from derivlake.lake.catalog import PARTITIONED_TABLES, open_lake
+from derivlake.lake.catalog import PARTITIONED_TABLES, is_commit_conflict, open_lake
 
 if TYPE_CHECKING:
     import duckdb
@@ -37,7 +39,7 @@ class MaintenanceConfig:
     target_file_size_bytes: int = 128 * 1024 * 1024
     snapshot_retention: timedelta = timedelta(days=7)
     file_grace: timedelta = timedelta(hours=1)
-    conflict_retries: int = 8
+    conflict_retries: int = 12
 
 
 @dataclass
@@ -65,20 +67,44 @@ class MaintenanceResult:
         }
 
 
-def _retrying(con: duckdb.DuckDBPyConnection, what: str, sql: str, retries: int) -> list[tuple]:
+def _retrying(
+    con: duckdb.DuckDBPyConnection, what: str, sql: str | Callable[[], None], retries: int
+) -> list[tuple]:
+    """Run a statement (or a callable holding a whole transaction) until it stops losing commit races."""
     for attempt in range(retries):
         try:
+            if callable(sql):
+                sql()
+                return []
             return con.execute(sql).fetchall()
         except Exception as exc:
-            text = str(exc).lower()
-            if attempt == retries - 1 or not any(
-                s in text for s in ("conflict", "locked", "failed to commit")
-            ):
+            with contextlib.suppress(Exception):  # a failed COMMIT has already ended the transaction
+                con.execute("ROLLBACK")
+            if attempt == retries - 1 or not is_commit_conflict(exc):
                 raise
             delay = min(0.2 * 2**attempt, 5.0)
             log.info("%s: conflict with a concurrent commit (%s), retry in %.1fs", what, exc, delay)
             time.sleep(delay)
     return []
+
+
+def _configure(con: duckdb.DuckDBPyConnection, config: MaintenanceConfig) -> None:
+    """Target file size and sort keys: catalog writes only when they change (they race the drains)."""
+    options = {k: str(v) for k, v in con.execute("SELECT option_name, value FROM lake.options()").fetchall()}
+    target = str(config.target_file_size_bytes)
+    if options.get("target_file_size") not in (target, f"{target}B"):
+        _retrying(
+            con,
+            "target size",
+            f"CALL lake.set_option('target_file_size', '{target}B')",
+            config.conflict_retries,
+        )
+    if options.get("derivlake_sorted") != "1":
+        for table in PARTITIONED_TABLES:
+            keys = ", ".join(SORT_KEYS.get(table, ("symbol", "timestamp")))
+            _retrying(
+                con, f"sort {table}", f"ALTER TABLE {table} SET SORTED BY ({keys})", config.conflict_retries
+            )
 
 
 def partition_stats(con: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
@@ -102,13 +128,7 @@ def maintain(settings: LakeSettings, config: MaintenanceConfig | None = None) ->
     con = open_lake(settings)
     result = MaintenanceResult()
     try:
-        _retrying(con, "target size", f"CALL lake.set_option('target_file_size', '{config.target_file_size_bytes}B')",
-                  config.conflict_retries)  # fmt: skip
-        for table in PARTITIONED_TABLES:
-            keys = ", ".join(SORT_KEYS.get(table, ("symbol", "timestamp")))
-            _retrying(
-                con, f"sort {table}", f"ALTER TABLE {table} SET SORTED BY ({keys})", config.conflict_retries
-            )
+        _configure(con, config)
         result.files_before = sum(p["files"] for p in partition_stats(con))
         _retrying(con, "merge", "CALL ducklake_merge_adjacent_files('lake')", config.conflict_retries)
         retention_s = int(config.snapshot_retention.total_seconds())
@@ -121,15 +141,19 @@ def maintain(settings: LakeSettings, config: MaintenanceConfig | None = None) ->
         result.partitions = partition_stats(con)
         result.files_after = sum(p["files"] for p in result.partitions)
         if result.partitions:  # an empty lake has nothing to record
-            con.execute("BEGIN")
-            con.executemany(
-                "INSERT INTO ops.table_stats VALUES (now()::TIMESTAMP, ?, ?, ?, ?, ?, ?)",
-                [
-                    [*str(p["table"]).split("."), p["date"], p["rows"], p["files"], p["bytes"]]
-                    for p in result.partitions
-                ],
-            )
-            con.execute("COMMIT")
+
+            def record() -> None:
+                con.execute("BEGIN")
+                con.executemany(
+                    "INSERT INTO ops.table_stats VALUES (now()::TIMESTAMP, ?, ?, ?, ?, ?, ?)",
+                    [
+                        [*str(p["table"]).split("."), p["date"], p["rows"], p["files"], p["bytes"]]
+                        for p in result.partitions
+                    ],
+                )
+                con.execute("COMMIT")
+
+            _retrying(con, "table stats", record, config.conflict_retries)
     finally:
         con.close()
     result.seconds = time.monotonic() - t0
