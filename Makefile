@@ -23,17 +23,17 @@ demo: $(STAMP)
 	@bash scripts/demo.sh
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check include dags plugins tests bench
-	$(VENV)/bin/ruff format --check include dags plugins tests bench
+	$(VENV)/bin/ruff check include dags plugins tests bench deploy
+	$(VENV)/bin/ruff format --check include dags plugins tests bench deploy
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check include dags plugins tests bench
-	$(VENV)/bin/ruff format --check include dags plugins tests bench
+	$(VENV)/bin/ruff check include dags plugins tests bench deploy
+	$(VENV)/bin/ruff format --check include dags plugins tests bench deploy
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format include dags plugins tests bench
-	$(VENV)/bin/ruff check --fix include dags plugins tests bench
+	$(VENV)/bin/ruff format include dags plugins tests bench deploy
+	$(VENV)/bin/ruff check --fix include dags plugins tests bench deploy
 
 bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "# $$b"; $(PY) $$b || exit 1; done

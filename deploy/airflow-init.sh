@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# One-shot init of the deployment: migrations, admin user, pool, kafka_default connection, topics, lake.
+# The compose `airflow-init` service: runs once before the other Airflow services start (they wait for it
+# with `service_completed_successfully`), and again at every `make up`: every step is idempotent.
 set -euo pipefail
-airflow db migrate
-airflow pools set kafka_drains 7 "one slot per topic drain"
-airflow connections delete kafka_default >/dev/null 2>&1 || true
-airflow connections add kafka_default --conn-type kafka \
-  --conn-extra "{\"bootstrap.servers\": \"${KAFKA_BOOTSTRAP_SERVERS}\", \"client.id\": \"derivlake\"}"
-python - <<'PY'
-from derivlake.config import Settings
-from derivlake.kafka_io import ensure_topics, wait_for_broker
-from derivlake.lake.catalog import open_lake
+BOOT="python /opt/derivlake/deploy/bootstrap.py"
 
-settings = Settings.from_env()
-wait_for_broker(settings.kafka, timeout_s=120)
-print("created topics:", ensure_topics(settings.kafka))
-open_lake(settings.lake).close()
-print("lake ready:", settings.lake.catalog_spec)
-PY
+echo "== metadata DB migrations"
+airflow db migrate
+
+echo "== admin user (SimpleAuthManager)"
+$BOOT admin-user
+
+echo "== pool kafka_drains: one slot per topic"
+airflow pools set kafka_drains "$($BOOT pool-size)" "derivlake: one slot per Kafka topic drain"
+
+echo "== connection kafka_default (extra = librdkafka config)"
+airflow connections delete kafka_default >/dev/null 2>&1 || true
+airflow connections add kafka_default --conn-type kafka --conn-extra "$($BOOT kafka-extra)"
+
+echo "== Kafka topics and lake tables"
+$BOOT topics-and-lake
