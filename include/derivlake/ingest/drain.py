@@ -93,7 +93,8 @@ class DrainResult:
 
 class _Batch:
     """The messages read so far, as Arrow record batches: one per consume call, so the Python
-    objects of a call are freed at once and memory is about the raw bytes (`batch_bytes` bound)."""
+    objects of a call are freed at once and memory is about the raw bytes (`batch_bytes` bound).
+    Each message costs a handful of C accessor calls; everything else is done on whole arrays."""
 
     def __init__(self, topic: str) -> None:
         self.topic = topic
@@ -105,28 +106,40 @@ class _Batch:
     def __len__(self) -> int:
         return self.count
 
-    def add(self, msgs: list) -> None:
+    def add(self, msgs: list, bound: dict[int, int], done: set[int]) -> None:
+        """Append `msgs` (data messages, partition order kept), dropping what lies at or beyond a
+        partition's bound (the next run reads it); a partition that reached its bound goes to `done`."""
+        import numpy as np
         import pyarrow as pa
 
         partitions = [m.partition() for m in msgs]
         offsets = [m.offset() for m in msgs]
-        values = pa.array([m.value() for m in msgs], pa.binary())
+        # a partition's messages arrive in offset order: its first and last occurrences bound it
+        last = dict(zip(partitions, offsets, strict=True))
+        first = dict(zip(reversed(partitions), reversed(offsets), strict=True))
         chunk = pa.record_batch(
             {
                 "kafka_topic": pa.repeat(pa.scalar(self.topic), len(msgs)),
                 "kafka_partition": pa.array(partitions, pa.int32()),
                 "kafka_offset": pa.array(offsets, pa.int64()),
                 "key": pa.array([m.key() for m in msgs], pa.binary()),
-                "value": values,
-                "received_at_us": pa.array([_received_at_us(m) for m in msgs], pa.int64()),
+                "value": pa.array([m.value() for m in msgs], pa.binary()),
+                "received_at_us": _received_at_us(msgs),
             }
         )
+        beyond = {p for p, hi in last.items() if hi + 1 >= bound.get(p, 1 << 62)}
+        if beyond:  # the end of the run: cut the chunk at the bounds (rare, so numpy is fine)
+            done.update(beyond)
+            limits = np.array([bound.get(p, 1 << 62) for p in partitions], np.int64)
+            keep = np.asarray(offsets, np.int64) < limits
+            chunk = chunk.filter(pa.array(keep))
+            last = {p: min(hi, bound.get(p, 1 << 62) - 1) for p, hi in last.items()}
+            last = {p: hi for p, hi in last.items() if hi >= first[p]}
+        if not chunk.num_rows:
+            return
         self.chunks.append(chunk)
-        self.count += len(msgs)
-        self.nbytes += values.nbytes
-        # a partition's messages arrive in offset order: its first and last occurrences bound it
-        last = dict(zip(partitions, offsets, strict=True))
-        first = dict(zip(reversed(partitions), reversed(offsets), strict=True))
+        self.count += chunk.num_rows
+        self.nbytes += chunk.column("value").nbytes
         for p, hi in last.items():
             lo = self.ranges[p][0] if p in self.ranges else first[p]
             self.ranges[p] = (lo, hi + 1)
@@ -141,17 +154,26 @@ class _Batch:
         return dict(self.ranges)
 
 
-def _received_at_us(msg) -> int:
-    """The feed's `received_at` header (µs), else the Kafka timestamp."""
-    headers = msg.headers()
-    if headers:
-        for k, v in headers:
-            if k == "received_at" and v:
-                try:
-                    return int(v)
-                except ValueError:
-                    break
-    return msg.timestamp()[1] * 1000
+def _received_at_us(msgs: list) -> pa.Array:
+    """The feed's `received_at` header (µs), else the Kafka timestamp (ms)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    headers = [m.headers() for m in msgs]
+    broker_us = pc.multiply(pa.array([m.timestamp()[1] for m in msgs], pa.int64()), 1000)
+    if not any(headers):
+        return broker_us
+    return pc.coalesce(pa.array([_header_us(h) for h in headers], pa.int64()), broker_us)
+
+
+def _header_us(headers: list | None) -> int | None:
+    for k, v in headers or ():
+        if k == "received_at" and v:
+            try:
+                return int(v)
+            except ValueError:
+                return None
+    return None
 
 
 class Drain:
@@ -269,12 +291,12 @@ class Drain:
             while len(done) < len(starts):
                 want = max(1, min(10_000, self.settings.batch_messages - len(batch)))
                 msgs = consumer.consume(num_messages=want, timeout=self.settings.poll_timeout_s)
-                data = []
-                for m in msgs:
+                data = [m for m in msgs if m.error() is None]
+                for m in msgs if len(data) < len(msgs) else ():
                     err = m.error()
                     if err is None:
-                        data.append(m)
-                    elif err.code() == KafkaError._PARTITION_EOF:
+                        continue
+                    if err.code() == KafkaError._PARTITION_EOF:
                         self._note_bound(consumer, m.partition(), bound)
                         if m.offset() >= bound.get(m.partition(), 0):
                             done.add(m.partition())
@@ -287,9 +309,10 @@ class Drain:
                         raise RuntimeError(f"{self.topic.name}[{m.partition()}]: {err.str()}")
                 if data:
                     idle_since = time.monotonic()
-                    kept = self._within_bounds(consumer, data, bound, done)
-                    if kept:
-                        batch.add(kept)
+                    if len(bound) < len(starts):  # each partition's bound is fixed at its first fetch
+                        for p in {m.partition() for m in data} - bound.keys():
+                            self._note_bound(consumer, p, bound)
+                    batch.add(data, bound, done)
                 elif time.monotonic() - idle_since > self.settings.idle_timeout_s:
                     result.stopped_early = f"no data or end-of-partition for {self.settings.idle_timeout_s}s"
                     break
@@ -348,16 +371,6 @@ class Drain:
             _, high = consumer.get_watermark_offsets(TopicPartition(self.topic.name, partition), cached=True)
             if high >= 0:
                 bound[partition] = high
-
-    def _within_bounds(self, consumer, msgs: list, bound: dict[int, int], done: set[int]) -> list:
-        """Drop what lies beyond each partition's bound (the next run reads it)."""
-        for p in {m.partition() for m in msgs} - bound.keys():
-            self._note_bound(consumer, p, bound)
-        kept = [m for m in msgs if m.offset() < bound.get(m.partition(), 1 << 62)]
-        for m in msgs:
-            if m.offset() + 1 >= bound.get(m.partition(), 1 << 62):
-                done.add(m.partition())
-        return kept
 
     def _flush(self, batch: _Batch, stored: dict[int, int], result: DrainResult) -> bool:
         """Commit one batch; False when another drain got there first (ours is then dropped)."""
@@ -423,10 +436,14 @@ class Drain:
                     if table == "market.instruments"
                     else f"x.date IN (SELECT DISTINCT date FROM {stage})"
                 )
-                con.execute(
-                    (SQL / "dedup.sql")
-                    .read_text()
-                    .format(stage=stage, key=key, table=table, date_filter=date_filter, key_match=match)
+                dedup = (SQL / "dedup.sql").read_text()
+                con.register(
+                    f"{stage}_new",
+                    con.execute(
+                        dedup.format(
+                            stage=stage, key=key, table=table, date_filter=date_filter, key_match=match
+                        )
+                    ).to_arrow_table(),
                 )
                 before = con.execute(
                     f"SELECT count(DISTINCT (kafka_partition, kafka_offset)) FROM {stage}"

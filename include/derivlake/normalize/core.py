@@ -1,9 +1,14 @@
-"""Column-wise parse and validation of a whole batch in DuckDB.
+"""Column-wise parse and validation of a whole batch in DuckDB, staged as Arrow.
 
 The batch arrives as an Arrow table of raw Kafka records. One lenient `json_transform` types every
-field of every message at once; one `json_extract` of the checked paths tells a missing value from a
-mistyped one (which the lenient transform turned into NULL). Rows with a reason go to quarantine, the rest are projected by the spec's `.sql`
-files into temp tables named `stage_<n>`, ready for the commit.
+field of every message at once (in parallel over the batch's chunks). Only a row with a NULL where a
+checked path must be, or that did not parse, is looked at again: a `json_extract` of the checked paths
+tells a missing value from a mistyped one, and `json_valid` malformed JSON from JSON that is not an
+object. Clean batches thus cost one parse per message.
+
+The parsed rows and every output's projection (the spec's `.sql` files) stay Arrow tables registered
+on the connection under fixed names, never DuckDB temp tables: building a temp table copies every
+value again on one thread, which cost more than the parse itself.
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ RAW_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "key", "value",
 
 @dataclass(frozen=True)
 class StagedBatch:
-    """What one batch became: per-output temp tables and the quarantine temp table."""
+    """What one batch became: Arrow views registered on the connection, named by `stage_tables`."""
 
     messages: int
     quarantined: int
-    stage_tables: tuple[tuple[str, str], ...]  # (lake table, temp table)
+    stage_tables: tuple[tuple[str, str], ...]  # (lake table, registered view of its rows)
+    quarantine_view: str = "stage_quarantine"
 
 
 def _sql_str(text: str) -> str:
@@ -37,21 +43,27 @@ def _path_expr(root: str, path: str) -> str:
     return root + "".join(f'."{part}"' for part in path.split("."))
 
 
+def suspect_expression(spec: TopicNormalizer) -> str:
+    """True when a row needs the second look: it did not parse, or a checked path came out NULL."""
+    return " OR ".join(["t IS NULL", *(f"{_path_expr('t', p)} IS NULL" for p in spec.checked)])
+
+
 def reason_expression(spec: TopicNormalizer) -> str:
     """A SQL CASE giving the first reason a parsed message is unusable, or NULL.
 
-    `raw[i]` is the i-th checked path as raw JSON (NULL when absent): present but NULL after the
-    typed transform means the value had the wrong type.
+    `ok` says the text is JSON, `t` is the typed struct and `raw[i]` the i-th checked path as raw
+    JSON, present only for suspect rows: a NULL typed value with a non-null raw one had the
+    wrong type.
     """
-    # valid JSON that is not an object fails on its required fields: no extra parse for it
-    whens = ["WHEN js IS NULL THEN 'malformed_json'"]
+    whens = ["WHEN NOT ok THEN 'malformed_json'"]
     for i, path in enumerate(spec.checked, start=1):
-        raw = f"raw[{i}]"
+        typed, raw = _path_expr("t", path), f"raw[{i}]"
         if path in spec.required:
-            whens.append(f"WHEN {raw} IS NULL OR json_type({raw}) = 'NULL' THEN 'missing_field:{path}'")
+            whens.append(
+                f"WHEN {typed} IS NULL AND ({raw} IS NULL OR json_type({raw}) = 'NULL') THEN 'missing_field:{path}'"
+            )
         whens.append(
-            f"WHEN {_path_expr('t', path)} IS NULL AND {raw} IS NOT NULL AND json_type({raw}) <> 'NULL' "
-            f"THEN 'wrong_type:{path}'"
+            f"WHEN {typed} IS NULL AND {raw} IS NOT NULL AND json_type({raw}) <> 'NULL' THEN 'wrong_type:{path}'"
         )
     if spec.kind == "deribit.book":
         bad_level = (
@@ -72,53 +84,62 @@ def reason_expression(spec: TopicNormalizer) -> str:
     return "CASE " + " ".join(whens) + " END"
 
 
-def stage_batch(con: duckdb.DuckDBPyConnection, raw: pa.Table, spec: TopicNormalizer) -> StagedBatch:
-    """Parse, validate and project one batch into temp tables on `con` (no lake write yet)."""
-    con.execute((SQL_DIR / "macros.sql").read_text())
-    con.register("raw_batch", raw)
-    typed_expr = f"json_transform(js, {_sql_str(spec.structure())})"
-    paths = ", ".join(_sql_str("$." + p) for p in spec.checked)
-    raw_expr = f"json_extract(js, [{paths}])"
+def parse_query(spec: TopicNormalizer, source: str = "raw_batch") -> str:
+    """One pass over the raw records: provenance, the typed struct `t` and the quarantine reason."""
+    fix = "t0"
     if spec.key_fallback:
         # the Kafka key carries the account; the exchange's own payload does not
-        fb, i = spec.key_fallback, spec.checked.index(spec.key_fallback) + 1
-        fix_t = f"struct_update(t0, {fb} := coalesce(t0.{fb}, try(decode(key))))"
-        fix_raw = f"list_transform(raw0, (x, i) -> CASE WHEN i = {i} THEN coalesce(x, to_json(try(decode(key)))) ELSE x END)"
-    else:
-        fix_t, fix_raw = "t0", "raw0"
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE parsed AS
+        fb = spec.key_fallback
+        fix = f"struct_update(t0, {fb} := coalesce(t0.{fb}, try(decode(key))))"
+    paths = ", ".join(_sql_str("$." + p) for p in spec.checked)
+    return f"""
         WITH decoded AS (
-            SELECT *, try(decode(value)) AS txt FROM raw_batch
-        ), valid AS (
-            SELECT *, CASE WHEN json_valid(txt) THEN txt END AS js FROM decoded
+            SELECT kafka_topic, kafka_partition, kafka_offset, received_at_us, key, try(decode(value)) AS txt
+            FROM {source}
         ), typed AS (
-            SELECT *, {typed_expr} AS t0, {raw_expr} AS raw0 FROM valid
+            SELECT *, try(json_transform(txt, {_sql_str(spec.structure())})) AS t0 FROM decoded
         ), fixed AS (
-            SELECT *, {fix_t} AS t, {fix_raw} AS raw FROM typed
+            -- json_valid only where the typed parse failed: malformed text, or the JSON `null`
+            SELECT *, {fix} AS t, t0 IS NOT NULL OR coalesce(json_valid(txt), false) AS ok FROM typed
+        ), checked AS (
+            SELECT *, CASE WHEN ok AND ({suspect_expression(spec)}) THEN json_extract(txt, [{paths}]) END AS raw
+            FROM fixed
         )
-        SELECT kafka_topic, kafka_partition, kafka_offset, key, value, received_at_us, t,
-               {reason_expression(spec)} AS reason
-        FROM fixed
+        SELECT kafka_topic, kafka_partition, kafka_offset, received_at_us, t, {reason_expression(spec)} AS reason
+        FROM checked
         """
+
+
+def stage_batch(con: duckdb.DuckDBPyConnection, raw: pa.Table, spec: TopicNormalizer) -> StagedBatch:
+    """Parse, validate and project one batch into Arrow views on `con` (no lake write yet)."""
+    con.execute((SQL_DIR / "macros.sql").read_text())
+    con.register("raw_batch", raw)
+    parsed = con.execute(parse_query(spec)).to_arrow_table()
+    quarantined = parsed.num_rows - parsed.column("reason").null_count
+    con.register("parsed", parsed)
+    con.execute("CREATE OR REPLACE TEMP VIEW good AS SELECT * FROM parsed WHERE reason IS NULL")
+    # the raw bytes of the few bad messages, found again by their offsets
+    con.register(
+        "stage_quarantine",
+        con.execute(
+            """
+            SELECT r.kafka_topic AS topic, r.kafka_partition AS partition, r.kafka_offset AS "offset", r.key,
+                   r.value AS raw_value, p.reason AS error, make_timestamp(r.received_at_us) AS received_at
+            FROM raw_batch r
+            JOIN (SELECT kafka_partition, kafka_offset, reason FROM parsed WHERE reason IS NOT NULL) p
+              USING (kafka_partition, kafka_offset)
+            ORDER BY r.kafka_partition, r.kafka_offset
+            """
+            if quarantined
+            else 'SELECT NULL::VARCHAR AS topic, NULL::INTEGER AS partition, NULL::BIGINT AS "offset", '
+            "NULL::BLOB AS key, NULL::BLOB AS raw_value, NULL::VARCHAR AS error, NULL::TIMESTAMP AS received_at "
+            "LIMIT 0"
+        ).to_arrow_table(),
     )
     con.unregister("raw_batch")
-    con.execute("CREATE OR REPLACE TEMP VIEW good AS SELECT * FROM parsed WHERE reason IS NULL")
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE stage_quarantine AS
-        SELECT kafka_topic AS topic, kafka_partition AS partition, kafka_offset AS "offset", key,
-               value AS raw_value, reason AS error, make_timestamp(received_at_us) AS received_at
-        FROM parsed WHERE reason IS NOT NULL
-        """
-    )
     stages = []
     for i, out in enumerate(spec.outputs):
         name = f"stage_{i}"
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {out.sql}")
+        con.register(name, con.execute(out.sql).to_arrow_table())
         stages.append((out.table, name))
-    messages, quarantined = con.execute(
-        "SELECT count(*), count(*) FILTER (WHERE reason IS NOT NULL) FROM parsed"
-    ).fetchone()
-    return StagedBatch(int(messages), int(quarantined), tuple(stages))
+    return StagedBatch(parsed.num_rows, quarantined, tuple(stages))

@@ -1,6 +1,5 @@
--- Rows of {stage} that are not upstream duplicates: the first message of each {key} in the batch,
+-- The rows of {stage} that are not upstream duplicates: the first message of each {key} in the batch,
 -- and only when the lake has no row with that key yet ({date_filter} prunes to the touched dates).
-CREATE OR REPLACE TEMP TABLE {stage}_new AS
 SELECT s.* EXCLUDE (msg_rank)
 FROM (
     SELECT *, kafka_partition::HUGEINT * 1000000000000000 + kafka_offset AS msg_pos,

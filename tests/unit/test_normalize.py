@@ -1,0 +1,165 @@
+"""The column-wise normalizer against a per-message Python reading of the same rules.
+
+`stage_batch` parses a whole batch in DuckDB and looks twice only at suspect rows; the reference here
+decides each message on its own with `json.loads`. Both must give every message the same fate.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from derivlake.normalize import normalizer_for
+from derivlake.normalize.core import stage_batch
+from derivlake.normalize.spec import TopicNormalizer
+
+
+def castable(value: object, duck_type: str) -> bool:
+    """DuckDB's lenient JSON transform: a value that casts to the column type is taken (a numeric
+    string or a boolean for a number, anything for a VARCHAR); one that does not is a wrong type."""
+    if duck_type == "VARCHAR":
+        return True
+    if isinstance(value, bool | int) or (isinstance(value, float) and duck_type == "DOUBLE"):
+        return True
+    if isinstance(value, str):
+        try:
+            (float if duck_type == "DOUBLE" else int)(value)
+        except ValueError:
+            return False
+        return True
+    return False
+
+
+def reference_reason(spec: TopicNormalizer, value: bytes, key: bytes | None) -> str | None:
+    """The quarantine reason of one message, or None: the rules of core.reason_expression, one by one."""
+    try:
+        doc = json.loads(value.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return "malformed_json"
+    doc = doc if isinstance(doc, dict) else {}
+    if spec.key_fallback and doc.get(spec.key_fallback) is None and key is not None:
+        doc[spec.key_fallback] = key.decode()
+    for path in spec.checked:
+        node, duck_type = doc, spec.fields
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+            duck_type = duck_type[part]
+        if node is None:
+            if path in spec.required:
+                return f"missing_field:{path}"
+        elif not castable(node, duck_type):
+            return f"wrong_type:{path}"
+    if spec.symbol_field:
+        symbol = str(doc[spec.symbol_field])
+        if not re.fullmatch(spec.symbol_pattern, symbol):
+            return f"unknown_instrument:{symbol}"
+    return None
+
+
+def ticker(i: int, **change) -> dict:
+    doc = {
+        "instrument_name": f"BTC-27DEC24-{90000 + 1000 * (i % 7)}-{'CP'[i % 2]}", "timestamp": 1_735_000_000_000 + i,
+        "mark_price": 0.05, "mark_iv": 55.0, "underlying_price": 95000.0, "best_bid_price": 0.049,
+        "best_ask_price": 0.051, "open_interest": 10.0, "greeks": {"delta": 0.5, "gamma": 0.0001},
+    }  # fmt: skip
+    doc.update(change)
+    return {k: v for k, v in doc.items() if v != "<absent>"}
+
+
+def fill(i: int, **change) -> dict:
+    doc = {
+        "trade_id": f"T-{i}", "instrument_name": "ETH-PERPETUAL", "timestamp": 1_735_000_000_000 + i,
+        "direction": "buy", "price": 3300.5, "amount": 1.0, "fee": 0.0001,
+    }  # fmt: skip
+    doc.update(change)
+    return {k: v for k, v in doc.items() if v != "<absent>"}
+
+
+def cases(kind: str) -> list[tuple[bytes | None, bytes]]:
+    make = ticker if kind == "deribit.ticker" else fill
+    bad_values = [
+        b'{"instrument_name": "BTC-27DEC24-100000-C", "timest',  # truncated
+        b"\xff\xfe not utf-8",
+        b"",
+        b"null",
+        b"[1, 2, 3]",
+        b"42",
+        b'"a string"',
+        b"{}",
+        json.dumps(make(1, timestamp="<absent>")).encode(),
+        json.dumps(make(2, timestamp=None)).encode(),
+        json.dumps(make(3, timestamp="1735000000000")).encode(),
+        json.dumps(make(4, instrument_name=12345)).encode(),
+        json.dumps(make(5, instrument_name="XYZ-31DEC99-100-C")).encode(),
+        json.dumps(make(6, instrument_name="BTC-PERPETUAL-X")).encode(),
+    ]
+    if kind == "deribit.ticker":
+        bad_values += [
+            json.dumps(ticker(7, mark_iv="high")).encode(),
+            json.dumps(ticker(8, greeks={"delta": "0.5"})).encode(),
+            json.dumps(ticker(9, greeks=[0.5])).encode(),
+            json.dumps(ticker(10, mark_iv=None, greeks="<absent>")).encode(),  # optional and absent: fine
+            json.dumps(ticker(11, mark_price=True)).encode(),
+        ]
+    else:
+        bad_values += [
+            json.dumps(fill(7, price="3300")).encode(),
+            json.dumps(fill(8, fee="<absent>", direction=None)).encode(),
+            json.dumps(fill(9, amount=[1])).encode(),
+        ]
+    good = [json.dumps(make(100 + i)).encode() for i in range(300)]
+    values = good[:150] + bad_values + good[150:]
+    if kind == "desk.fills":
+        # the account is in the key; one message carries it in the value, one has neither
+        keys: list[bytes | None] = [b"acct-%d" % (i % 3) for i in range(len(values))]
+        values.append(json.dumps(fill(500, account_id="acct-in-value")).encode())
+        keys.append(None)
+        values.append(json.dumps(fill(501)).encode())
+        keys.append(None)
+    else:
+        keys = [b"k"] * len(values)
+    return list(zip(keys, values, strict=True))
+
+
+@pytest.mark.parametrize("kind", ["deribit.ticker", "desk.fills"])
+def test_every_message_gets_the_fate_a_per_message_reading_gives(kind: str) -> None:
+    spec = normalizer_for(kind)
+    msgs = cases(kind)
+    n = len(msgs)
+    raw = pa.table(
+        {
+            "kafka_topic": pa.array([kind] * n),
+            "kafka_partition": pa.array([0] * n, pa.int32()),
+            "kafka_offset": pa.array(range(n), pa.int64()),
+            "key": pa.array([k for k, _ in msgs], pa.binary()),
+            "value": pa.array([v for _, v in msgs], pa.binary()),
+            "received_at_us": pa.array([1_735_000_000_000_000] * n, pa.int64()),
+        }
+    )
+    # several chunks, as the drain hands them over: DuckDB parses them in parallel
+    raw = pa.Table.from_batches(raw.to_batches(max_chunksize=64))
+    con = duckdb.connect()
+    staged = stage_batch(con, raw, spec)
+
+    expected = {i: reference_reason(spec, v, k) for i, (k, v) in enumerate(msgs)}
+    got = dict(con.execute('SELECT "offset", error FROM stage_quarantine').fetchall())
+    assert got == {i: r for i, r in expected.items() if r is not None}
+    assert staged.messages == n
+    assert staged.quarantined == len(got) >= 14
+    quarantined_raw = dict(con.execute('SELECT "offset", raw_value FROM stage_quarantine').fetchall())
+    assert quarantined_raw == {i: msgs[i][1] for i in got}  # the exact bytes are kept
+
+    # every good message is in exactly one output, with its provenance
+    landed = []
+    for _table, view in staged.stage_tables:
+        landed += [o for (o,) in con.execute(f"SELECT kafka_offset FROM {view}").fetchall()]
+    assert sorted(landed) == sorted(i for i, r in expected.items() if r is None)
+    if kind == "desk.fills":
+        accounts = dict(con.execute("SELECT kafka_offset, account_id FROM stage_0").fetchall())
+        for offset, account in accounts.items():
+            key, value = msgs[offset]
+            assert account == (json.loads(value).get("account_id") or key.decode())
