@@ -5,6 +5,10 @@
   (consume a batch, call an apply function per message, write Parquet with pyarrow, commit).
 - drain_peak_rss_mb: peak RSS of a `python -m derivlake drain` process draining all messages with
   default settings (BENCH_DRAIN_MESSAGES, default 5,000,000 ~600-byte ticker messages).
+
+Comment lines (`#`) add the CPU cost per message of the client process and of the broker process
+(the embedded broker shares the machine's cores): the ceiling of the consume ratio is
+(broker + bare client) / (broker + drain) CPU when all cores are busy.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from derivlake import broker  # noqa: E402
 from derivlake.config import BrokerSettings, DrainSettings, KafkaSettings, LakeSettings, default_topics  # noqa: E402
 from derivlake.ingest.drain import drain_topic  # noqa: E402
 from derivlake.kafka_io import ensure_topics  # noqa: E402
+from derivlake.lake.catalog import open_lake  # noqa: E402
 
 N = int(os.environ.get("BENCH_DRAIN_MESSAGES", "5000000"))
 N_RATIO = int(os.environ.get("BENCH_DRAIN_RATIO_MESSAGES", "1000000"))
@@ -71,6 +76,35 @@ def produce(kafka: KafkaSettings, n: int) -> float:
                 p.poll(0.05)
     assert p.flush(120) == 0
     return sum(len(v) for v in values) / len(values)
+
+
+class CpuMeter:
+    """CPU seconds of this process and of the broker process over a block of work."""
+
+    def __init__(self, broker_pid: int | None) -> None:
+        import psutil
+
+        self.broker = psutil.Process(broker_pid) if broker_pid else None
+
+    def _now(self) -> tuple[float, float]:
+        own = time.process_time()
+        broker_cpu = sum(self.broker.cpu_times()[:2]) if self.broker else 0.0
+        return own, broker_cpu
+
+    def __enter__(self) -> CpuMeter:
+        self.start = self._now()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = self._now()
+        self.own, self.broker_cpu = end[0] - self.start[0], end[1] - self.start[1]
+
+    def report(self, label: str, messages: int) -> None:
+        print(
+            f"# {label}: client {self.own / messages * 1e6:.2f} CPU-us/msg, "
+            f"broker {self.broker_cpu / messages * 1e6:.2f} CPU-us/msg",
+            flush=True,
+        )
 
 
 def bare_consume(kafka: KafkaSettings, limit: int) -> float:
@@ -136,7 +170,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-drain-"))
     port = int(os.environ.get("BENCH_BROKER_PORT", "19492"))
     bs = BrokerSettings(port=port, run_dir=tmp / "broker")
-    broker.start(bs)
+    broker_pid = broker.start(bs).pid
     try:
         kafka = KafkaSettings(bootstrap_servers=bs.bootstrap, topics=default_topics(3, "bench."))
         ensure_topics(kafka)
@@ -144,25 +178,26 @@ def main() -> None:
         size = produce(kafka, N)
         print(f"# produced {N} messages of {size:.0f} bytes in {time.perf_counter() - t0:.1f}s", flush=True)
 
-        bare = bare_consume(kafka, N_RATIO)
+        with CpuMeter(broker_pid) as cpu:
+            bare = bare_consume(kafka, N_RATIO)
         print(f"bare_consume_messages_per_sec {bare:.0f}", flush=True)
+        cpu.report("bare consume", N_RATIO)
         (tmp / "provider").mkdir()
         prov = provider_pattern(kafka, N_PROVIDER, tmp / "provider")
         print(f"provider_pattern_messages_per_sec {prov:.0f}", flush=True)
 
-        # our drain over the first N_RATIO messages (bounded by batch size through a fresh lake)
+        # our drain of N_RATIO messages: a topic holding only those, into an existing lake (as in
+        # production: the lake is created once, not per drain)
         lake = LakeSettings(home=tmp / "lake-ratio")
+        open_lake(lake).close()
         settings = replace(DrainSettings(), idle_timeout_s=5)
+        sub = KafkaSettings(bootstrap_servers=bs.bootstrap, topics=default_topics(3, "benchratio."))
+        ensure_topics(sub)
+        produce(sub, N_RATIO)
         t0 = time.perf_counter()
-        ratio_kafka = kafka
-        result = drain_topic(ratio_kafka, lake, "deribit.ticker", settings) if N <= N_RATIO else None
-        if result is None:
-            # drain exactly N_RATIO messages: a topic holding only those
-            sub = KafkaSettings(bootstrap_servers=bs.bootstrap, topics=default_topics(3, "benchratio."))
-            ensure_topics(sub)
-            produce(sub, N_RATIO)
-            t0 = time.perf_counter()
+        with CpuMeter(broker_pid) as cpu:
             result = drain_topic(sub, lake, "deribit.ticker", settings)
+        cpu.report("drain", result.messages)
         dt = time.perf_counter() - t0
         rows = sum(result.rows.values())
         drain_rate = rows / dt
