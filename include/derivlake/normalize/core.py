@@ -4,7 +4,8 @@ The batch arrives as an Arrow table of raw Kafka records. One lenient `json_tran
 field of every message at once (in parallel over the batch's chunks). Only a row with a NULL where a
 checked path must be, or that did not parse, is looked at again: a `json_extract` of the checked paths
 tells a missing value from a mistyped one, and `json_valid` malformed JSON from JSON that is not an
-object. Clean batches thus cost one parse per message.
+object. Clean batches thus cost one parse per message; a batch holding malformed JSON is parsed again
+with every text validated first.
 
 The parsed rows and every output's projection (the spec's `.sql` files) stay Arrow tables registered
 on the connection under fixed names, never DuckDB temp tables: building a temp table copies every
@@ -84,8 +85,15 @@ def reason_expression(spec: TopicNormalizer) -> str:
     return "CASE " + " ".join(whens) + " END"
 
 
-def parse_query(spec: TopicNormalizer, source: str = "raw_batch") -> str:
-    """One pass over the raw records: provenance, the typed struct `t` and the quarantine reason."""
+def parse_query(spec: TopicNormalizer, source: str = "raw_batch", guarded: bool = False) -> str:
+    """One pass over the raw records: provenance, the typed struct `t` and the quarantine reason.
+
+    Unguarded, malformed JSON anywhere in the batch makes the query fail; `guarded` validates every
+    text first (a second parse of each message), so it is the fallback for batches that need it.
+    """
+    transform = f"json_transform(txt, {_sql_str(spec.structure())})"
+    if guarded:
+        transform = f"CASE WHEN json_valid(txt) THEN {transform} END"
     fix = "t0"
     if spec.key_fallback:
         # the Kafka key carries the account; the exchange's own payload does not
@@ -97,7 +105,7 @@ def parse_query(spec: TopicNormalizer, source: str = "raw_batch") -> str:
             SELECT kafka_topic, kafka_partition, kafka_offset, received_at_us, key, try(decode(value)) AS txt
             FROM {source}
         ), typed AS (
-            SELECT *, try(json_transform(txt, {_sql_str(spec.structure())})) AS t0 FROM decoded
+            SELECT *, {transform} AS t0 FROM decoded
         ), fixed AS (
             -- json_valid only where the typed parse failed: malformed text, or the JSON `null`
             SELECT *, {fix} AS t, t0 IS NOT NULL OR coalesce(json_valid(txt), false) AS ok FROM typed
@@ -112,9 +120,16 @@ def parse_query(spec: TopicNormalizer, source: str = "raw_batch") -> str:
 
 def stage_batch(con: duckdb.DuckDBPyConnection, raw: pa.Table, spec: TopicNormalizer) -> StagedBatch:
     """Parse, validate and project one batch into Arrow views on `con` (no lake write yet)."""
+    import duckdb
+
     con.execute((SQL_DIR / "macros.sql").read_text())
     con.register("raw_batch", raw)
-    parsed = con.execute(parse_query(spec)).to_arrow_table()
+    try:
+        parsed = con.execute(parse_query(spec)).to_arrow_table()
+    except duckdb.InvalidInputException:
+        # malformed JSON in the batch: parse again with every text validated first (per-row `try`
+        # would be 4x slower on a batch with 1% malformed messages)
+        parsed = con.execute(parse_query(spec, guarded=True)).to_arrow_table()
     quarantined = parsed.num_rows - parsed.column("reason").null_count
     con.register("parsed", parsed)
     con.execute("CREATE OR REPLACE TEMP VIEW good AS SELECT * FROM parsed WHERE reason IS NULL")
