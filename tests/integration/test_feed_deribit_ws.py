@@ -1,8 +1,10 @@
-"""The live bridge against a local websocket server that serves the real capture and drops once."""
+"""The live bridge against a local websocket server that serves the real capture: it drops the connection
+once (reconnect, resubscribe) and, in another run, loses a book change (re-snapshot on the gap)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 
@@ -104,3 +106,173 @@ def test_bridge_reconnects_resubscribes_and_lands_every_message(
     instruments = consume_all(kafka, "deribit.instruments")
     assert {m.key().decode() for m in instruments} <= set(names) and instruments
     assert all(dict(m.headers())["source"] == b"deribit" for m in consume_all(kafka, "deribit.ticker"))
+
+
+GAPPED = "BTC-24SEP21-8000-P"  # the capture's busiest book: a snapshot and 30 changes
+GAPPED_BOOK = f"book.{GAPPED}.raw"
+
+
+def apply_book(book: dict[str, dict[float, float]], data: dict) -> None:
+    """Deribit's book semantics: a snapshot starts afresh; `new`/`change` set a level, `delete` drops it."""
+    if data["type"] == "snapshot":
+        book["bids"], book["asks"] = {}, {}
+    for side in ("bids", "asks"):
+        for action, price, amount in data[side]:
+            if action == "delete":
+                book[side].pop(price, None)
+            else:
+                book[side][price] = amount
+
+
+class GapDeribit:
+    """Serves the capture once, but one change of GAPPED's book is lost on the way: the venue applied it
+    (a new bid level that no later change touches) and the next change follows on from it, so the bridge
+    sees `prev_change_id` != the last `change_id` it got. The stream pauses there until the bridge has
+    resubscribed that book, which Deribit answers with a snapshot of the book as the venue has it."""
+
+    def __init__(self, fixtures_dir: Path) -> None:
+        base = FakeDeribit(fixtures_dir)
+        self.data, self.rest = base.data, base.rest
+        book_at = [i for i, m in enumerate(self.data) if m["params"]["channel"] == GAPPED_BOOK]
+        self.reveal = book_at[10]  # the change right after the lost one
+        self.venue: dict[str, dict[float, float]] = {"bids": {}, "asks": {}}  # what the exchange has
+        self.venue_change_id = 0
+        self.sent: list[dict] = []  # data messages, in the order sent
+        self.requests: list[tuple[str, list[str]]] = []
+        self.resubscribed = asyncio.Event()
+        self.stream: asyncio.Task | None = None
+        self.lock = asyncio.Lock()
+
+    async def send(self, ws, msg: dict) -> None:
+        async with self.lock:
+            await ws.send(json.dumps(msg))
+        if msg.get("method") == "subscription":
+            self.sent.append(msg)
+
+    def snapshot(self, timestamp: int) -> dict:
+        data = {
+            "type": "snapshot",
+            "timestamp": timestamp,
+            "instrument_name": GAPPED,
+            "change_id": self.venue_change_id,
+            "bids": [["new", p, a] for p, a in sorted(self.venue["bids"].items(), reverse=True)],
+            "asks": [["new", p, a] for p, a in sorted(self.venue["asks"].items())],
+        }
+        return {"jsonrpc": "2.0", "method": "subscription", "params": {"channel": GAPPED_BOOK, "data": data}}
+
+    async def run_stream(self, ws) -> None:
+        for i, msg in enumerate(self.data):
+            data = msg["params"]["data"]
+            if i == self.reveal:
+                lost = {
+                    "type": "change",
+                    "timestamp": data["timestamp"],
+                    "prev_change_id": data["prev_change_id"],
+                    "instrument_name": GAPPED,
+                    "change_id": data["prev_change_id"] + 1,
+                    "bids": [["new", 0.0001, 5.0]],
+                    "asks": [],
+                }
+                apply_book(self.venue, lost)  # never sent
+                data = {**data, "prev_change_id": lost["change_id"]}
+                msg = {**msg, "params": {**msg["params"], "data": data}}
+            if msg["params"]["channel"] == GAPPED_BOOK:
+                apply_book(self.venue, data)
+                self.venue_change_id = data["change_id"]
+            await self.send(ws, msg)
+            if i == self.reveal:
+                await asyncio.wait_for(self.resubscribed.wait(), timeout=20)
+
+    async def handler(self, ws) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        with contextlib.suppress(ConnectionClosed):  # the bridge hangs up once it has what it wanted
+            await self.serve(ws)
+        if self.stream is not None:
+            await self.stream
+
+    async def serve(self, ws) -> None:
+        async for raw in ws:
+            req = json.loads(raw)
+            method, rid, params = req["method"], req.get("id"), req.get("params") or {}
+            if method == "public/set_heartbeat":
+                await self.send(ws, {"jsonrpc": "2.0", "id": rid, "result": "ok"})
+            elif method == "public/get_instruments":
+                await self.send(
+                    ws, {"jsonrpc": "2.0", "id": rid, "result": self.rest.get(params["currency"], [])}
+                )
+            elif method in ("public/subscribe", "public/unsubscribe"):
+                self.requests.append((method, params["channels"]))
+                await self.send(ws, {"jsonrpc": "2.0", "id": rid, "result": params["channels"]})
+                if method == "public/unsubscribe":
+                    continue
+                if self.stream is None:
+                    self.stream = asyncio.create_task(self.run_stream(ws))
+                elif params["channels"] == [GAPPED_BOOK]:  # a (re)subscription starts with a snapshot
+                    await self.send(ws, self.snapshot(self.sent[-1]["params"]["data"]["timestamp"]))
+                    self.resubscribed.set()
+
+
+def test_bridge_resnapshots_a_book_after_a_change_id_gap(kafka: KafkaSettings, fixtures_dir: Path) -> None:
+    from websockets.asyncio.server import serve
+
+    fake = GapDeribit(fixtures_dir)
+    names = tuple(sorted({m["params"]["data"]["instrument_name"] for m in fake.data}))
+    port = free_port()
+
+    async def main():
+        async with serve(fake.handler, "127.0.0.1", port):
+            cfg = BridgeConfig(
+                url=f"ws://127.0.0.1:{port}",
+                instruments=names,
+                interval="raw",
+                max_messages=len(fake.data) + 1,  # the capture, less the lost change, plus the snapshot
+                duration_s=30,
+                max_reconnects=0,
+            )
+            return await DeribitBridge(cfg, sink, kafka).run()
+
+    sink = KafkaSink(kafka)
+    stats = asyncio.run(main())
+    sink.close()
+
+    # the bridge asked for that one book again, once, and got its snapshot
+    assert fake.requests[1:] == [("public/unsubscribe", [GAPPED_BOOK]), ("public/subscribe", [GAPPED_BOOK])]
+    assert stats.gap_resubscribes == 1 and stats.reconnects == 0
+    assert len(fake.sent) == len(fake.data) + 1
+
+    def wire(msgs: list[dict]) -> list[bytes]:
+        return [json.dumps(m["params"]["data"], separators=(",", ":")).encode() for m in msgs]
+
+    sent_book = [m for m in fake.sent if m["params"]["channel"].startswith("book.")]
+    sent_ticker = [m for m in fake.sent if m["params"]["channel"].startswith("ticker.")]
+    got_book = consume_all(kafka, "deribit.book")
+    assert sorted(m.value() for m in got_book) == sorted(wire(sent_book))
+    assert sorted(m.value() for m in consume_all(kafka, "deribit.ticker")) == sorted(wire(sent_ticker))
+    # GAPPED's book in Kafka, in order: every change as received (the one after the gap too), then the
+    # fresh snapshot right after it, then the changes that follow on from that snapshot
+    gapped = [m for m in got_book if m.key() == GAPPED.encode()]
+    assert [m.value() for m in gapped] == wire(
+        [m for m in sent_book if m["params"]["channel"] == GAPPED_BOOK]
+    )
+    kinds = [json.loads(m.value())["type"] for m in gapped]
+    assert kinds.count("snapshot") == 2 and kinds[0] == "snapshot" and kinds.index("snapshot", 1) == 11
+
+    # a consumer of the topic that honours change ids ends with the venue's book, lost bid level included;
+    # the changes alone (without the re-snapshot) would have missed it
+    careful: dict[str, dict[float, float]] = {"bids": {}, "asks": {}}
+    changes_only: dict[str, dict[float, float]] = {"bids": {}, "asks": {}}
+    last: int | None = None
+    for k, m in enumerate(gapped):
+        data = json.loads(m.value())
+        if k == 0 or data["type"] == "change":
+            apply_book(changes_only, data)
+        if data["type"] == "change" and data["prev_change_id"] != last:
+            last = None  # unusable until the next snapshot
+            continue
+        if data["type"] == "snapshot" or last is not None:
+            apply_book(careful, data)
+            last = data["change_id"]
+    assert last == fake.venue_change_id
+    assert careful == fake.venue and careful["bids"][0.0001] == 5.0
+    assert 0.0001 not in changes_only["bids"] and changes_only["asks"] == fake.venue["asks"]

@@ -219,3 +219,46 @@ def test_faults_are_counted_and_located() -> None:
     # gaps: a change never sent, so the next change of that book does not chain
     gapped = {name for name, _ in stats.gaps}
     assert gapped
+
+
+def test_book_text_is_msgspec_encoding_of_the_same_levels() -> None:
+    """The book messages are assembled from cached number texts; they must be the bytes msgspec writes for
+    the same lists, whatever the grid (tick, lot), the window growth, or an amount off its lot grid."""
+    import msgspec
+
+    from derivlake.feed.simulator import _BookText, _round
+
+    rng = np.random.default_rng(11)
+    text = _BookText()
+    steps = [(0.0005, 0.1), (0.5, 10.0), (0.01, 1.0), (0.05, 1.0)]
+    grids = [(text.prices.grid(t), text.amounts.grid(lot)) for t, lot in steps]
+    actions = ("delete", "new", "change")
+    for centre in (20, 120_000, 3, 60_000, 500_000):  # later batches move the windows both ways
+        n, slots = 40, 6
+        which = rng.integers(0, len(steps), n)
+        ticks = np.maximum(1, centre + rng.integers(-5000, 5000, (n, 2, slots)))
+        codes = rng.integers(0, 3, (n, 2, slots))
+        lots = np.array([steps[w][1] for w in which])[:, None, None]
+        amounts = _round(rng.integers(1, 3000, (n, 2, slots)) * lots, 6)
+        amounts[codes == 0] = 0.0
+        amounts[0, 0, 0] = 0.123456789  # off the lot grid
+        emit = rng.random((n, 2, slots)) < 0.6
+        emit[1] = False  # a change with no levels at all
+        heads = np.empty((n, 2), dtype=object)
+        heads[:, 0] = b'{"type":"change","instrument_name":'
+        heads[:, 1] = [msgspec.json.encode(f"X-{i}") for i in range(n)]
+        tick_grid = np.array([grids[w][0] for w in which])
+        lot_grid = np.array([grids[w][1] for w in which])
+        got = text.encode(heads, ticks, tick_grid, codes, amounts, lot_grid, emit)
+        for i in range(n):
+            tick = steps[which[i]][0]
+            sides = [
+                [
+                    (actions[codes[i, s, k]], round(int(ticks[i, s, k]) * tick, 8), float(amounts[i, s, k]))
+                    for k in range(slots)
+                    if emit[i, s, k]
+                ]
+                for s in (0, 1)
+            ]
+            expected = {"type": "change", "instrument_name": f"X-{i}", "bids": sides[0], "asks": sides[1]}
+            assert got[i] == msgspec.json.encode(expected)

@@ -104,6 +104,11 @@ class ListSink:
         return None
 
 
+# Producer.produce's parameters in order are (topic, value, key, partition, callback, on_delivery, timestamp,
+# headers); passed by position they skip the keyword parsing, a fifth of the call. -1 is librdkafka's
+# "partitioner decides" and timestamp 0 is "now", both the defaults of the keyword form.
+_ANY_PARTITION = -1
+
 PRODUCER_DEFAULTS: dict[str, object] = {
     "enable.idempotence": True,
     "linger.ms": 20,
@@ -177,7 +182,7 @@ class KafkaSink:
     ) -> None:
         while True:
             try:
-                self._producer.produce(topic, value, key, headers=headers, on_delivery=cb)
+                self._producer.produce(topic, value, key, _ANY_PARTITION, cb, None, 0, headers)
                 return
             except BufferError:  # local queue full: let the broker catch up
                 self._producer.poll(0.05)
@@ -208,7 +213,7 @@ class KafkaSink:
             produce, cb = self._producer.produce, self._on_delivery
             for topic, key, value, hdrs in zip(topics, keys, values, headers, strict=True):
                 try:
-                    produce(topic, value, key, headers=hdrs, on_delivery=cb)
+                    produce(topic, value, key, _ANY_PARTITION, cb, None, 0, hdrs)
                 except BufferError:  # local queue full: let the broker catch up
                     self._producer.poll(0.05)
                     self._produce_retrying(topic, key, value, hdrs, cb)

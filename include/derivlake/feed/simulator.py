@@ -3,9 +3,10 @@
 Why: the lake, the reports and the margin engine need days of realistic, exchange-shaped data with known
 answers (the smile that generated the marks, the TWAP that is the delivery price, the faults injected).
 The market moves in fixed time steps; per step everything numeric is computed with numpy for all
-instruments that tick (marks, greeks, book level diffs, ticker fields), the tickers and book messages are
-built as msgspec structs column-wise and serialised in bulk, and a step goes out as one `_Block` of
-pre-built keys, values and headers (the hot path has no per-message dicts).
+instruments that tick (marks, greeks, book level diffs, ticker fields), the tickers are built as msgspec
+structs column-wise and serialised in bulk, the book messages are assembled from byte tokens (their
+prices and amounts are whole ticks and lots, so each number's text is rendered once per run), and a step
+goes out as one `_Block` of pre-built keys, values and headers (the hot path has no per-message dicts).
 Same seed and window -> byte-identical messages (keys, values, headers, order); wall-clock time is only
 used to pace `--realtime`.
 """
@@ -158,7 +159,6 @@ _dumps: Callable[[object], bytes] = _ENCODER.encode  # NaN encodes as null (a mi
 _loads = msgspec.json.decode
 NAN = float("nan")
 SOURCE_HEADER = ("source", b"simulator")
-ACTIONS = np.array(["delete", "new", "change"], dtype=object)
 
 
 # --- message shapes of the hot path (field order = the JSON key order of the contract) -------------------
@@ -208,25 +208,6 @@ class _OptionTicker(msgspec.Struct, gc=False):
     ask_iv: float
 
 
-class _BookChange(msgspec.Struct):
-    type: str
-    timestamp: int
-    prev_change_id: int
-    instrument_name: str
-    change_id: int
-    bids: list
-    asks: list
-
-
-class _BookSnapshot(msgspec.Struct):
-    type: str
-    timestamp: int
-    instrument_name: str
-    change_id: int
-    bids: list
-    asks: list
-
-
 def _round(x: np.ndarray, ndigits: int) -> np.ndarray:
     """`round(v, ndigits)` of every element, exactly as Python rounds (numpy's differs near ties)."""
     x = np.asarray(x, dtype=np.float64)
@@ -245,31 +226,172 @@ def _round_dp(x: np.ndarray, two: np.ndarray) -> np.ndarray:
 
 
 def _objects(items: list) -> np.ndarray:
-    """A 1-d object array of `items` (which may be tuples: numpy would make those a 2-d array)."""
-    if not items or not isinstance(items[0], tuple):
-        return np.array(items, dtype=object)
-    out = np.empty(len(items), dtype=object)
-    for i, x in enumerate(items):
-        out[i] = x
-    return out
+    """A 1-d object array of `items` (np.array would make a list of tuples a 2-d array)."""
+    return np.fromiter(items, dtype=object, count=len(items))
 
 
-def _levels(
-    prices: np.ndarray, codes: np.ndarray, amounts: np.ndarray, emit: np.ndarray
-) -> tuple[list[list], list[list]]:
-    """Deribit `[action, price, amount]` lists per row and side from (rows, 2, k) arrays, in array order."""
-    flat = np.flatnonzero(emit)
-    triples = list(
-        zip(
-            ACTIONS[codes.ravel()[flat]].tolist(),
-            prices.ravel()[flat].tolist(),
-            amounts.ravel()[flat].tolist(),
-            strict=True,
-        )
-    )
-    ends = np.cumsum(emit.sum(axis=2).ravel()).tolist()
-    segs = [triples[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
-    return segs[0::2], segs[1::2]
+# book messages are assembled from byte tokens (one join per batch) instead of per-level Python tuples:
+# most of a change message is its levels, and their prices and amounts are whole ticks and lots
+_LEVEL_OPEN = (b'["delete",', b'["new",', b'["change",', b',["delete",', b',["new",', b',["change",')
+_TICK_KINDS = _objects(["deribit.book", "deribit.ticker"])
+_END = b"\x00"  # message separator in a batch's text: never in msgspec's JSON (control bytes are escaped)
+
+
+def _json_list(x: np.ndarray) -> list[bytes]:
+    """msgspec's JSON text of each number of `x`, from one encoder call (a number's JSON has no comma)."""
+    return _dumps(x.tolist())[1:-1].split(b",") if len(x) else []
+
+
+def _json_values(x: np.ndarray) -> np.ndarray:
+    """`_json_list(x)` as an object array."""
+    return _objects(_json_list(x))
+
+
+class _GridTexts:
+    """JSON texts of values on grids: round(k * step, ndigits) for whole k, one grid per step (an
+    instrument's tick or lot), in variants (prefix + text + suffix). A text is rendered the first time it
+    is needed and then reused for the rest of the run; each grid has a window of k that grows as prices
+    drift, and a lookup is one fancy index into the concatenation of all windows."""
+
+    def __init__(self, ndigits: int, variants: tuple[tuple[bytes, bytes], ...] = ((b"", b""),)) -> None:
+        self.ndigits, self.variants = ndigits, variants
+        self.ids: dict[float, int] = {}
+        self.lo = np.zeros(0, dtype=np.int64)  # window [lo, hi) of k per grid
+        self.hi = np.zeros(0, dtype=np.int64)
+        self.base = np.zeros(0, dtype=np.int64)  # where each window starts in the tables below
+        self.step = np.zeros(0)  # per grid
+        # per entry: its grid's step and its k, the value, whether rendered, the texts per variant
+        self.e_step = np.zeros(0)
+        self.e_k = np.zeros(0, dtype=np.int64)
+        self.values = np.zeros(0)
+        self.done = np.zeros(0, dtype=bool)
+        self.texts = np.empty((0, len(variants)), dtype=object)
+
+    def grid(self, step: float) -> int:
+        """The id of the grid of `step` (registered on first use, with an empty window)."""
+        if step not in self.ids:
+            self.ids[step] = len(self.ids)
+            self.step = np.append(self.step, step)
+            self.lo, self.hi = np.append(self.lo, 0), np.append(self.hi, 0)
+            self.base = np.append(self.base, len(self.values))
+        return self.ids[step]
+
+    def _cover(self, gid: np.ndarray, k: np.ndarray) -> None:
+        """Grow the windows so that every (grid, k) is inside, with a margin (rare: prices drift)."""
+        outside = (k < self.lo[gid]) | (k >= self.hi[gid])
+        if not outside.any():
+            return
+        lo, hi = self.lo.copy(), self.hi.copy()
+        for g in np.unique(gid[outside]).tolist():
+            ks = k[gid == g]
+            want_lo, want_hi = int(ks.min()), int(ks.max()) + 1
+            margin = max(64, (want_hi - want_lo) // 4)
+            empty = hi[g] == lo[g]
+            lo[g] = max(0, want_lo - margin if empty else min(lo[g], want_lo - margin))
+            hi[g] = want_hi + margin if empty else max(hi[g], want_hi + margin)
+        sizes = hi - lo
+        base = np.cumsum(sizes) - sizes
+        total = int(sizes.sum())
+        e_step, e_k = np.repeat(self.step, sizes), np.arange(total) - np.repeat(base - lo, sizes)
+        values, done = np.full(total, np.nan), np.zeros(total, dtype=bool)
+        texts = np.empty((total, len(self.variants)), dtype=object)
+        for g in range(len(self.step)):  # carry the rendered entries over
+            n_old = int(self.hi[g] - self.lo[g])
+            if n_old:
+                new_at = base[g] + self.lo[g] - lo[g]
+                old = slice(int(self.base[g]), int(self.base[g]) + n_old)
+                new = slice(int(new_at), int(new_at) + n_old)
+                values[new], done[new], texts[new] = self.values[old], self.done[old], self.texts[old]
+        self.lo, self.hi, self.base = lo, hi, base
+        self.e_step, self.e_k, self.values, self.done, self.texts = e_step, e_k, values, done, texts
+
+    def _at(self, gid: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """Table rows of (grid, k), rendered."""
+        self._cover(gid, k)
+        at = self.base[gid] + k - self.lo[gid]
+        missing = ~self.done[at]
+        if missing.any():
+            new = np.unique(at[missing])
+            values = _round(self.e_k[new] * self.e_step[new], self.ndigits)
+            texts = _json_list(values)
+            for v, (prefix, suffix) in enumerate(self.variants):
+                self.texts[new, v] = _objects([prefix + t + suffix for t in texts])
+            self.values[new], self.done[new] = values, True
+        return at
+
+    def of_multiples(self, gid: np.ndarray, k: np.ndarray, variant: np.ndarray | int = 0) -> np.ndarray:
+        """Texts of round(k * step, ndigits) (k >= 0) on grids `gid`, in `variant`s."""
+        at = self._at(gid, k) * len(self.variants) + variant  # before reading self.texts: it may grow
+        return self.texts.ravel()[at]
+
+    def of_values(self, gid: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Texts of the values `x` on grids `gid` (first variant); any off the grid is rendered on its own."""
+        k = np.rint(x / self.step[gid])
+        k[~((k >= 0) & (k < 1 << 20))] = 0  # negative, NaN or far out: no window for those
+        at = self._at(gid, k.astype(np.int64))
+        out = self.texts[:, 0][at]
+        off = np.flatnonzero(self.values[at] != x)
+        if len(off):
+            prefix, suffix = self.variants[0]
+            out[off] = _objects([prefix + t + suffix for t in _json_list(x[off])])
+        return out
+
+
+class _BookText:
+    """Book messages `{<head>,"bids":[...],"asks":[...]}` assembled from byte tokens, one join per batch,
+    byte-identical to msgspec's encoding of the same lists (most of a change message is its levels).
+
+    A level is two tokens, `,["new",0.0105,` (price variants: action, comma before or not) and `2.5]`
+    (amount), or one for a delete of amount 0: `,["delete",0.0105,0.0]`."""
+
+    def __init__(self) -> None:
+        opens = [(o, b",") for o in _LEVEL_OPEN] + [(o, b",0.0]") for o in _LEVEL_OPEN]
+        self.prices = _GridTexts(8, tuple(opens))
+        self.amounts = _GridTexts(6, ((b"", b"]"),))
+
+    def encode(
+        self,
+        heads: np.ndarray,
+        ticks: np.ndarray,
+        tick_grid: np.ndarray,
+        codes: np.ndarray,
+        amounts: np.ndarray,
+        lot_grid: np.ndarray,
+        emit: np.ndarray,
+    ) -> list[bytes]:
+        """`heads` (rows, h) holds each row's leading tokens; the levels are Deribit `[action, price, amount]`
+        lists of the emitted slots of (rows, side, slot) arrays in slot order: price `ticks` on the row's
+        `tick_grid` of `prices`, `codes` 0 delete, 1 new, 2 change, `amounts` on its `lot_grid`."""
+        n, h = heads.shape
+        slots = emit.shape[2]
+        flat = np.flatnonzero(emit)
+        group = flat // slots  # row * 2 + side
+        code, amount = codes.ravel()[flat], amounts.ravel()[flat]
+        whole = (code == 0) & (amount == 0.0)  # a delete: price token ends the level
+        n_tok = 2 - whole.view(np.int8)
+        side_tok = np.bincount(group, weights=n_tok, minlength=2 * n).astype(np.int64)
+        tb, ta = side_tok[0::2], side_tok[1::2]
+        # tokens per message: head, `,"bids":[`, the bids' levels, `],"asks":[`, the asks', `]}` + separator
+        per_msg = h + tb + ta + 3
+        start = np.cumsum(per_msg) - per_msg
+        tokens = np.empty(int(per_msg.sum()), dtype=object)
+        tokens[(start[:, None] + np.arange(h)).ravel()] = heads.ravel()
+        tokens[start + h] = b',"bids":['
+        tokens[start + h + 1 + tb] = b'],"asks":['
+        tokens[start + per_msg - 1] = b"]}" + _END
+        if len(flat):
+            row, side = group >> 1, group & 1
+            later = np.zeros(len(flat), dtype=np.int64)  # not the side's first level: a comma before it
+            later[1:] = group[1:] == group[:-1]
+            before = np.cumsum(n_tok) - n_tok  # tokens of the batch's levels before this one
+            counts = np.bincount(group, minlength=2 * n)
+            in_side = before - before[(np.cumsum(counts) - counts)[group]]
+            pos = start[row] + h + 1 + side * (tb[row] + 1) + in_side
+            variant = code + 3 * later + 6 * whole
+            tokens[pos] = self.prices.of_multiples(tick_grid[row], ticks.ravel()[flat], variant)
+            two = np.flatnonzero(~whole)
+            tokens[pos[two] + 1] = self.amounts.of_values(lot_grid[row[two]], amount[two])
+        return b"".join(tokens.tolist()).split(_END)[:-1]
 
 
 @dataclass
@@ -339,7 +461,7 @@ class _Out:
     def close(self, step_ms: int, latency: np.random.Generator) -> _Block:
         n = len(self.values)
         recv = np.asarray(self.ts, dtype=np.int64) * 1000 + latency.integers(300, 4300, n)
-        received = list(zip(repeat("received_at"), recv.astype("S20").tolist()))
+        received = zip(repeat("received_at"), _json_list(recv))
         headers = list(map(list, zip(repeat(SOURCE_HEADER), self.chans, received)))
         for copy, original in self.same_headers:
             headers[copy] = headers[original]
@@ -410,6 +532,7 @@ class Simulator:
         self.twap_n = np.zeros(len(MARKETS))
         self._block: np.ndarray | None = None
         self._block_pos = 0
+        self.book_text = _BookText()
         self._fault_active = any((config.bad_rate, config.dup_rate, config.late_rate, config.gap_rate))
         self.batch_steps = self.n_phases  # steps computed together (each instrument ticks once at most)
         L = self.scale.book_levels
@@ -627,6 +750,11 @@ class Simulator:
         self.o_name = _objects([i.name for i in insts])
         self.o_uidx = _objects([i.underlying_index for i in insts])
         self.o_key = _objects([i.name.encode() for i in insts])
+        self.a_tick_grid = np.array([self.book_text.prices.grid(i.tick) for i in insts], dtype=np.int64)
+        self.a_lot_grid = np.array([self.book_text.amounts.grid(i.min_amount) for i in insts], dtype=np.int64)
+        self.o_book_name = _objects(
+            [b',"instrument_name":' + _dumps(i.name) + b',"change_id":' for i in insts]
+        )
         # channel header per message: rows [0, n) book, [n, 2n) ticker
         self.o_chan = _objects(
             [_channel("book", i.name) for i in insts] + [_channel("ticker", i.name) for i in insts]
@@ -733,9 +861,23 @@ class Simulator:
         amounts = np.concatenate([np.zeros_like(old_amt), amt], axis=2)
         return emit, codes, px, amounts
 
-    def _snapshot_levels(self, rows: np.ndarray) -> tuple[list[list], list[list]]:
-        px = _round(self.b_px[rows] * self.a_tick[rows][:, None, None], 8)
-        return _levels(px, np.ones(px.shape, dtype=np.int64), self.b_amt[rows], self.b_ok[rows])
+    def _snapshots(self, rows: np.ndarray, ts: np.ndarray, cid: np.ndarray) -> list[bytes]:
+        """Snapshot messages of the current books of instruments `rows`."""
+        heads = np.empty((len(rows), 4), dtype=object)
+        heads[:, 0] = b'{"type":"snapshot","timestamp":'
+        heads[:, 1] = _json_values(ts)
+        heads[:, 2] = self.o_book_name[rows]
+        heads[:, 3] = _json_values(cid)
+        ok = self.b_ok[rows]
+        return self.book_text.encode(
+            heads,
+            self.b_px[rows],
+            self.a_tick_grid[rows],
+            ok.astype(np.int64),
+            self.b_amt[rows],
+            self.a_lot_grid[rows],
+            ok,
+        )
 
     def _option_tickers(
         self, rows: np.ndarray, pos: np.ndarray, ts: np.ndarray, p: dict, est: np.ndarray, cap: dict
@@ -867,8 +1009,6 @@ class Simulator:
         self.s_iv[idx] = _round(p["sigma"] * 100, 2)
         self.s_index[idx] = p["spot"]
         emit, codes, px_ticks, amounts = self._book_update(idx, p["mark"])
-        tick = self.a_tick[idx]
-        names = self.o_name[idx]
         if snapshot_all:
             has_change = np.zeros(n, dtype=bool)
             has_snap = np.ones(n, dtype=bool)
@@ -883,42 +1023,28 @@ class Simulator:
         changes: list[bytes] = []
         if has_change.any():
             c = np.flatnonzero(has_change)
-            px = _round(px_ticks[c] * tick[c][:, None, None], 8)
-            bids, asks = _levels(px, codes[c], amounts[c], emit[c])
-            changes = list(
-                map(
-                    _dumps,
-                    map(
-                        _BookChange,
-                        repeat("change", len(c)),
-                        ts[c].tolist(),
-                        prev[c].tolist(),
-                        names[c].tolist(),
-                        cid[c].tolist(),
-                        bids,
-                        asks,
-                    ),
-                )
+            heads = np.empty((len(c), 6), dtype=object)
+            heads[:, 0] = b'{"type":"change","timestamp":'
+            heads[:, 1] = _json_values(ts[c])
+            heads[:, 2] = b',"prev_change_id":'
+            heads[:, 3] = _json_values(prev[c])
+            heads[:, 4] = self.o_book_name[idx[c]]
+            heads[:, 5] = _json_values(cid[c])
+            rows = idx[c]
+            changes = self.book_text.encode(
+                heads,
+                px_ticks[c],
+                self.a_tick_grid[rows],
+                codes[c],
+                amounts[c],
+                self.a_lot_grid[rows],
+                emit[c],
             )
         snaps: list[bytes] = []
         if has_snap.any():
             sn = np.flatnonzero(has_snap)
             self.s_snap[idx[sn]] = ts[sn]
-            bids, asks = self._snapshot_levels(idx[sn])
-            snaps = list(
-                map(
-                    _dumps,
-                    map(
-                        _BookSnapshot,
-                        repeat("snapshot", len(sn)),
-                        ts[sn].tolist(),
-                        names[sn].tolist(),
-                        cid[sn].tolist(),
-                        bids,
-                        asks,
-                    ),
-                )
-            )
+            snaps = self._snapshots(idx[sn], ts[sn], cid[sn])
         return has_change, has_snap, changes, snaps
 
     def _tickers(self, idx: np.ndarray, ts: np.ndarray, p: dict, est: np.ndarray, cap: dict) -> np.ndarray:
@@ -1246,7 +1372,7 @@ class Simulator:
         snapshot = np.zeros(total, dtype=bool)
         snapshot[(start + hc)[has_snap]] = True
         row = np.repeat(idx, per)
-        kinds = np.where(is_ticker, "deribit.ticker", "deribit.book").tolist()
+        kinds = _TICK_KINDS[is_ticker.view(np.int8)].tolist()  # two shared str objects, not one per row
         keys = self.o_key[row].tolist()
         chans = self.o_chan[row + is_ticker * len(self.insts)].tolist()
         return kinds, keys, values.tolist(), chans, np.repeat(ts, per).tolist(), snapshot.tolist()
