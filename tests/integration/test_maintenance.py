@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import time
@@ -65,6 +66,59 @@ def test_merge_compacts_partitions_and_records_table_stats(lake_settings: LakeSe
         "SELECT rows, files FROM ops.table_stats WHERE table_name = 'options_ticker' AND partition_date = '2025-03-06'"
     ).fetchall()
     assert stats == [(40 * ROWS_PER_BATCH, part["files"])]
+
+
+def test_merged_files_are_sorted_by_symbol_then_time_with_narrow_row_groups(
+    lake_settings: LakeSettings,
+) -> None:
+    """DuckLake's merge sorts by the table's SET SORTED BY keys: checked in the merged Parquet itself.
+
+    Drain batches interleave 20 symbols in time order, so a drain file's row group spans all of them. A
+    merged file must hold rows in (symbol, timestamp) order, in row groups whose symbol ranges follow
+    each other and are a few symbols wide: that is what lets a one-underlying query skip row groups.
+    """
+    import pyarrow.parquet as pq
+
+    con = open_lake(lake_settings)
+    con.execute("CALL lake.set_option('parquet_row_group_size', 2048)")  # DuckDB's minimum: several per file
+    config = MaintenanceConfig(target_file_size_bytes=256 * 1024, file_grace=timedelta(0))
+    for first, end in ((0, 30), (30, 40)):  # the second run merges a sorted file with new drain files
+        for batch in range(first, end):
+            _commit_batch(con, batch)
+        before_run = con.execute("SELECT id FROM lake.current_snapshot()").fetchone()[0]
+        con.close()
+        maintain(lake_settings, config)
+        con = open_lake(lake_settings)
+    files = con.execute(
+        "SELECT data_file FROM ducklake_list_files('lake', 'options_ticker', schema => 'market')"
+    ).fetchall()
+    altered = con.execute(
+        "SELECT count(*) FROM ducklake_snapshots('lake') WHERE snapshot_id > ? AND changes['tables_altered'] IS NOT NULL",
+        [before_run],
+    ).fetchone()[0]
+    con.close()
+    assert altered == 0, "a run on a lake already laid out must not alter tables (each ALTER races drains)"
+    assert 0 < len(files) < 40
+    for (path,) in files:
+        table = pq.read_table(path, columns=["symbol", "timestamp"])
+        keys = list(zip(table["symbol"].to_pylist(), table["timestamp"].to_pylist(), strict=True))
+        assert keys == sorted(keys), f"{path} is not sorted by (symbol, timestamp)"
+        meta = pq.ParquetFile(path).metadata
+        schema = meta.schema.to_arrow_schema()
+        stats = [
+            meta.row_group(i).column(schema.get_field_index("symbol")).statistics
+            for i in range(meta.num_row_groups)
+        ]
+        ranges = [(s.min, s.max) for s in stats]
+        symbols = sorted({symbol for symbol, _ in keys})
+        assert len(ranges) > 1 and len(symbols) == 20
+        assert all(prev[1] <= nxt[0] for prev, nxt in itertools.pairwise(ranges)), ranges
+        widest = max(sum(lo <= s <= hi for s in symbols) for lo, hi in ranges)
+        assert widest <= math.ceil(2048 * len(symbols) / meta.num_rows) + 1, ranges
+        # Parquet V2 pages (WRITE_OPTIONS): sorted timestamps are delta-encoded
+        assert (
+            "DELTA_BINARY_PACKED" in meta.row_group(0).column(schema.get_field_index("timestamp")).encodings
+        )
 
 
 def _writer(lake: LakeSettings, stop, done) -> None:

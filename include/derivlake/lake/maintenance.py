@@ -1,10 +1,11 @@
 """Keeping the lake compact while drains commit and analysts read.
 
 Drains every 5 minutes leave one small file per partition per batch. Maintenance merges adjacent
-files up to a target size (rows kept ordered by symbol and time, so point queries skip row groups),
-expires old snapshots and deletes files no snapshot references after a grace period. DuckLake makes
-each step its own snapshot, so readers never see a half-merged partition; a commit conflict with a
-concurrent drain is retried with backoff and fails the run only when it persists.
+files up to a target size, expires old snapshots and deletes files no snapshot references after a
+grace period. DuckLake writes each merged file sorted by the table's `SET SORTED BY` keys (symbol, then
+time), so row-group min/max statistics on symbol are narrow and a query on one underlying skips most row
+groups. DuckLake makes each step its own snapshot, so readers never see a half-merged partition; a commit
+conflict with a concurrent drain is retried with backoff and fails the run only when it persists.
 """
 
 from __future__ import annotations
@@ -31,7 +32,17 @@ SORT_KEYS = {
     "market.index_prices": ("index_name", "timestamp"),
     "desk.fills": ("account_id", "timestamp"),
     "desk.transfers": ("account_id", "timestamp"),
-}  # every other partitioned table: (symbol, timestamp)
+}
+DEFAULT_SORT_KEYS = ("symbol", "timestamp")
+# Lake-wide write options: name -> (value as DuckLake reports it, literal to set it with).
+WRITE_OPTIONS = {
+    # Parquet V2 pages: delta-encoded timestamps and byte-stream-split doubles; on files sorted by
+    # (symbol, timestamp) ~35% fewer bytes and ~25% less scan CPU than V1 (bench/bench_lake.py)
+    "parquet_version": ("V2", "2"),
+    # drains keep writing in arrival order at the cost they were measured at; rows are sorted once,
+    # when maintenance merges them
+    "sort_on_insert": ("false", "false"),
+}
 
 
 @dataclass(frozen=True)
@@ -89,19 +100,19 @@ def _retrying(
 
 
 def _configure(con: duckdb.DuckDBPyConnection, config: MaintenanceConfig) -> None:
-    """Target file size and sort keys: catalog writes only when they change (they race the drains)."""
-    options = {k: str(v) for k, v in con.execute("SELECT option_name, value FROM lake.options()").fetchall()}
-    target = str(config.target_file_size_bytes)
-    if options.get("target_file_size") not in (target, f"{target}B"):
-        _retrying(
-            con,
-            "target size",
-            f"CALL lake.set_option('target_file_size', '{target}B')",
-            config.conflict_retries,
-        )
-    if options.get("derivlake_sorted") != "1":
-        for table in PARTITIONED_TABLES:
-            keys = ", ".join(SORT_KEYS.get(table, ("symbol", "timestamp")))
+    """Target size, write options and sort keys: catalog writes only when they change (they race the drains)."""
+    options = dict(
+        con.execute("SELECT option_name, value FROM lake.options() WHERE scope = 'GLOBAL'").fetchall()
+    )
+    target = config.target_file_size_bytes
+    wanted = {"target_file_size": (str(target), f"'{target}B'"), **WRITE_OPTIONS}
+    for name, (value, literal) in wanted.items():
+        if str(options.get(name)) != value:
+            _retrying(con, name, f"CALL lake.set_option('{name}', {literal})", config.conflict_retries)
+    current = dict(con.execute((SQL / "sort_keys.sql").read_text()).fetchall())
+    for table in PARTITIONED_TABLES:
+        keys = ", ".join(SORT_KEYS.get(table, DEFAULT_SORT_KEYS))
+        if current.get(table) != keys:
             _retrying(
                 con, f"sort {table}", f"ALTER TABLE {table} SET SORTED BY ({keys})", config.conflict_retries
             )
