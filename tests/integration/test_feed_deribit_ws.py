@@ -62,31 +62,39 @@ class FakeDeribit:
                     return
 
 
-def test_bridge_reconnects_resubscribes_and_lands_every_message(
-    kafka: KafkaSettings, fixtures_dir: Path
-) -> None:
+def instrument_names(fake: FakeDeribit | GapDeribit) -> tuple[str, ...]:
+    return tuple(sorted({m["params"]["data"]["instrument_name"] for m in fake.data}))
+
+
+def run_bridge(fake: FakeDeribit | GapDeribit, kafka: KafkaSettings, **config: object):
+    """Run the bridge against `fake` served on a free local port, into the real broker."""
     from websockets.asyncio.server import serve
 
-    fake = FakeDeribit(fixtures_dir)
-    names = tuple(sorted({m["params"]["data"]["instrument_name"] for m in fake.data}))
     port = free_port()
+    sink = KafkaSink(kafka)
 
     async def main():
         async with serve(fake.handler, "127.0.0.1", port):
             cfg = BridgeConfig(
-                url=f"ws://127.0.0.1:{port}",
-                currencies=("BTC", "ETH"),
-                instruments=names,
-                interval="raw",
-                max_messages=len(fake.data),
-                duration_s=30,
-                backoff_initial_s=0.1,
-            )
+                url=f"ws://127.0.0.1:{port}", instruments=instrument_names(fake), interval="raw",
+                duration_s=30, **config,
+            )  # fmt: skip
             return await DeribitBridge(cfg, sink, kafka).run()
 
-    sink = KafkaSink(kafka)
-    stats = asyncio.run(main())
-    sink.close()
+    try:
+        return asyncio.run(main())
+    finally:
+        sink.close()
+
+
+def test_bridge_reconnects_resubscribes_and_lands_every_message(
+    kafka: KafkaSettings, fixtures_dir: Path
+) -> None:
+    fake = FakeDeribit(fixtures_dir)
+    names = instrument_names(fake)
+    stats = run_bridge(
+        fake, kafka, currencies=("BTC", "ETH"), max_messages=len(fake.data), backoff_initial_s=0.1
+    )
     assert stats.reconnects == 1 and fake.connections == 2 and fake.subscribes == 2
     assert stats.test_requests >= 1 and fake.tests >= 1
     expected_ticker = [
@@ -214,27 +222,9 @@ class GapDeribit:
 
 
 def test_bridge_resnapshots_a_book_after_a_change_id_gap(kafka: KafkaSettings, fixtures_dir: Path) -> None:
-    from websockets.asyncio.server import serve
-
     fake = GapDeribit(fixtures_dir)
-    names = tuple(sorted({m["params"]["data"]["instrument_name"] for m in fake.data}))
-    port = free_port()
-
-    async def main():
-        async with serve(fake.handler, "127.0.0.1", port):
-            cfg = BridgeConfig(
-                url=f"ws://127.0.0.1:{port}",
-                instruments=names,
-                interval="raw",
-                max_messages=len(fake.data) + 1,  # the capture, less the lost change, plus the snapshot
-                duration_s=30,
-                max_reconnects=0,
-            )
-            return await DeribitBridge(cfg, sink, kafka).run()
-
-    sink = KafkaSink(kafka)
-    stats = asyncio.run(main())
-    sink.close()
+    # the capture, less the lost change, plus the snapshot
+    stats = run_bridge(fake, kafka, max_messages=len(fake.data) + 1, max_reconnects=0)
 
     # the bridge asked for that one book again, once, and got its snapshot
     assert fake.requests[1:] == [("public/unsubscribe", [GAPPED_BOOK]), ("public/subscribe", [GAPPED_BOOK])]
