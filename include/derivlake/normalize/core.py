@@ -133,24 +133,7 @@ def stage_batch(con: duckdb.DuckDBPyConnection, raw: pa.Table, spec: TopicNormal
     quarantined = parsed.num_rows - parsed.column("reason").null_count
     con.register("parsed", parsed)
     con.execute("CREATE OR REPLACE TEMP VIEW good AS SELECT * FROM parsed WHERE reason IS NULL")
-    # the raw bytes of the few bad messages, found again by their offsets
-    con.register(
-        "stage_quarantine",
-        con.execute(
-            """
-            SELECT r.kafka_topic AS topic, r.kafka_partition AS partition, r.kafka_offset AS "offset", r.key,
-                   r.value AS raw_value, p.reason AS error, make_timestamp(r.received_at_us) AS received_at
-            FROM raw_batch r
-            JOIN (SELECT kafka_partition, kafka_offset, reason FROM parsed WHERE reason IS NOT NULL) p
-              USING (kafka_partition, kafka_offset)
-            ORDER BY r.kafka_partition, r.kafka_offset
-            """
-            if quarantined
-            else 'SELECT NULL::VARCHAR AS topic, NULL::INTEGER AS partition, NULL::BIGINT AS "offset", '
-            "NULL::BLOB AS key, NULL::BLOB AS raw_value, NULL::VARCHAR AS error, NULL::TIMESTAMP AS received_at "
-            "LIMIT 0"
-        ).to_arrow_table(),
-    )
+    con.register("stage_quarantine", con.execute((SQL_DIR / "quarantine.sql").read_text()).to_arrow_table())
     con.unregister("raw_batch")
     stages = []
     for i, out in enumerate(spec.outputs):
