@@ -133,7 +133,9 @@ def _writer(lake: LakeSettings, stop, done) -> None:
 
 def _maintainer(lake: LakeSettings, stop, done) -> None:
     while not stop.is_set():
-        maintain(lake, MaintenanceConfig(target_file_size_bytes=64 * 1024, file_grace=timedelta(0)))
+        # replaced files are deleted 20 s after the merge: longer than any reader's query here, as the
+        # grace must be (a zero grace deletes files that a reader that just opened its snapshot needs)
+        maintain(lake, MaintenanceConfig(target_file_size_bytes=64 * 1024, file_grace=timedelta(seconds=20)))
         time.sleep(1.0)
     done.put("maintainer ok")
 
