@@ -28,12 +28,12 @@ RAW_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "key", "value",
 
 @dataclass(frozen=True)
 class StagedBatch:
-    """What one batch became: Arrow views registered on the connection, named by `stage_tables`."""
+    """What one batch became: Arrow views registered on the connection, named by `stage_tables`
+    (the quarantined messages: `stage_quarantine`)."""
 
     messages: int
     quarantined: int
     stage_tables: tuple[tuple[str, str], ...]  # (lake table, registered view of its rows)
-    quarantine_view: str = "stage_quarantine"
 
 
 def _sql_str(text: str) -> str:
