@@ -160,10 +160,13 @@ def _received_at_us(msgs: list) -> pa.Array:
     import pyarrow.compute as pc
 
     headers = [m.headers() for m in msgs]
+    from_header = pa.array(
+        [_header_us(h) for h in headers] if any(headers) else [None] * len(msgs), pa.int64()
+    )
+    if not from_header.null_count:  # the feed's messages all carry it: no broker timestamps needed
+        return from_header
     broker_us = pc.multiply(pa.array([m.timestamp()[1] for m in msgs], pa.int64()), 1000)
-    if not any(headers):
-        return broker_us
-    return pc.coalesce(pa.array([_header_us(h) for h in headers], pa.int64()), broker_us)
+    return pc.coalesce(from_header, broker_us)
 
 
 def _header_us(headers: list | None) -> int | None:
