@@ -213,6 +213,9 @@ class Drain:
                     "enable.partition.eof": True,
                     "auto.offset.reset": "error",
                     "queued.max.messages.kbytes": per_partition_kb,
+                    # librdkafka waits this long before fetching again once a partition's queue is
+                    # full (default 1 s): with a bounded queue that idled the drain most of the time
+                    "fetch.queue.backoff.ms": 10,
                     "fetch.max.bytes": min(self.settings.batch_bytes, 52428800),
                     "socket.timeout.ms": 10000,
                     "session.timeout.ms": 10000,
