@@ -14,6 +14,7 @@ value again on one thread, which cost more than the parse itself.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 # Arrow results come back in batches of this many rows, so the next query over them runs on all cores
 ARROW_BATCH_ROWS = 16_384
+_HAS_MACROS: weakref.WeakSet = weakref.WeakSet()
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,9 @@ def stage_batch(con: duckdb.DuckDBPyConnection, raw: pa.Table, spec: TopicNormal
     """Parse, validate and project one batch into Arrow views on `con` (no lake write yet)."""
     import duckdb
 
-    con.execute((SQL_DIR / "macros.sql").read_text())
+    if con not in _HAS_MACROS:  # once per connection: each DDL statement also costs a lake transaction
+        con.execute((SQL_DIR / "macros.sql").read_text())
+        _HAS_MACROS.add(con)
     con.register("raw_batch", raw)
     try:
         parsed = con.sql(parse_query(spec)).to_arrow_table(ARROW_BATCH_ROWS)
