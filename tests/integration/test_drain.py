@@ -256,7 +256,7 @@ def test_full_disk_commits_nothing_and_the_next_run_resumes(kafka: KafkaSettings
         pytest.skip("cannot mount a small tmpfs here (needs root) to fill the disk for real")
     try:
         lake = LakeSettings(home=tmp_path / "home", data_path=f"{data}/")
-        produce_tickers(kafka, 0, 3000)
+        produce_tickers(kafka, 0, 20_000)  # a Parquet file well over the 64 KiB left
         with pytest.raises(Exception, match=r"(?i)no space left|disk|write"):
             drain_topic(kafka, lake, "deribit.ticker", FAST)
         con = open_lake(lake, read_only=True)
@@ -265,7 +265,7 @@ def test_full_disk_commits_nothing_and_the_next_run_resumes(kafka: KafkaSettings
         con.close()
         subprocess.run(["mount", "-o", "remount,size=64m", str(data)], check=True)  # space is back
         resumed = drain_topic(kafka, lake, "deribit.ticker", FAST)
-        assert resumed.messages == 3000
-        assert len(lake_provenance(lake)) == 3000
+        assert resumed.messages == 20_000
+        assert len(lake_provenance(lake)) == 20_000
     finally:
         subprocess.run(["umount", "-l", str(data)], check=False)
