@@ -110,8 +110,11 @@ def parse_query(spec: TopicNormalizer, source: str = "raw_batch", guarded: bool 
         ), typed AS (
             SELECT *, {transform} AS t0 FROM decoded
         ), fixed AS (
-            -- json_valid only where the typed parse failed: malformed text, or the JSON `null`
-            SELECT *, {fix} AS t, t0 IS NOT NULL OR coalesce(json_valid(txt), false) AS ok FROM typed
+            -- json_valid only where the typed parse failed (malformed text, or the JSON `null`); a CASE,
+            -- since DuckDB evaluates both sides of an OR on every row: that was a second parse of each
+            SELECT *, {fix} AS t,
+                   CASE WHEN t0 IS NOT NULL THEN true ELSE coalesce(json_valid(txt), false) END AS ok
+            FROM typed
         ), checked AS (
             SELECT *, CASE WHEN ok AND ({suspect_expression(spec)}) THEN json_extract(txt, [{paths}]) END AS raw
             FROM fixed
