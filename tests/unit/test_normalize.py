@@ -149,20 +149,24 @@ def test_every_message_gets_the_fate_a_per_message_reading_gives(kind: str, with
     staged = stage_batch(con, raw, spec)
 
     expected = {i: reference_reason(spec, v, k) for i, (k, v) in enumerate(msgs)}
-    got = dict(con.execute('SELECT "offset", error FROM stage_quarantine').fetchall())
+    con.register("quarantine", staged.quarantine)
+    got = dict(con.execute('SELECT "offset", error FROM quarantine').fetchall())
     assert got == {i: r for i, r in expected.items() if r is not None}
     assert staged.messages == n
     assert staged.quarantined == len(got) >= (14 if with_malformed else 10)
-    quarantined_raw = dict(con.execute('SELECT "offset", raw_value FROM stage_quarantine').fetchall())
+    quarantined_raw = dict(con.execute('SELECT "offset", raw_value FROM quarantine').fetchall())
     assert quarantined_raw == {i: msgs[i][1] for i in got}  # the exact bytes are kept
 
     # every good message is in exactly one output, with its provenance
     landed = []
-    for _table, view in staged.stage_tables:
-        landed += [o for (o,) in con.execute(f"SELECT kafka_offset FROM {view}").fetchall()]
+    for _table, rows in staged.outputs:
+        landed += rows.column("kafka_offset").to_pylist()
     assert sorted(landed) == sorted(i for i, r in expected.items() if r is None)
     if kind == "desk.fills":
-        accounts = dict(con.execute("SELECT kafka_offset, account_id FROM stage_0").fetchall())
+        fills = staged.outputs[0][1]
+        accounts = dict(
+            zip(fills.column("kafka_offset").to_pylist(), fills.column("account_id").to_pylist(), strict=True)
+        )
         for offset, account in accounts.items():
             key, value = msgs[offset]
             assert account == (json.loads(value).get("account_id") or key.decode())

@@ -16,7 +16,7 @@ import gc
 import logging
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -199,6 +199,8 @@ class Drain:
         self.run_id = run_id or f"drain-{uuid.uuid4().hex[:12]}"
         self.spec = normalizer_for(topic.kind)
         self._con = con
+        self._stage_con: duckdb.DuckDBPyConnection | None = None
+        self._broken = False  # a batch failed to commit: the batches queued after it must not
 
     # -- Kafka ---------------------------------------------------------------------------------
     def _consumer(self):
@@ -276,7 +278,7 @@ class Drain:
         t0 = time.monotonic()
         result = DrainResult(self.topic.name, self.run_id)
         consumer = self._consumer()
-        committer: ThreadPoolExecutor | None = None
+        committer = stager = None
         # Every consumed message is a GC-tracked object: the cyclic collector, triggered by them,
         # took a fifth of the drain's time. Nothing on this path builds reference cycles, so it
         # is paused for the bounded run (reference counting still frees every batch).
@@ -296,10 +298,12 @@ class Drain:
             batch = _Batch(self.topic.name)
             idle_since = time.monotonic()
             last_log = time.monotonic()
-            # One batch commits in a worker thread (DuckDB releases the GIL) while the next is read:
-            # at most two batches are in memory, and commits stay in order.
+            # A three-stage pipeline (DuckDB releases the GIL): while a batch is read, the one before
+            # is parsed on its own connection and the one before that commits. At most three batches
+            # are in memory, and commits stay in order.
+            stager = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-stage")
             committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-commit")
-            pending: Future[bool] | None = None
+            inflight: deque[Future[bool]] = deque()
             while len(done) < len(starts):
                 want = max(1, min(10_000, self.settings.batch_messages - len(batch)))
                 msgs = consumer.consume(num_messages=want, timeout=self.settings.poll_timeout_s)
@@ -329,10 +333,10 @@ class Drain:
                     result.stopped_early = f"no data or end-of-partition for {self.settings.idle_timeout_s}s"
                     break
                 if batch.nbytes >= self.settings.batch_bytes or len(batch) >= self.settings.batch_messages:
-                    if pending is not None and not pending.result():
-                        pending = None
+                    if len(inflight) == 2 and not inflight.popleft().result():
                         break
-                    pending = committer.submit(self._flush, batch, stored, result)
+                    staged = stager.submit(self._stage, batch)
+                    inflight.append(committer.submit(self._flush, batch, staged, stored, result))
                     batch = _Batch(self.topic.name)
                 for p in list(done):
                     consumer.pause([TopicPartition(self.topic.name, p)])
@@ -347,9 +351,10 @@ class Drain:
                         len(done),
                         len(starts),
                     )
-            last_ok = pending.result() if pending is not None else True
+            last_ok = all([f.result() for f in inflight])  # every one, in order: none is left running
+            inflight.clear()
             if last_ok and len(batch):
-                self._flush(batch, stored, result)
+                self._flush(batch, stager.submit(self._stage, batch), stored, result)
             result.offsets = dict(stored)
             result.lag = sum(
                 max(bound.get(p, s.log_end) - max(stored.get(p, s.next_offset), s.log_start), 0)
@@ -357,8 +362,12 @@ class Drain:
             )
             self._commit_group_offsets(consumer, stored)
         finally:
-            if committer is not None:
-                committer.shutdown(wait=True)  # an in-flight commit finishes (or fails) atomically
+            for pool in (committer, stager):
+                if pool is not None:
+                    pool.shutdown(wait=True)  # an in-flight commit finishes (or fails) atomically
+            if self._stage_con is not None:
+                self._stage_con.close()
+                self._stage_con = None
             consumer.close()
             if gc_was_enabled:
                 gc.enable()
@@ -386,10 +395,28 @@ class Drain:
             if high >= 0:
                 bound[partition] = high
 
-    def _flush(self, batch: _Batch, stored: dict[int, int], result: DrainResult) -> bool:
+    def _stage(self, batch: _Batch) -> StagedBatch:
+        """Parse and project a batch on the staging connection (a cursor of the lake's database)."""
+        if self._stage_con is None:
+            self._stage_con = self.con.cursor()
+        return stage_batch(self._stage_con, batch.to_arrow(), self.spec)
+
+    def _flush(
+        self, batch: _Batch, staged: Future[StagedBatch], stored: dict[int, int], result: DrainResult
+    ) -> bool:
         """Commit one batch; False when another drain got there first (ours is then dropped)."""
         started = datetime.utcnow()
-        raw = batch.to_arrow()
+        if self._broken or result.stopped_early:
+            # an earlier batch of this run failed or lost to another drain: committing this one
+            # would move the offsets past the earlier one's messages
+            return False
+        try:
+            return self._flush_in_order(batch, staged, stored, result, started)
+        except BaseException:
+            self._broken = True
+            raise
+
+    def _flush_in_order(self, batch, staged, stored, result, started) -> bool:
         ranges = batch.offset_ranges()
         stale = [p for p, (first, _n) in ranges.items() if 0 <= first < stored.get(p, -1)]
         if stale:  # never expected: the batch starts before what the lake already holds
@@ -398,8 +425,10 @@ class Drain:
             return False
         new_offsets = {p: nxt for p, (_first, nxt) in ranges.items()}
         try:
+            staged_batch = staged.result()
             stats = self._with_retries(
-                "commit", lambda: self._commit(raw, stored, new_offsets, started, len(batch), batch.nbytes)
+                "commit",
+                lambda: self._commit(staged_batch, stored, new_offsets, started, len(batch), batch.nbytes),
             )
         except ConcurrentDrain as exc:
             result.stopped_early = str(exc)
@@ -426,9 +455,19 @@ class Drain:
                 setattr(result, attr, value if current is None else pick(current, value))
         return True
 
-    def _commit(self, raw, stored, new_offsets, started, n_messages, n_bytes) -> dict:
+    def _commit(self, staged: StagedBatch, stored, new_offsets, started, n_messages, n_bytes) -> dict:
         con = self.con
-        staged: StagedBatch = stage_batch(con, raw, self.spec)
+        names = [f"stage_{i}" for i in range(len(staged.outputs))]
+        for name, (_table, rows) in zip(names, staged.outputs, strict=True):
+            con.register(name, rows)
+        con.register("stage_quarantine", staged.quarantine)
+        try:
+            return self._commit_staged(con, staged, names, stored, new_offsets, started, n_messages, n_bytes)
+        finally:
+            for name in [*names, *(f"{n}_new" for n in names), "stage_quarantine"]:
+                con.unregister(name)
+
+    def _commit_staged(self, con, staged, names, stored, new_offsets, started, n_messages, n_bytes) -> dict:
         con.execute("BEGIN")
         current = stored_offsets(con, self.topic)
         for p in new_offsets:
@@ -440,7 +479,7 @@ class Drain:
         rows: dict[str, int] = {}
         duplicates = late = 0
         min_ts = max_ts = None
-        for out, (table, stage) in zip(self.spec.outputs, staged.stage_tables, strict=True):
+        for out, stage, (table, _rows) in zip(self.spec.outputs, names, staged.outputs, strict=True):
             ts_col = "valid_from" if table == "market.instruments" else "timestamp"
             if out.dedup_key:
                 key = ", ".join(out.dedup_key)

@@ -31,12 +31,13 @@ _HAS_MACROS: weakref.WeakSet = weakref.WeakSet()
 
 @dataclass(frozen=True)
 class StagedBatch:
-    """What one batch became: Arrow views registered on the connection, named by `stage_tables`
-    (the quarantined messages: `stage_quarantine`)."""
+    """What one batch became, as Arrow tables: the rows of each output lake table, and the
+    quarantined messages shaped as `ops.quarantine` (less the run's own columns)."""
 
     messages: int
     quarantined: int
-    stage_tables: tuple[tuple[str, str], ...]  # (lake table, registered view of its rows)
+    outputs: tuple[tuple[str, pa.Table], ...]  # (lake table, its rows)
+    quarantine: pa.Table
 
 
 def _sql_str(text: str) -> str:
@@ -125,7 +126,8 @@ def parse_query(spec: TopicNormalizer, source: str = "raw_batch", guarded: bool 
 
 
 def stage_batch(con: duckdb.DuckDBPyConnection, raw: pa.Table, spec: TopicNormalizer) -> StagedBatch:
-    """Parse, validate and project one batch into Arrow views on `con` (no lake write yet)."""
+    """Parse, validate and project one batch (no lake write): `con` only holds the intermediate
+    views while it runs, so the drain stages the next batch on its own connection meanwhile."""
     import duckdb
 
     if con not in _HAS_MACROS:  # once per connection: each DDL statement also costs a lake transaction
@@ -133,21 +135,19 @@ def stage_batch(con: duckdb.DuckDBPyConnection, raw: pa.Table, spec: TopicNormal
         _HAS_MACROS.add(con)
     con.register("raw_batch", raw)
     try:
-        parsed = con.sql(parse_query(spec)).to_arrow_table(ARROW_BATCH_ROWS)
-    except duckdb.InvalidInputException:
-        # malformed JSON in the batch: parse again with every text validated first (per-row `try`
-        # would be 4x slower on a batch with 1% malformed messages)
-        parsed = con.sql(parse_query(spec, guarded=True)).to_arrow_table(ARROW_BATCH_ROWS)
-    quarantined = parsed.num_rows - parsed.column("reason").null_count
-    con.register("parsed", parsed)
-    con.execute("CREATE OR REPLACE TEMP VIEW good AS SELECT * FROM parsed WHERE reason IS NULL")
-    con.register(
-        "stage_quarantine", con.sql((SQL_DIR / "quarantine.sql").read_text()).to_arrow_table(ARROW_BATCH_ROWS)
-    )
-    con.unregister("raw_batch")
-    stages = []
-    for i, out in enumerate(spec.outputs):
-        name = f"stage_{i}"
-        con.register(name, con.sql(out.sql).to_arrow_table(ARROW_BATCH_ROWS))
-        stages.append((out.table, name))
-    return StagedBatch(parsed.num_rows, quarantined, tuple(stages))
+        try:
+            parsed = con.sql(parse_query(spec)).to_arrow_table(ARROW_BATCH_ROWS)
+        except duckdb.InvalidInputException:
+            # malformed JSON in the batch: parse again with every text validated first (per-row `try`
+            # would be 4x slower on a batch with 1% malformed messages)
+            parsed = con.sql(parse_query(spec, guarded=True)).to_arrow_table(ARROW_BATCH_ROWS)
+        con.register("parsed", parsed)
+        con.execute("CREATE OR REPLACE TEMP VIEW good AS SELECT * FROM parsed WHERE reason IS NULL")
+        quarantine = con.sql((SQL_DIR / "quarantine.sql").read_text()).to_arrow_table(ARROW_BATCH_ROWS)
+        outputs = tuple(
+            (out.table, con.sql(out.sql).to_arrow_table(ARROW_BATCH_ROWS)) for out in spec.outputs
+        )
+    finally:
+        for name in ("raw_batch", "parsed"):
+            con.unregister(name)
+    return StagedBatch(parsed.num_rows, quarantine.num_rows, outputs, quarantine)

@@ -10,4 +10,4 @@ SELECT
     t.current_funding, t.settlement_price, t.estimated_delivery_price,
     CAST(ms_ts(t.timestamp) AS DATE) AS date, kafka_topic, kafka_partition, kafka_offset
 FROM good
-WHERE NOT regexp_matches(t.instrument_name, '-[CP]$')
+WHERE NOT (suffix(t.instrument_name, '-C') OR suffix(t.instrument_name, '-P'))
