@@ -184,7 +184,7 @@ class BrokerSettings:
 class DrainSettings:
     """Bounds of one drain: memory is capped by `batch_bytes`, never by the backlog."""
 
-    batch_bytes: int = 64 * 1024 * 1024
+    batch_bytes: int = 48 * 1024 * 1024
     batch_messages: int = 100_000
     poll_timeout_s: float = 1.0
     idle_timeout_s: float = 10.0

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SQL = Path(__file__).with_name("sql")
+MESSAGE_KEY = "(kafka_partition::HUGEINT << 64) + kafka_offset"  # one number: cheaper to hash than a struct
 
 
 class TopicMissing(RuntimeError):
@@ -107,9 +108,10 @@ class _Batch:
     def __len__(self) -> int:
         return self.count
 
-    def add(self, msgs: list, bound: dict[int, int], done: set[int]) -> None:
+    def add(self, msgs: list, bound: dict[int, int], done: set[int]) -> dict[int, int]:
         """Append `msgs` (data messages, partition order kept), dropping what lies at or beyond a
-        partition's bound (the next run reads it); a partition that reached its bound goes to `done`."""
+        partition's bound (the next run reads it); a partition that reached its bound goes to `done`.
+        Returns each partition's next offset to read."""
         import numpy as np
         import pyarrow as pa
 
@@ -118,6 +120,7 @@ class _Batch:
         # a partition's messages arrive in offset order: its first and last occurrences bound it
         last = dict(zip(partitions, offsets, strict=True))
         first = dict(zip(reversed(partitions), reversed(offsets), strict=True))
+        position = {p: hi + 1 for p, hi in last.items()}
         chunk = pa.record_batch(
             {
                 "kafka_topic": pa.repeat(pa.scalar(self.topic), len(msgs)),
@@ -137,18 +140,22 @@ class _Batch:
             last = {p: min(hi, bound.get(p, 1 << 62) - 1) for p, hi in last.items()}
             last = {p: hi for p, hi in last.items() if hi >= first[p]}
         if not chunk.num_rows:
-            return
+            return position
         self.chunks.append(chunk)
         self.count += chunk.num_rows
         self.nbytes += chunk.column("value").nbytes
         for p, hi in last.items():
             lo = self.ranges[p][0] if p in self.ranges else first[p]
             self.ranges[p] = (lo, hi + 1)
+        return position
 
-    def to_arrow(self) -> pa.Table:
+    def take_arrow(self) -> pa.Table:
+        """The messages as one table of several batches (DuckDB parses them on all cores); the
+        batch keeps only its counts and offsets, so the raw bytes are freed once they are parsed."""
         import pyarrow as pa
 
-        return pa.Table.from_batches(self.chunks)  # several batches: DuckDB parses them on all cores
+        table, self.chunks = pa.Table.from_batches(self.chunks), []
+        return table
 
     def offset_ranges(self) -> dict[int, tuple[int, int]]:
         """Partition -> (first offset, next offset after the last)."""
@@ -304,8 +311,13 @@ class Drain:
             stager = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-stage")
             committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-commit")
             inflight: deque[Future[bool]] = deque()
+            position = {s.partition: s.next_offset for s in starts}
             while len(done) < len(starts):
                 want = max(1, min(10_000, self.settings.batch_messages - len(batch)))
+                if len(bound) == len(starts):
+                    # consume() waits for `want` messages or its timeout: ask for no more than are left
+                    left = sum(max(hi - position[p], 0) for p, hi in bound.items() if p not in done)
+                    want = max(1, min(want, left))
                 msgs = consumer.consume(num_messages=want, timeout=self.settings.poll_timeout_s)
                 data = [m for m in msgs if m.error() is None]
                 for m in msgs if len(data) < len(msgs) else ():
@@ -328,7 +340,7 @@ class Drain:
                     if len(bound) < len(starts):  # each partition's bound is fixed at its first fetch
                         for p in {m.partition() for m in data} - bound.keys():
                             self._note_bound(consumer, p, bound)
-                    batch.add(data, bound, done)
+                    position.update(batch.add(data, bound, done))
                 elif time.monotonic() - idle_since > self.settings.idle_timeout_s:
                     result.stopped_early = f"no data or end-of-partition for {self.settings.idle_timeout_s}s"
                     break
@@ -399,7 +411,7 @@ class Drain:
         """Parse and project a batch on the staging connection (a cursor of the lake's database)."""
         if self._stage_con is None:
             self._stage_con = self.con.cursor()
-        return stage_batch(self._stage_con, batch.to_arrow(), self.spec)
+        return stage_batch(self._stage_con, batch.take_arrow(), self.spec)
 
     def _flush(
         self, batch: _Batch, staged: Future[StagedBatch], stored: dict[int, int], result: DrainResult
@@ -469,13 +481,6 @@ class Drain:
 
     def _commit_staged(self, con, staged, names, stored, new_offsets, started, n_messages, n_bytes) -> dict:
         con.execute("BEGIN")
-        current = stored_offsets(con, self.topic)
-        for p in new_offsets:
-            if current.get(p) != stored.get(p):
-                raise ConcurrentDrain(
-                    f"{self.topic.name}[{p}]: another drain moved the offset from {stored.get(p)} to "
-                    f"{current.get(p)}; this drain's batch is already committed there and is dropped"
-                )
         rows: dict[str, int] = {}
         duplicates = late = 0
         min_ts = max_ts = None
@@ -498,16 +503,18 @@ class Drain:
                         )
                     ).to_arrow_table(),
                 )
-                before = con.execute(
-                    f"SELECT count(DISTINCT (kafka_partition, kafka_offset)) FROM {stage}"
-                ).fetchone()[0]
+                before = con.execute(f"SELECT count(DISTINCT {MESSAGE_KEY}) FROM {stage}").fetchone()[0]
                 stage = f"{stage}_new"
-                after = con.execute(
-                    f"SELECT count(DISTINCT (kafka_partition, kafka_offset)) FROM {stage}"
-                ).fetchone()[0]
+                after = con.execute(f"SELECT count(DISTINCT {MESSAGE_KEY}) FROM {stage}").fetchone()[0]
                 duplicates += before - after
-            n_rows, _msgs, n_late, lo, hi = con.execute(
-                (SQL / "batch_stats.sql").read_text().format(stage=stage, ts=ts_col)
+            n_rows, n_late, lo, hi = con.execute(
+                (SQL / "batch_stats.sql")
+                .read_text()
+                .format(
+                    stage=stage,
+                    ts=ts_col,
+                    late=f"count(DISTINCT {MESSAGE_KEY})" if out.exploded else "count(*)",
+                )
             ).fetchone()
             if n_rows:
                 con.execute(
@@ -534,7 +541,15 @@ class Drain:
              "old_offsets": [stored.get(p, -1) for p in parts], "new_offsets": [new_offsets[p] for p in parts]},
         ).fetchone()  # fmt: skip
         if updated != len(parts):
-            raise ConcurrentDrain(f"{self.topic.name}{parts}: offset compare-and-set lost to another drain")
+            con.execute("ROLLBACK")
+            current = stored_offsets(con, self.topic)
+            moved = {
+                p: (stored.get(p, -1), current.get(p)) for p in parts if current.get(p) != stored.get(p, -1)
+            }
+            raise ConcurrentDrain(
+                f"{self.topic.name}: another drain moved the offsets (partition: (ours, theirs)) {moved}; "
+                "this drain's batch is already committed there and is dropped"
+            )
         con.execute(
             "INSERT INTO ops.ingest_runs VALUES (?, ?, ?, ?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [self.run_id, self.topic.name, 0, started, n_messages, sum(rows.values()), n_bytes,

@@ -59,8 +59,9 @@ def extension_path(package_name: str) -> str:
     return found[0]
 
 
-def connect_duckdb() -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with the lake's extensions loaded from disk, never downloaded."""
+def connect_duckdb(catalog_extension: str | None = "sqlite_scanner") -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the lake's extensions (DuckLake and the catalog database's scanner)
+    loaded from disk, never downloaded."""
     import duckdb
 
     # memory is capped by configuration (DuckDB's default is 80% of RAM); beyond it DuckDB spills to disk
@@ -71,7 +72,7 @@ def connect_duckdb() -> duckdb.DuckDBPyConnection:
             "memory_limit": os.environ.get("DERIVLAKE_DUCKDB_MEMORY_LIMIT", "512MB"),
         }
     )
-    for name in ("sqlite_scanner", "postgres_scanner", "ducklake"):
+    for name in filter(None, (catalog_extension, "ducklake")):
         con.execute(f"LOAD '{extension_path(name)}'")
     con.execute("SET TimeZone = 'UTC'")
     return con
@@ -101,7 +102,8 @@ def open_lake(settings: LakeSettings, read_only: bool = False) -> duckdb.DuckDBP
             # catalog that DuckDB's sqlite extension has open can corrupt it
             _prepare_sqlite_catalog(settings.sqlite_catalog_path)
             Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    con = connect_duckdb()
+    kind = settings.catalog_spec.split(":", 1)[0]
+    con = connect_duckdb({"sqlite": "sqlite_scanner", "postgres": "postgres_scanner"}.get(kind))
     # Inlining small inserts into the catalog is off: every committed batch is Parquet on disk.
     options = [f"DATA_PATH '{settings.data_dir}'", "DATA_INLINING_ROW_LIMIT 0"]
     if read_only:

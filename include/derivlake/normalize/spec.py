@@ -43,6 +43,7 @@ class Output:
     table: str
     sql_file: str
     dedup_key: tuple[str, ...] = ()
+    exploded: bool = False  # a message can yield several rows (book levels): count messages, not rows
 
     @property
     def sql(self) -> str:

@@ -1,6 +1,6 @@
--- Message-level counts of one output: rows, messages, late ones (event date before receive date).
+-- Counts of one output: rows, late messages (event date before receive date), event-time range.
+-- {late} counts rows when each message is one row, else distinct messages.
 SELECT count(*) AS rows,
-       count(DISTINCT (kafka_partition, kafka_offset)) AS messages,
-       count(DISTINCT (kafka_partition, kafka_offset)) FILTER (WHERE date < CAST(local_timestamp AS DATE)) AS late,
+       {late} FILTER (WHERE date < CAST(local_timestamp AS DATE)) AS late,
        min({ts}) AS min_ts, max({ts}) AS max_ts
 FROM {stage}
