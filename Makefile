@@ -39,7 +39,8 @@ bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "# $$b"; $(PY) $$b || exit 1; done
 
 chaos: $(STAMP)
-	DERIVLAKE_CHAOS_TRIALS=200 $(PY) -m pytest -q tests/integration/test_drain.py -k kill_9 $(PYTEST_ARGS)
+	@# 200 trials of ~2 s each: longer than the per-test timeout of `make test`
+	DERIVLAKE_CHAOS_TRIALS=200 $(PY) -m pytest -q --timeout 1800 tests/integration/test_drain.py -k kill_9 $(PYTEST_ARGS)
 
 up:
 	docker compose up -d --build

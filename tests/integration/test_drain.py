@@ -247,6 +247,36 @@ def test_missing_topic_is_named(kafka: KafkaSettings, lake_settings) -> None:
         drain_topic(ghost, lake_settings, "deribit.ticker", FAST)
 
 
+def test_a_failed_commit_stops_the_batches_queued_behind_it(
+    kafka: KafkaSettings, lake_settings, monkeypatch
+) -> None:
+    """The pipeline has later batches parsed and queued while one commits: if that commit fails, none
+    of them may commit (their offsets would skip the failed batch's messages)."""
+    from derivlake.ingest.drain import Drain
+
+    produce_tickers(kafka, 0, 3000)
+    real_commit, calls = Drain._commit, []
+
+    def failing_second_commit(self, *args, **kwargs):  # a fault the lake cannot be made to throw on cue
+        calls.append(1)
+        if len(calls) == 2:
+            time.sleep(1.0)  # long enough for the next batches to be read, parsed and queued
+            raise RuntimeError("injected commit failure")
+        return real_commit(self, *args, **kwargs)
+
+    monkeypatch.setattr(Drain, "_commit", failing_second_commit)
+    small = replace(FAST, batch_messages=300)
+    with pytest.raises(RuntimeError, match="injected commit failure"):
+        drain_topic(kafka, lake_settings, "deribit.ticker", small)
+    assert len(calls) == 2  # nothing was committed after the failure
+    assert len(lake_provenance(lake_settings)) == 300  # the first batch only
+
+    monkeypatch.setattr(Drain, "_commit", real_commit)
+    resumed = drain_topic(kafka, lake_settings, "deribit.ticker", small)
+    assert resumed.messages == 2700
+    assert lake_provenance(lake_settings) == _all_offsets(kafka, "deribit.ticker")
+
+
 def test_full_disk_commits_nothing_and_the_next_run_resumes(kafka: KafkaSettings, tmp_path) -> None:
     data = tmp_path / "small"
     data.mkdir()
