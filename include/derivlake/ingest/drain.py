@@ -469,18 +469,20 @@ class Drain:
 
     def _commit(self, staged: StagedBatch, stored, new_offsets, started, n_messages, n_bytes) -> dict:
         con = self.con
+        # the staged tables are registered inside the transaction: on the lake's connection each
+        # registration outside one is a catalog transaction of its own (~3 ms)
+        con.execute("BEGIN")
         names = [f"stage_{i}" for i in range(len(staged.outputs))]
         for name, (_table, rows) in zip(names, staged.outputs, strict=True):
             con.register(name, rows)
         con.register("stage_quarantine", staged.quarantine)
-        try:
-            return self._commit_staged(con, staged, names, stored, new_offsets, started, n_messages, n_bytes)
-        finally:
-            for name in [*names, *(f"{n}_new" for n in names), "stage_quarantine"]:
-                con.unregister(name)
+        stats = self._commit_staged(con, staged, names, stored, new_offsets, started, n_messages, n_bytes)
+        for name in [*names, *(f"{n}_new" for n in names), "stage_quarantine"]:
+            con.unregister(name)
+        con.execute("COMMIT")
+        return stats
 
     def _commit_staged(self, con, staged, names, stored, new_offsets, started, n_messages, n_bytes) -> dict:
-        con.execute("BEGIN")
         rows: dict[str, int] = {}
         duplicates = late = 0
         min_ts = max_ts = None
@@ -556,7 +558,6 @@ class Drain:
              staged.quarantined, duplicates, late, min_ts, max_ts,
              ",".join(f"{p}:{stored.get(p, -1)}->{o}" for p, o in sorted(new_offsets.items()))],
         )  # fmt: skip
-        con.execute("COMMIT")
         return {
             "rows": rows, "quarantined": staged.quarantined, "duplicates": duplicates, "late": late,
             "min_ts": min_ts, "max_ts": max_ts, "reasons": reasons,
