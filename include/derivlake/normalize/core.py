@@ -7,9 +7,9 @@ tells a missing value from a mistyped one, and `json_valid` malformed JSON from 
 object. Clean batches thus cost one parse per message; a batch holding malformed JSON is parsed again
 with every text validated first.
 
-The parsed rows and every output's projection (the spec's `.sql` files) stay Arrow tables registered
-on the connection under fixed names, never DuckDB temp tables: building a temp table copies every
-value again on one thread, which cost more than the parse itself.
+The parsed rows and every output's projection (the spec's `.sql` files) are Arrow tables, never
+DuckDB temp tables: building a temp table copies every value again on one thread, which cost more
+than the parse itself. The intermediates are registered on the connection only while a batch stages.
 """
 
 from __future__ import annotations
