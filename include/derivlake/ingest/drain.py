@@ -28,7 +28,7 @@ from derivlake.ingest.offsets import PartitionStart, ensure_offset_rows, resolve
 from derivlake.kafka_io import BrokerUnavailable
 from derivlake.lake.catalog import is_commit_conflict
 from derivlake.normalize import normalizer_for
-from derivlake.normalize.core import StagedBatch, stage_batch
+from derivlake.normalize.core import ARROW_BATCH_ROWS, StagedBatch, stage_batch
 
 if TYPE_CHECKING:
     import duckdb
@@ -496,15 +496,11 @@ class Drain:
                     if table == "market.instruments"
                     else f"x.date IN (SELECT DISTINCT date FROM {stage})"
                 )
-                dedup = (SQL / "dedup.sql").read_text()
-                con.register(
-                    f"{stage}_new",
-                    con.execute(
-                        dedup.format(
-                            stage=stage, key=key, table=table, date_filter=date_filter, key_match=match
-                        )
-                    ).to_arrow_table(),
-                )
+                dedup = (SQL / "dedup.sql").read_text().format(
+                    stage=stage, key=key, table=table, date_filter=date_filter, key_match=match,
+                    message_key=MESSAGE_KEY,
+                )  # fmt: skip
+                con.register(f"{stage}_new", con.sql(dedup).to_arrow_table(ARROW_BATCH_ROWS))
                 before = con.execute(f"SELECT count(DISTINCT {MESSAGE_KEY}) FROM {stage}").fetchone()[0]
                 stage = f"{stage}_new"
                 after = con.execute(f"SELECT count(DISTINCT {MESSAGE_KEY}) FROM {stage}").fetchone()[0]

@@ -1,9 +1,9 @@
 -- The rows of {stage} that are not upstream duplicates: the first message of each {key} in the batch,
 -- and only when the lake has no row with that key yet ({date_filter} prunes to the touched dates).
+-- {message_key} orders messages by (partition, offset).
 SELECT s.* EXCLUDE (msg_rank)
 FROM (
-    SELECT *, kafka_partition::HUGEINT * 1000000000000000 + kafka_offset AS msg_pos,
-           min(kafka_partition::HUGEINT * 1000000000000000 + kafka_offset) OVER (PARTITION BY {key}) AS msg_rank
+    SELECT *, {message_key} AS msg_pos, min({message_key}) OVER (PARTITION BY {key}) AS msg_rank
     FROM {stage}
 ) s
 WHERE s.msg_pos = s.msg_rank
