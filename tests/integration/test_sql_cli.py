@@ -86,12 +86,19 @@ def test_analyst_file_with_parameters_and_the_duckdb_init_script(
     query.write_text("SELECT price FROM market.index_prices WHERE index_name = $name;\n")
     done = sql(lake_with_rows, "--file", str(query), "--param", "name=eth_usd", "--format", "csv")
     assert done.returncode == 0 and done.stdout == "price\n2200.25\n", done.stderr
-    script = sql(lake_with_rows, "--init-script").stdout
-    assert "READ_ONLY" in script and "ducklake.duckdb_extension" in script
-    import duckdb
-
-    con = duckdb.connect()
-    for statement in filter(None, (s.strip() for s in script.split(";"))):
-        if not statement.startswith("--"):
-            con.execute(statement)
-    assert con.execute("SELECT count(*) FROM market.index_prices").fetchone()[0] == 2
+    init = tmp_path / "lake.sql"
+    init.write_text(sql(lake_with_rows, "--init-script").stdout)
+    # the real DuckDB CLI of requirements.txt, as the analyst guide runs it
+    cli = Path(sys.executable).with_name("duckdb")
+    run = subprocess.run(
+        [str(cli), "-init", str(init), "-csv", "-c", "SELECT index_name, price FROM market.index_prices ORDER BY 1"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[-3:] == ["index_name,price", "btc_usd,90000.5", "eth_usd,2200.25"]
+    # read-only: the CLI cannot change the lake
+    write = subprocess.run(
+        [str(cli), "-init", str(init), "-c", "DELETE FROM market.index_prices"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert write.returncode != 0 and "read-only" in (write.stderr + write.stdout).lower()
