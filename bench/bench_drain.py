@@ -9,11 +9,13 @@
 
 Comment lines (`#`) add the CPU cost per message of the client process and of the broker process
 (the embedded broker shares the machine's cores): the ceiling of the consume ratio is
-(broker + bare client) / (broker + drain) CPU when all cores are busy.
+(broker + bare client) / (broker + drain) CPU when all cores are busy. They also add a measured
+ceiling: the drain's own read and parse stages, pipelined as in the drain, with no lake write at all.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import resource
@@ -129,6 +131,55 @@ def bare_consume(kafka: KafkaSettings, limit: int) -> float:
     return n / dt
 
 
+def read_and_parse(kafka: KafkaSettings, limit: int) -> float:
+    """The drain's read stage (consume, Arrow batches) and parse stage (`stage_batch` on its own
+    thread) over the bare consume's messages, with no lake write: no drain can beat this rate."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import duckdb
+    from confluent_kafka import Consumer, TopicPartition
+
+    from derivlake.ingest.drain import _Batch
+    from derivlake.normalize import normalizer_for
+    from derivlake.normalize.core import stage_batch
+
+    spec = kafka.topic("deribit.ticker")
+    normalizer, settings = normalizer_for(spec.kind), DrainSettings()
+    c = Consumer(
+        kafka.client_config(
+            **{"group.id": "bench-parse", "enable.partition.eof": True, "fetch.queue.backoff.ms": 10}
+        )
+    )
+    c.assign([TopicPartition(spec.name, p, 0) for p in range(spec.partitions)])
+    con, stager, done, pending = duckdb.connect(), ThreadPoolExecutor(1), set(), None
+    batch, n = _Batch(spec.name), 0
+    gc.disable()  # as the drain does
+    t0 = time.perf_counter()
+    while len(done) < spec.partitions and n < limit:
+        msgs = c.consume(10_000, 1.0)
+        data = [m for m in msgs if m.error() is None]
+        done.update(m.partition() for m in msgs if m.error() is not None)
+        if data:
+            batch.add(data, {}, set())
+            n += len(data)
+        if len(batch) >= settings.batch_messages or batch.nbytes >= settings.batch_bytes:
+            if pending is not None:
+                pending.result()
+            pending, batch = (
+                stager.submit(stage_batch, con, batch.take_arrow(), normalizer),
+                _Batch(spec.name),
+            )
+    if pending is not None:
+        pending.result()
+    if len(batch):
+        stage_batch(con, batch.take_arrow(), normalizer)
+    dt = time.perf_counter() - t0
+    gc.enable()
+    stager.shutdown()
+    c.close()
+    return n / dt
+
+
 def provider_pattern(kafka: KafkaSettings, limit: int, out: Path) -> float:
     """ConsumeFromTopicOperator with commit_cadence="end_of_batch": its loop, with the apply_function
     collecting rows and a Parquet file written per batch (max_batch_size 1000), then its `commit()`."""
@@ -169,6 +220,8 @@ def provider_pattern(kafka: KafkaSettings, limit: int, out: Path) -> float:
 
 
 def main() -> None:
+    if N <= N_RATIO:  # the consume loops would reach the log end and wait out their poll timeout
+        sys.exit(f"BENCH_DRAIN_MESSAGES ({N}) must exceed BENCH_DRAIN_RATIO_MESSAGES ({N_RATIO})")
     tmp = Path(tempfile.mkdtemp(prefix="bench-drain-"))
     port = int(os.environ.get("BENCH_BROKER_PORT", "19492"))
     bs = BrokerSettings(port=port, run_dir=tmp / "broker")
@@ -184,6 +237,12 @@ def main() -> None:
             bare = bare_consume(kafka, N_RATIO)
         print(f"bare_consume_messages_per_sec {bare:.0f}", flush=True)
         cpu.report("bare consume", N_RATIO)
+        with CpuMeter(broker_pid) as cpu:
+            parse = read_and_parse(kafka, N_RATIO)
+        cpu.report("read and parse, no lake write", N_RATIO)
+        print(
+            f"# read and parse, no lake write: {parse:.0f} msg/s, ceiling of the consume ratio {parse / bare:.3f}"
+        )
         (tmp / "provider").mkdir()
         prov = provider_pattern(kafka, N_PROVIDER, tmp / "provider")
         print(f"provider_pattern_messages_per_sec {prov:.0f}", flush=True)

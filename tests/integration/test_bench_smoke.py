@@ -1,0 +1,57 @@
+"""`make bench` stays runnable: the drain and lake benches run end to end at toy sizes and print every
+figure. Their values at these sizes mean nothing; the figures themselves come from `make bench`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import free_port
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def run_bench(name: str, **env: str) -> dict[str, float]:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / name)],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    figures = {}
+    for line in proc.stdout.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.split()[:2]
+            figures[name] = float(value)
+    return figures
+
+
+def test_drain_bench_prints_every_figure() -> None:
+    figures = run_bench(
+        "bench_drain.py",
+        BENCH_DRAIN_MESSAGES="20000",
+        BENCH_DRAIN_RATIO_MESSAGES="6000",
+        BENCH_PROVIDER_MESSAGES="6000",
+        BENCH_BROKER_PORT=str(free_port()),
+    )
+    assert set(figures) == {
+        "bare_consume_messages_per_sec",
+        "provider_pattern_messages_per_sec",
+        "drain_rows_per_sec",
+        "drain_vs_consume_ratio",
+        "drain_vs_provider_ratio",
+        "drain_peak_rss_mb",
+    }
+    assert all(v > 0 for v in figures.values()), figures
+
+
+def test_lake_bench_prints_every_figure() -> None:
+    figures = run_bench("bench_lake.py", BENCH_LAKE_BATCHES="4", BENCH_LAKE_SERIES="30")
+    assert set(figures) == {
+        "query_before_maintenance_seconds",
+        "query_after_maintenance_seconds",
+        "compacted_query_speedup_ratio",
+        "files_after_maintenance_ratio",
+    }
+    assert all(v > 0 for v in figures.values()), figures
