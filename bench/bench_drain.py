@@ -137,19 +137,14 @@ def read_and_parse(kafka: KafkaSettings, limit: int) -> float:
     from concurrent.futures import ThreadPoolExecutor
 
     import duckdb
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import TopicPartition
 
-    from derivlake.ingest.drain import _Batch
-    from derivlake.normalize import normalizer_for
+    from derivlake.ingest.drain import Drain, _Batch
     from derivlake.normalize.core import stage_batch
 
     spec = kafka.topic("deribit.ticker")
-    normalizer, settings = normalizer_for(spec.kind), DrainSettings()
-    c = Consumer(
-        kafka.client_config(
-            **{"group.id": "bench-parse", "enable.partition.eof": True, "fetch.queue.backoff.ms": 10}
-        )
-    )
+    drain = Drain(kafka, LakeSettings(home=Path(tempfile.mkdtemp())), spec)  # its lake is never opened
+    normalizer, settings, c = drain.spec, drain.settings, drain._consumer()  # the drain's own consumer
     c.assign([TopicPartition(spec.name, p, 0) for p in range(spec.partitions)])
     con, stager, done, pending = duckdb.connect(), ThreadPoolExecutor(1), set(), None
     batch, n = _Batch(spec.name), 0
