@@ -233,6 +233,61 @@ def test_stored_offset_past_the_log_end_stops_until_reset(kafka: KafkaSettings, 
     assert con.execute("SELECT partition, messages_affected FROM ops.offset_resets").fetchall() == [(0, 1000)]
 
 
+class _RetainedLog:
+    """A real consumer whose partition's log start is reported as `log_start`: as after retention
+    deleted unread messages, which the embedded broker cannot do (no retention on its in-memory
+    storage, no DeleteRecords). Everything else is the real consumer."""
+
+    def __init__(self, consumer, partition: int, log_start: int) -> None:
+        self._consumer, self._partition, self._log_start = consumer, partition, log_start
+
+    def __getattr__(self, name: str):
+        return getattr(self._consumer, name)
+
+    def get_watermark_offsets(self, tp, *args, **kwargs):
+        low, high = self._consumer.get_watermark_offsets(tp, *args, **kwargs)
+        return (max(low, self._log_start), high) if tp.partition == self._partition else (low, high)
+
+
+def test_stored_offset_before_the_log_start_stops_until_reset(
+    kafka: KafkaSettings, lake_settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from derivlake.ingest.drain import Drain
+
+    def produce_keyed(start: int, count: int) -> None:  # keys spread the messages over every partition
+        values = [json.dumps(ticker_payload(i)).encode() for i in range(start, start + count)]
+        produce(kafka, "deribit.ticker", values, [f"key-{i % 12}".encode() for i in range(count)])
+
+    produce_keyed(0, 30)
+    drain_topic(kafka, lake_settings, "deribit.ticker", FAST)
+    first = set(_all_offsets(kafka, "deribit.ticker"))
+    produce_keyed(30, 30)
+    new_on_0 = sorted(o for p, o in _all_offsets(kafka, "deribit.ticker") if p == 0 and (p, o) not in first)
+    assert any(p == 0 for p, _ in first) and len(new_on_0) >= 3, "the keys left partition 0 too few messages"
+    gone = new_on_0[:2]  # retention deleted these two before any drain read them
+    real_consumer = Drain._consumer
+    monkeypatch.setattr(
+        Drain, "_consumer", lambda self: _RetainedLog(real_consumer(self), 0, log_start=gone[-1] + 1)
+    )
+    topic = kafka.topic("deribit.ticker").name
+    with pytest.raises(
+        OffsetOutOfRange,
+        match=rf"{topic}\[0\]: stored offset {gone[0]} is before the log start {gone[-1] + 1}: "
+        r"2 unread messages were deleted by retention",
+    ):
+        drain_topic(kafka, lake_settings, "deribit.ticker", FAST)
+    assert lake_provenance(lake_settings) == sorted(first)  # nothing was drained
+
+    drain_topic(kafka, lake_settings, "deribit.ticker", FAST, reset_offsets="earliest")
+    assert lake_provenance(lake_settings) == sorted(
+        set(_all_offsets(kafka, "deribit.ticker")) - {(0, o) for o in gone}
+    )
+    con = open_lake(lake_settings, read_only=True)
+    assert con.execute(
+        "SELECT partition, old_offset, new_offset, reason, messages_affected FROM ops.offset_resets"
+    ).fetchall() == [(0, gone[0], gone[-1] + 1, "retention; reset to earliest", 2)]
+
+
 def test_unreachable_broker_fails_fast_naming_the_servers(lake_settings) -> None:
     dead = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}")
     t0 = time.monotonic()
