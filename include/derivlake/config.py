@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,6 +103,11 @@ class KafkaSettings:
                 _env_int("DERIVLAKE_TOPIC_PARTITIONS", 3), os.environ.get("DERIVLAKE_TOPIC_PREFIX", "")
             ),
         )
+
+
+def redact_catalog(text: str) -> str:
+    """A catalog spec, or an error quoting one, with any Postgres password masked."""
+    return re.sub(r"(password\s*=\s*)('[^']*'|[^\s'\"]+)", r"\1***", text)
 
 
 @dataclass(frozen=True)

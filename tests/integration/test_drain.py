@@ -17,8 +17,8 @@ from derivlake.config import DrainSettings, KafkaSettings, LakeSettings
 from derivlake.ingest.drain import QuarantineThresholdExceeded, TopicMissing, drain_topic
 from derivlake.ingest.offsets import OffsetOutOfRange
 from derivlake.kafka_io import BrokerUnavailable
-from derivlake.lake.catalog import open_lake
-from tests.conftest import free_port
+from derivlake.lake.catalog import CatalogBusy, open_lake
+from tests.conftest import catalog_write_lock, free_port
 from tests.integration.drain_support import (
     drain_env,
     lake_provenance,
@@ -286,6 +286,24 @@ def test_stored_offset_before_the_log_start_stops_until_reset(
     assert con.execute(
         "SELECT partition, old_offset, new_offset, reason, messages_affected FROM ops.offset_resets"
     ).fetchall() == [(0, gone[0], gone[-1] + 1, "retention; reset to earliest", 2)]
+
+
+def test_locked_catalog_commits_nothing_and_the_next_run_resumes(kafka: KafkaSettings, lake_settings) -> None:
+    produce_tickers(kafka, 0, 30)
+    drain_topic(kafka, lake_settings, "deribit.ticker", FAST)
+    produce_tickers(kafka, 30, 30)
+    with (
+        catalog_write_lock(lake_settings),
+        pytest.raises(
+            CatalogBusy,
+            match=rf"commit: the lake catalog sqlite:{lake_settings.sqlite_catalog_path} stayed locked or in "
+            r"conflict for \d+s \(4 attempts\): .*database is locked.*Nothing of it was committed",
+        ),
+    ):
+        drain_topic(kafka, lake_settings, "deribit.ticker", replace(FAST, commit_retries=4))
+    assert len(lake_provenance(lake_settings)) == 30
+    drain_topic(kafka, lake_settings, "deribit.ticker", FAST)
+    assert lake_provenance(lake_settings) == _all_offsets(kafka, "deribit.ticker")
 
 
 def test_unreachable_broker_fails_fast_naming_the_servers(lake_settings) -> None:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import os
 import time
 from datetime import timedelta
 
+import pytest
+
 from derivlake.config import LakeSettings
-from derivlake.lake.catalog import open_lake
+from derivlake.lake.catalog import CatalogBusy, open_lake, with_commit_retries
 from derivlake.lake.maintenance import MaintenanceConfig, maintain
+from tests.conftest import catalog_write_lock
 
 ROWS_PER_BATCH = 400
 INSERT_BATCH = """
@@ -24,18 +26,12 @@ FROM range($rows) t(i)
 
 
 def _commit_batch(con, batch: int) -> None:
-    for attempt in range(30):
-        try:
-            con.execute("BEGIN")
-            con.execute(INSERT_BATCH, {"batch": batch, "rows": ROWS_PER_BATCH})
-            con.execute("COMMIT")
-            return
-        except Exception as exc:
-            with contextlib.suppress(Exception):  # a failed COMMIT already ended the transaction
-                con.execute("ROLLBACK")
-            if ("conflict" not in str(exc).lower() and "locked" not in str(exc).lower()) or attempt == 29:
-                raise
-            time.sleep(0.05 * (attempt + 1))
+    def commit() -> None:
+        con.execute("BEGIN")
+        con.execute(INSERT_BATCH, {"batch": batch, "rows": ROWS_PER_BATCH})
+        con.execute("COMMIT")
+
+    with_commit_retries(con, f"batch {batch}", commit, attempts=30, first_delay_s=0.05, max_delay_s=1.0)
 
 
 def test_merge_compacts_partitions_and_records_table_stats(lake_settings: LakeSettings) -> None:
@@ -199,3 +195,30 @@ def test_drains_maintenance_and_readers_at_once_readers_see_whole_batches(
 def test_maintenance_of_an_empty_lake_is_a_no_op(lake_settings: LakeSettings) -> None:
     result = maintain(lake_settings)
     assert (result.files_before, result.files_after, result.partitions) == (0, 0, [])
+
+
+def test_a_catalog_locked_throughout_fails_the_run_naming_it_and_changes_nothing(
+    lake_settings: LakeSettings,
+) -> None:
+    config = MaintenanceConfig(target_file_size_bytes=256 * 1024, file_grace=timedelta(0), conflict_retries=3)
+    maintain(lake_settings, config)  # options and sort keys set: the next run goes straight to the merge
+    con = open_lake(lake_settings)
+    for batch in range(5):
+        _commit_batch(con, batch)
+    con.close()
+    with (
+        catalog_write_lock(lake_settings),
+        pytest.raises(
+            CatalogBusy,
+            match=r"^merge: the lake catalog sqlite:.* stayed locked or in conflict .*\(3 attempts\)",
+        ),
+    ):
+        maintain(lake_settings, config)
+    con = open_lake(lake_settings, read_only=True)
+    files = "SELECT count(*) FROM ducklake_list_files('lake', 'options_ticker', schema => 'market')"
+    assert con.execute(files).fetchone()[0] == 5
+    con.close()
+    result = maintain(lake_settings, config)  # the lock is gone: the next run does the work
+    assert result.files_after < 5
+    con = open_lake(lake_settings, read_only=True)
+    assert con.execute("SELECT count(*) FROM market.options_ticker").fetchone()[0] == 5 * ROWS_PER_BATCH

@@ -11,7 +11,6 @@ finds its range already committed and stops.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import logging
 import time
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING
 from derivlake.config import DrainSettings, KafkaSettings, LakeSettings, TopicSpec
 from derivlake.ingest.offsets import PartitionStart, ensure_offset_rows, resolve_starts, stored_offsets
 from derivlake.kafka_io import BrokerUnavailable
-from derivlake.lake.catalog import is_commit_conflict
+from derivlake.lake.catalog import with_commit_retries
 from derivlake.normalize import normalizer_for
 from derivlake.normalize.core import ARROW_BATCH_ROWS, StagedBatch, stage_batch
 
@@ -261,22 +260,10 @@ class Drain:
         return self._con
 
     def _with_retries(self, what: str, fn):
-        for attempt in range(self.settings.commit_retries):
-            try:
-                return fn()
-            except Exception as exc:
-                with contextlib.suppress(Exception):
-                    self.con.execute("ROLLBACK")
-                if (
-                    isinstance(exc, ConcurrentDrain)
-                    or not is_commit_conflict(exc)
-                    or attempt == self.settings.commit_retries - 1
-                ):
-                    raise
-                delay = min(0.05 * 2**attempt, 2.0)
-                log.info("%s: catalog conflict (%s), retry %d in %.2fs", what, exc, attempt + 1, delay)
-                time.sleep(delay)
-        raise AssertionError("unreachable")
+        return with_commit_retries(
+            self.con, what, fn, attempts=self.settings.commit_retries,
+            first_delay_s=0.05, max_delay_s=2.0, never_retry=(ConcurrentDrain,),
+        )  # fmt: skip
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> DrainResult:

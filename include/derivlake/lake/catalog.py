@@ -6,18 +6,24 @@ switched off, so the lake opens on a machine with no network at all.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import importlib.util
+import logging
 import os
 import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
-from derivlake.config import LakeSettings
+from derivlake.config import LakeSettings, redact_catalog
 
 if TYPE_CHECKING:
     import duckdb
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 LAKE_ALIAS = "lake"
 SCHEMA_SQL = Path(__file__).with_name("schema.sql")
 PARTITIONED_TABLES = (
@@ -40,6 +46,57 @@ def is_commit_conflict(exc: BaseException) -> bool:
     """A commit lost to a concurrent one (DuckLake conflict, or the catalog busy): worth a retry."""
     text = str(exc).lower()
     return any(s in text for s in ("conflict", "database is locked", "busy", "failed to commit"))
+
+
+def _catalog_of(con: duckdb.DuckDBPyConnection) -> str:
+    with contextlib.suppress(Exception):
+        sql = "SELECT path FROM duckdb_databases() WHERE database_name = ?"
+        return redact_catalog(con.execute(sql, [LAKE_ALIAS]).fetchone()[0])
+    return LAKE_ALIAS
+
+
+class CatalogBusy(LakeError):
+    """Commits kept losing to a lock or a concurrent commit through every retry; nothing was committed."""
+
+
+def with_commit_retries(
+    con: duckdb.DuckDBPyConnection,
+    what: str,
+    fn: Callable[[], T],
+    *,
+    attempts: int,
+    first_delay_s: float,
+    max_delay_s: float,
+    never_retry: tuple[type[BaseException], ...] = (),
+) -> T:
+    """Run `fn` (a statement, or a whole transaction) until it stops losing commit races, with
+    exponential backoff; a race that persists becomes a CatalogBusy naming the catalog."""
+    t0 = time.monotonic()
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:
+            with contextlib.suppress(Exception):  # a failed COMMIT has already ended the transaction
+                con.execute("ROLLBACK")
+            if isinstance(exc, never_retry) or not is_commit_conflict(exc):
+                raise
+            cause = redact_catalog(" ".join(str(exc).split()))
+            if attempt == attempts - 1:
+                raise CatalogBusy(
+                    f"{what}: the lake catalog {_catalog_of(con)} stayed locked or in conflict for "
+                    f"{time.monotonic() - t0:.0f}s ({attempts} attempts): {cause}. Nothing of it was "
+                    "committed; the next run picks up from the last commit"
+                ) from exc
+            delay = min(first_delay_s * 2**attempt, max_delay_s)
+            log.info(
+                "%s: conflict with a concurrent commit (%s), retry %d in %.2fs",
+                what,
+                cause,
+                attempt + 1,
+                delay,
+            )
+            time.sleep(delay)
+    raise ValueError(f"attempts must be at least 1, not {attempts}")
 
 
 def extension_path(package_name: str) -> str:
@@ -112,7 +169,9 @@ def open_lake(settings: LakeSettings, read_only: bool = False) -> duckdb.DuckDBP
         con.execute(f"ATTACH 'ducklake:{settings.catalog_spec}' AS {LAKE_ALIAS} ({', '.join(options)})")
     except Exception as exc:
         con.close()
-        raise LakeError(f"cannot attach the lake catalog {settings.catalog_spec}: {exc}") from exc
+        raise LakeError(
+            redact_catalog(f"cannot attach the lake catalog {settings.catalog_spec}: {exc}")
+        ) from None  # the cause would quote the password
     con.execute(f"USE {LAKE_ALIAS}")
     if not read_only:
         bootstrap(con)

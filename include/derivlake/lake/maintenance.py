@@ -10,7 +10,6 @@ conflict with a concurrent drain is retried with backoff and fails the run only 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from derivlake.config import LakeSettings
-from derivlake.lake.catalog import PARTITIONED_TABLES, is_commit_conflict, open_lake
+from derivlake.lake.catalog import PARTITIONED_TABLES, open_lake, with_commit_retries
 
 if TYPE_CHECKING:
     import duckdb
@@ -82,21 +81,8 @@ def _retrying(
     con: duckdb.DuckDBPyConnection, what: str, sql: str | Callable[[], None], retries: int
 ) -> list[tuple]:
     """Run a statement (or a callable holding a whole transaction) until it stops losing commit races."""
-    for attempt in range(retries):
-        try:
-            if callable(sql):
-                sql()
-                return []
-            return con.execute(sql).fetchall()
-        except Exception as exc:
-            with contextlib.suppress(Exception):  # a failed COMMIT has already ended the transaction
-                con.execute("ROLLBACK")
-            if attempt == retries - 1 or not is_commit_conflict(exc):
-                raise
-            delay = min(0.2 * 2**attempt, 5.0)
-            log.info("%s: conflict with a concurrent commit (%s), retry in %.1fs", what, exc, delay)
-            time.sleep(delay)
-    return []
+    fn = (lambda: con.execute(sql).fetchall()) if isinstance(sql, str) else sql
+    return with_commit_retries(con, what, fn, attempts=retries, first_delay_s=0.2, max_delay_s=5.0) or []
 
 
 def _configure(con: duckdb.DuckDBPyConnection, config: MaintenanceConfig) -> None:
