@@ -55,3 +55,32 @@ def test_lake_bench_prints_every_figure() -> None:
         "files_after_maintenance_ratio",
     }
     assert all(v > 0 for v in figures.values()), figures
+
+
+def test_provider_baseline_writes_the_row_our_drain_writes() -> None:
+    """The provider pattern's apply function must do the drain's job (the same options_ticker row),
+    or the ratio compares unequal work."""
+    import importlib.util
+    import json
+
+    import duckdb
+    from confluent_kafka import Message
+
+    from derivlake.ingest.drain import _Batch
+    from derivlake.normalize import normalizer_for
+    from derivlake.normalize.core import stage_batch
+
+    module = importlib.util.spec_from_file_location("bench_drain", BENCH / "bench_drain.py")
+    bench = importlib.util.module_from_spec(module)
+    module.loader.exec_module(bench)
+    payload = json.loads(bench.ticker_template())
+    for name in ("BTC-26DEC25-60000-C", "SOL_USDC-3JAN26-142d5-P"):
+        value = json.dumps({**payload, "instrument_name": name}).encode()
+        msg = Message(
+            topic="deribit.ticker", partition=2, offset=7, key=b"k", value=value, timestamp=(1, 1766736001234)
+        )
+        batch = _Batch("deribit.ticker")
+        batch.add([msg], {}, set())
+        staged = stage_batch(duckdb.connect(), batch.take_arrow(), normalizer_for("deribit.ticker"))
+        (ours,) = dict(staged.outputs)["market.options_ticker"].to_pylist()
+        assert bench.options_ticker_row(msg) == ours
