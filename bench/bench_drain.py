@@ -7,7 +7,7 @@
   line adds the figure for the nine-field row the baseline used before. The baseline reads 300,000
   messages: with 100,000 its rate swung by a third between runs.
 - drain_peak_rss_mb: peak RSS of a `python -m derivlake drain` process draining all messages with
-  default settings (BENCH_DRAIN_MESSAGES, default 5,000,000 ~600-byte ticker messages).
+  default settings (BENCH_DRAIN_MESSAGES, default 5,000,000 ~700-byte ticker messages).
 
 Comment lines (`#`) add the CPU cost per message of the client process and of the broker process
 (the embedded broker shares the machine's cores): the ceiling of the consume ratio is
@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +44,7 @@ N_PROVIDER = int(os.environ.get("BENCH_PROVIDER_MESSAGES", "300000"))
 
 
 def ticker_template() -> bytes:
-    """A realistic ~600-byte option ticker with a placeholder for a changing field."""
+    """A realistic ~700-byte option ticker with a placeholder for a changing field."""
     # fmt: off
     payload = {
             "underlying_price": 60000.77, "underlying_index": "SYN.BTC-26DEC25", "timestamp": 1766736000000,
@@ -70,13 +70,20 @@ def produce(kafka: KafkaSettings, n: int) -> float:
         for i in range(1000)
     ]
     keys = [f"BTC-26DEC25-{60000 + 1000 * (i % 40)}-C".encode() for i in range(40)]
+    # the headers the feeds send (architecture.md section 2): the drain reads `received_at`, and
+    # converting a message's headers to Python is a real part of its cost
+    headers = [
+        [("source", b"deribit"), ("channel", b"ticker.BTC-26DEC25-60000-C.100ms"),
+         ("received_at", b"%d" % ((1766736000000 + i) * 1000 + 1500))]
+        for i in range(1000)
+    ]  # fmt: skip
     p = Producer(
         kafka.client_config(**{"enable.idempotence": True, "linger.ms": 20, "batch.size": 1_000_000})
     )
     for i in range(n):
         while True:
             try:
-                p.produce(topic, values[i % 1000], key=keys[i % 40])
+                p.produce(topic, values[i % 1000], key=keys[i % 40], headers=headers[i % 1000])
                 break
             except BufferError:
                 p.poll(0.05)
@@ -186,8 +193,19 @@ MONTHS = {
 }
 
 
+EPOCH = datetime(1970, 1, 1)
+
+
 def _utc(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC).replace(tzinfo=None)
+
+
+def _received_at(message) -> datetime:
+    """The feed's `received_at` header (µs), else the Kafka timestamp: what the drain keeps."""
+    us = dict(message.headers() or ()).get("received_at")
+    if us is None:
+        return _utc(message.timestamp()[1])
+    return EPOCH + timedelta(microseconds=int(us))
 
 
 def options_ticker_row(message) -> dict:
@@ -198,7 +216,7 @@ def options_ticker_row(message) -> dict:
     _, expiry, strike, kind = name.split("-")
     ts = _utc(d["timestamp"])
     return {
-        "exchange": "deribit", "symbol": name, "timestamp": ts, "local_timestamp": _utc(message.timestamp()[1]),
+        "exchange": "deribit", "symbol": name, "timestamp": ts, "local_timestamp": _received_at(message),
         "type": "call" if kind == "C" else "put", "strike_price": float(strike.replace("d", ".")),
         "expiration": datetime(2000 + int(expiry[-2:]), MONTHS[expiry[-5:-2]], int(expiry[:-5]), 8),
         "open_interest": d["open_interest"], "last_price": d.get("last_price"),

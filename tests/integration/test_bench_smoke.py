@@ -74,11 +74,13 @@ def test_provider_baseline_writes_the_row_our_drain_writes() -> None:
     bench = importlib.util.module_from_spec(module)
     module.loader.exec_module(bench)
     payload = json.loads(bench.ticker_template())
-    for name in ("BTC-26DEC25-60000-C", "SOL_USDC-3JAN26-142d5-P"):
+    received = [("source", b"deribit"), ("received_at", b"1766736001234567")]  # the feed's header (µs)
+    for name, headers in (("BTC-26DEC25-60000-C", received), ("SOL_USDC-3JAN26-142d5-P", None)):
         value = json.dumps({**payload, "instrument_name": name}).encode()
         msg = Message(
-            topic="deribit.ticker", partition=2, offset=7, key=b"k", value=value, timestamp=(1, 1766736001234)
-        )
+            topic="deribit.ticker", partition=2, offset=7, key=b"k", value=value, headers=headers,
+            timestamp=(1, 1766736001234),
+        )  # fmt: skip
         batch = _Batch("deribit.ticker")
         batch.add([msg], {}, set())
         staged = stage_batch(duckdb.connect(), batch.take_arrow(), normalizer_for("deribit.ticker"))
