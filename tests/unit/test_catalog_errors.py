@@ -18,3 +18,22 @@ def test_an_unreachable_postgres_catalog_is_named_with_its_password_masked(tmp_p
     ) as err:
         open_lake(LakeSettings(home=tmp_path, catalog=spec, data_path=f"{tmp_path}/data/"))
     assert "s3cret" not in str(err.value)
+
+
+def test_a_persistent_conflict_names_the_catalog_and_keeps_the_password_out_of_the_traceback() -> None:
+    # a Postgres catalog that refuses commits cannot be caused here: the failure is raised by hand,
+    # quoting the spec as a connection error would; the retry loop and the connection are real
+    import traceback
+
+    import duckdb
+
+    from derivlake.lake.catalog import CatalogBusy, with_commit_retries
+
+    def commit() -> None:
+        raise duckdb.TransactionException(
+            "Failed to commit DuckLake transaction: database is locked (host=db password=s3cret)"
+        )
+
+    with pytest.raises(CatalogBusy, match=r"stayed locked .*TransactionException: .*password=\*\*\*") as err:
+        with_commit_retries(duckdb.connect(), "commit", commit, attempts=2, first_delay_s=0, max_delay_s=0)
+    assert "s3cret" not in "".join(traceback.format_exception(err.value))

@@ -84,9 +84,9 @@ def with_commit_retries(
             if attempt == attempts - 1:
                 raise CatalogBusy(
                     f"{what}: the lake catalog {_catalog_of(con)} stayed locked or in conflict for "
-                    f"{time.monotonic() - t0:.0f}s ({attempts} attempts): {cause}. Nothing of it was "
-                    "committed; the next run picks up from the last commit"
-                ) from exc
+                    f"{time.monotonic() - t0:.0f}s ({attempts} attempts): {type(exc).__name__}: {cause}. "
+                    "Nothing of it was committed; the next run picks up from the last commit"
+                ) from None  # the cause, masked, is in the message: the raw one may quote a password
             delay = min(first_delay_s * 2**attempt, max_delay_s)
             log.info(
                 "%s: conflict with a concurrent commit (%s), retry %d in %.2fs",
