@@ -1,5 +1,5 @@
-"""`make bench` stays runnable: the drain and lake benches run end to end at toy sizes and print every
-figure. Their values at these sizes mean nothing; the figures themselves come from `make bench`."""
+"""`make bench` stays runnable: the drain, dedup and lake benches run end to end at toy sizes and print
+every figure. Their values at these sizes mean nothing; the figures themselves come from `make bench`."""
 
 from __future__ import annotations
 
@@ -86,3 +86,13 @@ def test_provider_baseline_writes_the_row_our_drain_writes() -> None:
         staged = stage_batch(duckdb.connect(), batch.take_arrow(), normalizer_for("deribit.ticker"))
         (ours,) = dict(staged.outputs)["market.options_ticker"].to_pylist()
         assert bench.options_ticker_row(msg) == ours
+
+
+def test_dedup_bench_prints_every_figure() -> None:
+    figures = run_bench("bench_dedup.py", BENCH_DEDUP_ROWS="200000", BENCH_DEDUP_BATCH="10000")
+    assert set(figures) == {
+        "book_dedup_early_seconds",
+        "book_dedup_late_seconds",
+        "book_dedup_late_vs_early_ratio",
+    }
+    assert all(v > 0 for v in figures.values()), figures

@@ -142,6 +142,20 @@ def test_upstream_duplicates_are_dropped_and_counted(kafka: KafkaSettings, lake_
     )
 
 
+def test_a_trade_id_repeated_with_another_exchange_time_is_kept(kafka: KafkaSettings, lake_settings) -> None:
+    """A re-send repeats the message; the same id at another time is not one, and nothing is dropped."""
+    trade = {
+        "trade_id": "T-9", "instrument_name": "BTC-PERPETUAL", "timestamp": 1_735_000_000_000,
+        "direction": "buy", "price": 95000.0, "amount": 10.0,
+    }  # fmt: skip
+    moved = {**trade, "timestamp": 1_735_000_000_001}
+    produce(kafka, "deribit.trades", [json.dumps(t).encode() for t in (trade, moved)], [b"BTC-PERPETUAL"] * 2)
+    r1 = drain_topic(kafka, lake_settings, "deribit.trades", FAST)
+    produce(kafka, "deribit.trades", [json.dumps(t).encode() for t in (moved, trade)], [b"BTC-PERPETUAL"] * 2)
+    r2 = drain_topic(kafka, lake_settings, "deribit.trades", FAST)
+    assert (r1.rows["market.trades"], r1.duplicates, r2.rows["market.trades"], r2.duplicates) == (2, 0, 0, 2)
+
+
 def test_fixture_capture_yields_its_option_ticker_and_book_rows(
     kafka: KafkaSettings, lake_settings, fixtures_dir
 ):

@@ -28,6 +28,7 @@ from derivlake.kafka_io import BrokerUnavailable
 from derivlake.lake.catalog import with_commit_retries
 from derivlake.normalize import normalizer_for
 from derivlake.normalize.core import ARROW_BATCH_ROWS, StagedBatch, stage_batch
+from derivlake.normalize.spec import Output
 
 if TYPE_CHECKING:
     import duckdb
@@ -476,18 +477,9 @@ class Drain:
         for out, stage, (table, _rows) in zip(self.spec.outputs, names, staged.outputs, strict=True):
             ts_col = "valid_from" if table == "market.instruments" else "timestamp"
             if out.dedup_key:
-                key = ", ".join(out.dedup_key)
-                match = " ".join(f"AND x.{k} IS NOT DISTINCT FROM s.{k}" for k in out.dedup_key)
-                date_filter = (
-                    "true"
-                    if table == "market.instruments"
-                    else f"x.date IN (SELECT DISTINCT date FROM {stage})"
+                con.register(
+                    f"{stage}_new", con.sql(dedup_query(out, stage)).to_arrow_table(ARROW_BATCH_ROWS)
                 )
-                dedup = (SQL / "dedup.sql").read_text().format(
-                    stage=stage, key=key, table=table, date_filter=date_filter, key_match=match,
-                    message_key=MESSAGE_KEY,
-                )  # fmt: skip
-                con.register(f"{stage}_new", con.sql(dedup).to_arrow_table(ARROW_BATCH_ROWS))
                 before = con.execute(f"SELECT count(DISTINCT {MESSAGE_KEY}) FROM {stage}").fetchone()[0]
                 stage = f"{stage}_new"
                 after = con.execute(f"SELECT count(DISTINCT {MESSAGE_KEY}) FROM {stage}").fetchone()[0]
@@ -574,6 +566,20 @@ class Drain:
             )
 
 
+def dedup_query(out: Output, stage: str) -> str:
+    """The rows of the registered `stage` that are not upstream duplicates of one another or of
+    the lake's rows (in the partitions the batch touches)."""
+    keys = (*out.dedup_key, *(("timestamp",) if out.dedup_same_time else ()))
+    match = " ".join(f"AND x.{k} IS NOT DISTINCT FROM s.{k}" for k in out.dedup_key)
+    if out.dedup_same_time:  # `=`: DuckDB prunes the lake's files by the batch's time range only then
+        match += " AND x.timestamp = s.timestamp"
+    partitioned = out.table != "market.instruments"
+    return (SQL / "dedup.sql").read_text().format(
+        stage=stage, key=", ".join(keys), table=out.table, key_match=match, message_key=MESSAGE_KEY,
+        date_filter=f"x.date IN (SELECT DISTINCT date FROM {stage})" if partitioned else "true",
+    )  # fmt: skip
+
+
 def drain_topic(
     kafka: KafkaSettings,
     lake: LakeSettings,
@@ -587,4 +593,4 @@ def drain_topic(
 
 
 __all__ = ["ConcurrentDrain", "Drain", "DrainResult", "PartitionStart", "QuarantineThresholdExceeded",
-           "TopicMissing", "drain_topic"]  # fmt: skip
+           "TopicMissing", "dedup_query", "drain_topic"]  # fmt: skip

@@ -10,6 +10,7 @@ SPEC = TopicNormalizer(
     },
     required=("instrument_name", "timestamp", "change_id"),
     type_checked=("prev_change_id",),
-    outputs=(Output("market.book_l2", "book_l2.sql", dedup_key=("symbol", "change_id", "is_snapshot"), exploded=True),),
+    outputs=(Output("market.book_l2", "book_l2.sql", dedup_key=("symbol", "change_id", "is_snapshot"), exploded=True,
+                   dedup_same_time=True),),
     symbol_field="instrument_name",
 )  # fmt: skip

@@ -44,6 +44,9 @@ class Output:
     sql_file: str
     dedup_key: tuple[str, ...] = ()
     exploded: bool = False  # a message can yield several rows (book levels): count messages, not rows
+    # A re-sent message repeats its exchange timestamp: matching it too lets the lake lookup read only
+    # the files of the batch's time range, so it costs the same late in a day as early (market data)
+    dedup_same_time: bool = False
 
     @property
     def sql(self) -> str:

@@ -12,6 +12,6 @@ SPEC = TopicNormalizer(
     },
     required=("trade_id", "instrument_name", "timestamp", "direction", "price", "amount"),
     type_checked=("trade_seq", "index_price", "mark_price", "iv"),
-    outputs=(Output("market.trades", "trades.sql", dedup_key=("symbol", "id")),),
+    outputs=(Output("market.trades", "trades.sql", dedup_key=("symbol", "id"), dedup_same_time=True),),
     symbol_field="instrument_name",
 )  # fmt: skip

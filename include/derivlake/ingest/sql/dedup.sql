@@ -1,5 +1,7 @@
 -- The rows of {stage} that are not upstream duplicates: the first message of each {key} in the batch,
--- and only when the lake has no row with that key yet ({date_filter} prunes to the touched dates).
+-- and only when the lake has no row with that key yet ({date_filter} prunes to the touched dates; an
+-- equality on the exchange timestamp in {key_match}, where the output has one, prunes to the batch's
+-- time range).
 -- {message_key} orders messages by (partition, offset).
 SELECT s.* EXCLUDE (msg_rank)
 FROM (
