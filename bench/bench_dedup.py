@@ -58,8 +58,8 @@ def timed(con, query: str, runs: int = 5) -> tuple[float, int]:
     return best, kept
 
 
-def main() -> None:
-    lake = LakeSettings(home=Path(tempfile.mkdtemp(prefix="bench-dedup-")))
+def main(tmp: Path) -> None:
+    lake = LakeSettings(home=tmp)
     con = open_lake(lake)
     out = normalizer_for("deribit.book").outputs[0]
     # the batch after ROWS rows: new rows, and re-sends of the last 1% of what the lake holds by then
@@ -98,4 +98,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with tempfile.TemporaryDirectory(prefix="bench-dedup-") as tmp:  # the lake goes with it
+        main(Path(tmp))

@@ -156,7 +156,7 @@ def read_and_parse(kafka: KafkaSettings, limit: int, parse: bool = True) -> floa
     from derivlake.normalize.core import stage_batch
 
     spec = kafka.topic("deribit.ticker")
-    drain = Drain(kafka, LakeSettings(home=Path(tempfile.mkdtemp())), spec)  # its lake is never opened
+    drain = Drain(kafka, LakeSettings(home=Path(tempfile.gettempdir())), spec)  # its lake is never opened
     normalizer, settings, c = drain.spec, drain.settings, drain._consumer()  # the drain's own consumer
     c.assign([TopicPartition(spec.name, p, 0) for p in range(spec.partitions)])
     con, stager, done, pending = duckdb.connect(), ThreadPoolExecutor(1), set(), None
@@ -273,10 +273,9 @@ def provider_pattern(kafka: KafkaSettings, limit: int, out: Path, apply_function
     return n / dt
 
 
-def main() -> None:
+def main(tmp: Path) -> None:
     if N <= N_RATIO:  # the consume loops would reach the log end and wait out their poll timeout
         sys.exit(f"BENCH_DRAIN_MESSAGES ({N}) must exceed BENCH_DRAIN_RATIO_MESSAGES ({N_RATIO})")
-    tmp = Path(tempfile.mkdtemp(prefix="bench-drain-"))
     port = int(os.environ.get("BENCH_BROKER_PORT", "19492"))
     bs = BrokerSettings(port=port, run_dir=tmp / "broker")
     broker_pid = broker.start(bs).pid
@@ -352,4 +351,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with tempfile.TemporaryDirectory(prefix="bench-drain-") as tmp:  # lakes and Parquet go with it
+        main(Path(tmp))

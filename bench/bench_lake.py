@@ -60,8 +60,8 @@ def timed(con, runs: int = 5, query: str = QUERY) -> float:
     return best
 
 
-def main() -> None:
-    lake = LakeSettings(home=Path(tempfile.mkdtemp(prefix="bench-lake-")))
+def main(tmp: Path) -> None:
+    lake = LakeSettings(home=tmp)
     con = open_lake(lake)
     t0 = time.perf_counter()
     for batch in range(BATCHES):
@@ -90,4 +90,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with tempfile.TemporaryDirectory(prefix="bench-lake-") as tmp:  # the lake goes with it
+        main(Path(tmp))
