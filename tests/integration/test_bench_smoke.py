@@ -13,7 +13,8 @@ from tests.conftest import free_port
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
-def run_bench(name: str, **env: str) -> dict[str, float]:
+def run_bench(name: str, expected: set[str], **env: str) -> None:
+    """Run a bench and check it printed exactly the `expected` figures, each a positive number."""
     proc = subprocess.run(
         [sys.executable, str(BENCH / name)],
         env={**os.environ, **env}, capture_output=True, text=True, timeout=300,
@@ -22,39 +23,41 @@ def run_bench(name: str, **env: str) -> dict[str, float]:
     figures = {}
     for line in proc.stdout.splitlines():
         if line and not line.startswith("#"):
-            name, value = line.split()[:2]
-            figures[name] = float(value)
-    return figures
+            figure, value = line.split()[:2]
+            figures[figure] = float(value)
+    assert set(figures) == expected
+    assert all(v > 0 for v in figures.values()), figures
 
 
 def test_drain_bench_prints_every_figure() -> None:
-    figures = run_bench(
+    run_bench(
         "bench_drain.py",
+        {"bare_consume_messages_per_sec", "provider_pattern_messages_per_sec", "drain_rows_per_sec",
+         "drain_vs_consume_ratio", "drain_vs_provider_ratio", "drain_peak_rss_mb"},
         BENCH_DRAIN_MESSAGES="20000",
         BENCH_DRAIN_RATIO_MESSAGES="6000",
         BENCH_PROVIDER_MESSAGES="6000",
         BENCH_BROKER_PORT=str(free_port()),
-    )
-    assert set(figures) == {
-        "bare_consume_messages_per_sec",
-        "provider_pattern_messages_per_sec",
-        "drain_rows_per_sec",
-        "drain_vs_consume_ratio",
-        "drain_vs_provider_ratio",
-        "drain_peak_rss_mb",
-    }
-    assert all(v > 0 for v in figures.values()), figures
+    )  # fmt: skip
 
 
 def test_lake_bench_prints_every_figure() -> None:
-    figures = run_bench("bench_lake.py", BENCH_LAKE_BATCHES="4", BENCH_LAKE_SERIES="30")
-    assert set(figures) == {
-        "query_before_maintenance_seconds",
-        "query_after_maintenance_seconds",
-        "compacted_query_speedup_ratio",
-        "files_after_maintenance_ratio",
-    }
-    assert all(v > 0 for v in figures.values()), figures
+    run_bench(
+        "bench_lake.py",
+        {"query_before_maintenance_seconds", "query_after_maintenance_seconds",
+         "compacted_query_speedup_ratio", "files_after_maintenance_ratio"},
+        BENCH_LAKE_BATCHES="4",
+        BENCH_LAKE_SERIES="30",
+    )  # fmt: skip
+
+
+def test_dedup_bench_prints_every_figure() -> None:
+    run_bench(
+        "bench_dedup.py",
+        {"book_dedup_early_seconds", "book_dedup_late_seconds", "book_dedup_late_vs_early_ratio"},
+        BENCH_DEDUP_ROWS="200000",
+        BENCH_DEDUP_BATCH="10000",
+    )
 
 
 def test_provider_baseline_writes_the_row_our_drain_writes() -> None:
@@ -86,13 +89,3 @@ def test_provider_baseline_writes_the_row_our_drain_writes() -> None:
         staged = stage_batch(duckdb.connect(), batch.take_arrow(), normalizer_for("deribit.ticker"))
         (ours,) = dict(staged.outputs)["market.options_ticker"].to_pylist()
         assert bench.options_ticker_row(msg) == ours
-
-
-def test_dedup_bench_prints_every_figure() -> None:
-    figures = run_bench("bench_dedup.py", BENCH_DEDUP_ROWS="200000", BENCH_DEDUP_BATCH="10000")
-    assert set(figures) == {
-        "book_dedup_early_seconds",
-        "book_dedup_late_seconds",
-        "book_dedup_late_vs_early_ratio",
-    }
-    assert all(v > 0 for v in figures.values()), figures
