@@ -326,6 +326,11 @@ def main(tmp: Path) -> None:
         print(f"drain_vs_consume_ratio {drain_rate / bare:.3f}")
         print(f"drain_vs_provider_ratio {drain_rate / prov:.3f}")
         print(f"# drain / provider pattern writing nine fields only: {drain_rate / prov9:.3f}")
+        t0 = time.perf_counter()
+        again = drain_topic(
+            sub, lake, "deribit.ticker", settings
+        )  # what a 5-minute run of a quiet topic pays
+        print(f"# a drain with nothing new: {time.perf_counter() - t0:.2f}s ({again.messages} messages)")
 
         # peak memory of a default drain of everything, in its own process
         env = {

@@ -192,7 +192,9 @@ class DrainSettings:
 
     batch_bytes: int = 48 * 1024 * 1024
     batch_messages: int = 100_000
-    poll_timeout_s: float = 1.0
+    # how long one consume() waits to fill its batch: at the end of a partition, or on a quiet topic,
+    # the drain waits this long for what is there (a drain of a few messages took 1 s per call)
+    poll_timeout_s: float = 0.1
     idle_timeout_s: float = 10.0
     quarantine_max_ratio: float = 0.05
     commit_retries: int = 20

@@ -226,6 +226,9 @@ class Drain:
                     # librdkafka waits this long before fetching again once a partition's queue is
                     # full (default 1 s): with a bounded queue that idled the drain most of the time
                     "fetch.queue.backoff.ms": 10,
+                    # an empty fetch waits this long on the broker (default 500 ms), and requests queued
+                    # behind it on the connection wait too: a drain at the log end learns it 5x sooner
+                    "fetch.wait.max.ms": 100,
                     "fetch.max.bytes": min(self.settings.batch_bytes, 52428800),
                     "socket.timeout.ms": 10000,
                     "session.timeout.ms": 10000,

@@ -101,9 +101,15 @@ def resolve_starts(
     from confluent_kafka import TopicPartition
 
     stored = stored_offsets(con, topic)
+    # every partition's listed offsets before any probe: a ListOffsets request sent behind a probe's
+    # fetch waits out that fetch's long poll on the broker connection
+    listed = {
+        p: consumer.get_watermark_offsets(TopicPartition(topic.name, p), timeout=timeout_s)
+        for p in partitions
+    }
     starts = []
     for p in partitions:
-        low, listed_high = consumer.get_watermark_offsets(TopicPartition(topic.name, p), timeout=timeout_s)
+        low, listed_high = listed[p]
         offset = stored.get(p, -1)
         if offset == -1:
             starts.append(PartitionStart(p, offset, low, low, listed_high))
