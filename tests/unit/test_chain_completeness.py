@@ -118,3 +118,26 @@ def test_as_of_date_accepts_and_defaults() -> None:
         )
     with pytest.raises(AsOfDateError, match="no option quotes"):
         resolve_as_of_date("2024-03-08", default=D, now=NOW, first_date=None)
+
+
+def test_a_scheduled_gate_waits_for_the_first_drains_and_an_asked_date_does_not(lake_settings) -> None:
+    from derivlake.lake.catalog import LakeMissing, _prepare_sqlite_catalog
+    from derivlake.reports.completeness import poke_gate
+
+    run_ts = datetime(2024, 3, 8, 8, 5)
+
+    def poke(raw: str | None, waited_s: float = 0.0) -> tuple[bool, date]:
+        return poke_gate(raw, run_ts, waited_s, settings=lake_settings, timeout_s=60)
+
+    # no lake at all; then a catalog file the first drain created but has not initialised yet
+    for _stage in ("no catalog", "bare catalog"):
+        assert poke(None) == (False, D)
+        with pytest.raises(LakeMissing, match="run a drain first"):
+            poke("2024-03-08")
+        _prepare_sqlite_catalog(lake_settings.sqlite_catalog_path)
+    with pytest.raises(GateTimeout, match=r"deribit\.ticker ingested up to nothing yet"):
+        poke(None, waited_s=60)
+    open_lake(lake_settings).close()  # a lake without option quotes yet
+    assert poke(None) == (False, D)
+    with pytest.raises(AsOfDateError, match="no option quotes"):
+        poke("2024-03-08")

@@ -42,6 +42,10 @@ class LakeError(RuntimeError):
     """The lake cannot be opened; the message says why and what to do."""
 
 
+class LakeMissing(LakeError):
+    """A read-only open found no lake: no drain has created it yet (or DERIVLAKE_HOME points elsewhere)."""
+
+
 def is_commit_conflict(exc: BaseException) -> bool:
     """A commit lost to a concurrent one (DuckLake conflict, or the catalog busy): worth a retry."""
     text = str(exc).lower()
@@ -151,7 +155,7 @@ def open_lake(settings: LakeSettings, read_only: bool = False) -> duckdb.DuckDBP
     uses_sqlite = not settings.catalog
     if uses_sqlite:
         if read_only and not settings.sqlite_catalog_path.exists():
-            raise LakeError(
+            raise LakeMissing(
                 f"no lake at {settings.sqlite_catalog_path}; run a drain first or set DERIVLAKE_HOME"
             )
         if not read_only and not settings.sqlite_catalog_path.exists():
@@ -169,6 +173,11 @@ def open_lake(settings: LakeSettings, read_only: bool = False) -> duckdb.DuckDBP
         con.execute(f"ATTACH 'ducklake:{settings.catalog_spec}' AS {LAKE_ALIAS} ({', '.join(options)})")
     except Exception as exc:
         con.close()
+        if read_only and "creating a new DuckLake is explicitly disabled" in str(exc):
+            # the catalog database exists, but the first drain has not initialised the lake in it yet
+            raise LakeMissing(
+                redact_catalog(f"no lake in the catalog {settings.catalog_spec} yet; run a drain first")
+            ) from None
         raise LakeError(
             redact_catalog(f"cannot attach the lake catalog {settings.catalog_spec}: {exc}")
         ) from None  # the cause would quote the password

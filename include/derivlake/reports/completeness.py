@@ -159,18 +159,31 @@ def poke_gate(
     """One poke of the DAG's gate: validate the business date (default: the run's), then check the lake.
 
     Raises AsOfDateError for a bad date and GateTimeout once `waited_s` reaches the timeout; otherwise
-    returns (complete?, D). Opens the lake read-only, so the drains keep committing meanwhile.
+    returns (complete?, D). Opens the lake read-only, so the drains keep committing meanwhile. A
+    scheduled run (no date asked for) on a lake the first drains have not filled yet waits like for
+    a lagging topic: a new deployment's first run would otherwise fail before its data arrived.
     """
-    from derivlake.lake.catalog import open_lake
+    from derivlake.lake.catalog import LakeMissing, open_lake
 
-    con = open_lake(settings or LakeSettings.from_env(), read_only=True)
+    asked = bool((raw_as_of or "").strip())
+    default = business_day_of(run_ts)
     try:
-        now = datetime.now(UTC).replace(tzinfo=None)
-        as_of = resolve_as_of_date(
-            raw_as_of, default=business_day_of(run_ts), now=now, first_date=first_data_date(con)
-        )
-        status = check_completeness(con, as_of)
+        con = open_lake(settings or LakeSettings.from_env(), read_only=True)
+    except LakeMissing:
+        if asked:
+            raise
+        con = None
+    try:
+        first = first_data_date(con) if con is not None else None
+        if first is None and not asked:
+            as_of = default
+            status = Completeness(as_of, BusinessDay(as_of).snapshot, dict.fromkeys(REQUIRED_TOPIC_KINDS))
+        else:
+            now = datetime.now(UTC).replace(tzinfo=None)
+            as_of = resolve_as_of_date(raw_as_of, default=default, now=now, first_date=first)
+            status = check_completeness(con, as_of)
     finally:
-        con.close()
+        if con is not None:
+            con.close()
     log.info("%s (waited %.0fs)", status.describe(), waited_s)
     return gate(status, waited_s, gate_timeout_s() if timeout_s is None else timeout_s), as_of
