@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import re
 import time
 from datetime import timedelta
 
@@ -12,7 +13,7 @@ import pytest
 
 from derivlake.config import LakeSettings
 from derivlake.lake.catalog import CatalogBusy, open_lake, with_commit_retries
-from derivlake.lake.maintenance import MaintenanceConfig, maintain
+from derivlake.lake.maintenance import MaintenanceConfig, MergeOutOfMemory, maintain
 from tests.conftest import catalog_write_lock
 
 ROWS_PER_BATCH = 400
@@ -210,7 +211,7 @@ def test_a_catalog_locked_throughout_fails_the_run_naming_it_and_changes_nothing
         catalog_write_lock(lake_settings),
         pytest.raises(
             CatalogBusy,
-            match=r"^merge: the lake catalog sqlite:.* stayed locked or in conflict .*\(3 attempts\)",
+            match=r"^merge market\.options_ticker: the lake catalog sqlite:.* stayed locked or in conflict .*\(3 attempts\)",
         ),
     ):
         maintain(lake_settings, config)
@@ -222,3 +223,70 @@ def test_a_catalog_locked_throughout_fails_the_run_naming_it_and_changes_nothing
     assert result.files_after < 5
     con = open_lake(lake_settings, read_only=True)
     assert con.execute("SELECT count(*) FROM market.options_ticker").fetchone()[0] == 5 * ROWS_PER_BATCH
+
+
+# A day of ~600 options in ~4 MB drain files: merged into 32 MB files, the sort needs more than
+# 160 MB of DuckDB memory on two threads and less on one (measured: one thread fits in 128 MB, two
+# did not fit in 240 MB; nothing fits in 96 MB).
+WIDE_BATCH = """
+INSERT INTO market.options_ticker (exchange, symbol, timestamp, mark_price, mark_iv, underlying_price,
+                                   delta, date, kafka_topic, kafka_partition, kafka_offset)
+SELECT 'deribit', ['BTC', 'ETH', 'SOL_USDC'][s % 3 + 1] || '-27JUN25-' || (1000 + s) || '-C',
+       TIMESTAMP '2025-03-06 00:00:00' + to_seconds($batch * 2400 + t * 10) + to_microseconds(s),
+       0.01 + random() / 10, 40 + random() * 40, 90000 + random() * 100, random(),
+       DATE '2025-03-06', 'deribit.ticker', 0, $batch * 1000000 + t * 1000 + s
+FROM range(240) a(t), range(600) b(s)
+"""
+WIDE_ROWS = 12 * 240 * 600
+
+
+def _wide_day(lake: LakeSettings) -> int:
+    con = open_lake(lake)
+    for batch in range(12):
+        con.execute(WIDE_BATCH, {"batch": batch})
+    files = con.execute(
+        "SELECT count(*) FROM ducklake_list_files('lake', 'options_ticker', schema => 'market')"
+    ).fetchone()[0]
+    con.close()
+    return files
+
+
+def test_a_merge_that_runs_out_of_memory_is_retried_on_one_thread(
+    lake_settings: LakeSettings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    files = _wide_day(lake_settings)
+    monkeypatch.setenv("DERIVLAKE_DUCKDB_MEMORY_LIMIT", "160MB")
+    config = MaintenanceConfig(target_file_size_bytes=32 * 2**20, file_grace=timedelta(0), threads=2)
+    with caplog.at_level("INFO", logger="derivlake.lake.maintenance"):
+        result = maintain(lake_settings, config)
+    assert "merge market.options_ticker: out of memory with threads=2" in caplog.text
+    assert re.search(r"merge market\.options_ticker: \d+ files -> \d+ in .* with threads=1", caplog.text)
+    part = next(p for p in result.partitions if p["table"] == "market.options_ticker")
+    assert part["rows"] == WIDE_ROWS and part["files"] < files
+    con = open_lake(lake_settings, read_only=True)
+    assert con.execute(
+        "SELECT count(*), count(DISTINCT kafka_offset) FROM market.options_ticker"
+    ).fetchone() == (WIDE_ROWS, WIDE_ROWS)
+
+
+def test_a_merge_that_does_not_fit_on_one_thread_fails_naming_the_limit_and_keeps_the_files(
+    lake_settings: LakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = _wide_day(lake_settings)
+    monkeypatch.setenv("DERIVLAKE_DUCKDB_MEMORY_LIMIT", "64MB")
+    config = MaintenanceConfig(target_file_size_bytes=32 * 2**20, file_grace=timedelta(0), threads=2)
+    with pytest.raises(
+        MergeOutOfMemory,
+        match=r"^merge market\.options_ticker: sorting files of up to 32 MB does not fit DuckDB's memory "
+        r"limit of 61\.0 MiB even on one thread .*Raise DERIVLAKE_DUCKDB_MEMORY_LIMIT or lower",
+    ):
+        maintain(lake_settings, config)
+    monkeypatch.delenv("DERIVLAKE_DUCKDB_MEMORY_LIMIT")
+    con = open_lake(lake_settings, read_only=True)
+    assert (
+        con.execute(
+            "SELECT count(*) FROM ducklake_list_files('lake', 'options_ticker', schema => 'market')"
+        ).fetchone()[0]
+        == files
+    )
+    assert con.execute("SELECT count(*) FROM market.options_ticker").fetchone()[0] == WIDE_ROWS

@@ -6,6 +6,10 @@ grace period. DuckLake writes each merged file sorted by the table's `SET SORTED
 time), so row-group min/max statistics on symbol are narrow and a query on one underlying skips most row
 groups. DuckLake makes each step its own snapshot, so readers never see a half-merged partition; a commit
 conflict with a concurrent drain is retried with backoff and fails the run only when it persists.
+
+The sort holds each merged file's rows in memory, per thread: a merge that does not fit DuckDB's memory
+limit is retried on one thread before it fails the run (measured: 128 MB files need more than 512 MB on
+two threads, less on one).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from derivlake.config import LakeSettings
-from derivlake.lake.catalog import PARTITIONED_TABLES, open_lake, with_commit_retries
+from derivlake.lake.catalog import PARTITIONED_TABLES, LakeError, open_lake, with_commit_retries
 
 if TYPE_CHECKING:
     import duckdb
@@ -50,6 +54,11 @@ class MaintenanceConfig:
     snapshot_retention: timedelta = timedelta(days=7)
     file_grace: timedelta = timedelta(hours=1)
     conflict_retries: int = 12
+    threads: int | None = None  # DuckDB's default: one per core
+
+
+class MergeOutOfMemory(LakeError):
+    """A table's merge did not fit the memory limit even on one thread; nothing of it was committed."""
 
 
 @dataclass
@@ -104,6 +113,45 @@ def _configure(con: duckdb.DuckDBPyConnection, config: MaintenanceConfig) -> Non
             )
 
 
+def _merge(con: duckdb.DuckDBPyConnection, table: str, config: MaintenanceConfig) -> None:
+    """Merge one table's small files (its own commit); a sort that runs out of memory is retried on one thread."""
+    import duckdb
+
+    schema, name = table.split(".")
+    merge = f"CALL ducklake_merge_adjacent_files('lake', '{name}', schema => '{schema}')"
+    threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+    for attempt in dict.fromkeys((threads, 1)):
+        con.execute(f"SET threads = {attempt}")
+        t0 = time.monotonic()
+        try:
+            merged = _retrying(con, f"merge {table}", merge, config.conflict_retries)
+        except duckdb.OutOfMemoryException as exc:
+            failure = str(exc).splitlines()[0]
+            log.warning("merge %s: out of memory with threads=%d (%s)", table, attempt, failure)
+            continue
+        finally:
+            con.execute(f"SET threads = {threads}")
+        if merged:  # one row per merge: (schema, table, files processed, files created)
+            log.info("merge %s: %d files -> %d in %.1fs with threads=%d", table, sum(r[2] for r in merged),
+                     sum(r[3] for r in merged), time.monotonic() - t0, attempt)  # fmt: skip
+        return
+    limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    raise MergeOutOfMemory(
+        f"merge {table}: sorting files of up to {config.target_file_size_bytes / 2**20:.0f} MB does not fit "
+        f"DuckDB's memory limit of {limit} even on one thread ({failure}). Raise "
+        "DERIVLAKE_DUCKDB_MEMORY_LIMIT or lower the target file size (param target_file_size_mb). "
+        f"Nothing of {table}'s merge was committed; tables merged before it stay merged"
+    )
+
+
+def lake_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every table of the lake, ops tables too: they also collect one small file per commit."""
+    sql = (
+        "SELECT schema_name || '.' || table_name FROM duckdb_tables() WHERE database_name = 'lake' ORDER BY 1"
+    )
+    return [t for (t,) in con.execute(sql).fetchall()]
+
+
 def partition_stats(con: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
     """Rows, files and bytes per table and date partition, from the catalog's file list."""
     stats = []
@@ -123,11 +171,14 @@ def maintain(settings: LakeSettings, config: MaintenanceConfig | None = None) ->
     config = config or MaintenanceConfig()
     t0 = time.monotonic()
     con = open_lake(settings)
+    if config.threads:
+        con.execute(f"SET threads = {int(config.threads)}")
     result = MaintenanceResult()
     try:
         _configure(con, config)
         result.files_before = sum(p["files"] for p in partition_stats(con))
-        _retrying(con, "merge", "CALL ducklake_merge_adjacent_files('lake')", config.conflict_retries)
+        for table in lake_tables(con):
+            _merge(con, table, config)
         retention_s = int(config.snapshot_retention.total_seconds())
         _retrying(con, "expire", f"CALL ducklake_expire_snapshots('lake', older_than => now() - INTERVAL {retention_s} SECOND)",
                   config.conflict_retries)  # fmt: skip
