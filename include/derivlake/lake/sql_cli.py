@@ -13,6 +13,8 @@ from typing import TextIO
 
 from derivlake.config import LakeSettings
 
+CHUNK_VECTORS = 32  # of 2,048 rows: a chunk of csv/json output
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("query", nargs="?", help="SQL to run; omit for an interactive prompt")
@@ -95,10 +97,7 @@ def run_query(
                 con.execute(f"COPY ({query}) TO '{output}' (FORMAT json, ARRAY true)")
             print(f"wrote {output}", file=out)
             return
-        df = rel.df()
-        out.write(
-            df.to_csv(index=False) if fmt == "csv" else df.to_json(orient="records", date_format="iso") + "\n"
-        )
+        stream(con.execute(query), fmt, out)
         return
     rel = con.sql(query)
     if rel is None:  # a statement without a result (SET, PRAGMA, ...)
@@ -111,6 +110,24 @@ def run_query(
         print(f"wrote {output}", file=out)
     else:
         print(text, file=out)
+
+
+def stream(result, fmt: str, out: TextIO) -> None:
+    """CSV or a JSON array, written a chunk at a time: memory holds one chunk, whatever the result's size."""
+    if fmt == "json":
+        out.write("[")
+    first = True
+    while True:
+        df = result.fetch_df_chunk(CHUNK_VECTORS)
+        if fmt == "csv" and (first or not df.empty):  # the header even for no rows
+            out.write(df.to_csv(index=False, header=first))
+        elif fmt == "json" and not df.empty:
+            out.write(("" if first else ",") + df.to_json(orient="records", date_format="iso")[1:-1])
+        if df.empty:
+            break
+        first = False
+    if fmt == "json":
+        out.write("]\n")
 
 
 def interactive(con, args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
