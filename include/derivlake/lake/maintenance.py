@@ -8,8 +8,8 @@ groups. DuckLake makes each step its own snapshot, so readers never see a half-m
 conflict with a concurrent drain is retried with backoff and fails the run only when it persists.
 
 The sort holds each merged file's rows in memory, per thread: a merge that does not fit DuckDB's memory
-limit is retried on one thread before it fails the run (measured: 128 MB files need more than 512 MB on
-two threads, less on one).
+limit is retried on one thread before it fails the run (measured on a 700 MB day: 128 MB files needed
+more than 512 MB on two threads, less on one).
 """
 
 from __future__ import annotations
