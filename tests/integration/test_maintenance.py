@@ -228,7 +228,7 @@ def test_a_catalog_locked_throughout_fails_the_run_naming_it_and_changes_nothing
 # A day of ~600 options in ~4 MB drain files: merged into 32 MB files, the sort needs more than
 # 160 MB of DuckDB memory on two threads and less on one (measured: one thread fits in 128 MB, two
 # did not fit in 240 MB; nothing fits in 96 MB).
-WIDE_BATCH = """
+DAY_BATCH = """
 INSERT INTO market.options_ticker (exchange, symbol, timestamp, mark_price, mark_iv, underlying_price,
                                    delta, date, kafka_topic, kafka_partition, kafka_offset)
 SELECT 'deribit', ['BTC', 'ETH', 'SOL_USDC'][s % 3 + 1] || '-27JUN25-' || (1000 + s) || '-C',
@@ -237,13 +237,13 @@ SELECT 'deribit', ['BTC', 'ETH', 'SOL_USDC'][s % 3 + 1] || '-27JUN25-' || (1000 
        DATE '2025-03-06', 'deribit.ticker', 0, $batch * 1000000 + t * 1000 + s
 FROM range(240) a(t), range(600) b(s)
 """
-WIDE_ROWS = 12 * 240 * 600
+DAY_ROWS = 12 * 240 * 600
 
 
-def _wide_day(lake: LakeSettings) -> int:
+def _day_of_600_options(lake: LakeSettings) -> int:
     con = open_lake(lake)
     for batch in range(12):
-        con.execute(WIDE_BATCH, {"batch": batch})
+        con.execute(DAY_BATCH, {"batch": batch})
     files = con.execute(
         "SELECT count(*) FROM ducklake_list_files('lake', 'options_ticker', schema => 'market')"
     ).fetchone()[0]
@@ -254,7 +254,7 @@ def _wide_day(lake: LakeSettings) -> int:
 def test_a_merge_that_runs_out_of_memory_is_retried_on_one_thread(
     lake_settings: LakeSettings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    files = _wide_day(lake_settings)
+    files = _day_of_600_options(lake_settings)
     monkeypatch.setenv("DERIVLAKE_DUCKDB_MEMORY_LIMIT", "160MB")
     config = MaintenanceConfig(target_file_size_bytes=32 * 2**20, file_grace=timedelta(0), threads=2)
     with caplog.at_level("INFO", logger="derivlake.lake.maintenance"):
@@ -262,17 +262,17 @@ def test_a_merge_that_runs_out_of_memory_is_retried_on_one_thread(
     assert "merge market.options_ticker: out of memory with threads=2" in caplog.text
     assert re.search(r"merge market\.options_ticker: \d+ files -> \d+ in .* with threads=1", caplog.text)
     part = next(p for p in result.partitions if p["table"] == "market.options_ticker")
-    assert part["rows"] == WIDE_ROWS and part["files"] < files
+    assert part["rows"] == DAY_ROWS and part["files"] < files
     con = open_lake(lake_settings, read_only=True)
     assert con.execute(
         "SELECT count(*), count(DISTINCT kafka_offset) FROM market.options_ticker"
-    ).fetchone() == (WIDE_ROWS, WIDE_ROWS)
+    ).fetchone() == (DAY_ROWS, DAY_ROWS)
 
 
 def test_a_merge_that_does_not_fit_on_one_thread_fails_naming_the_limit_and_keeps_the_files(
     lake_settings: LakeSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    files = _wide_day(lake_settings)
+    files = _day_of_600_options(lake_settings)
     monkeypatch.setenv("DERIVLAKE_DUCKDB_MEMORY_LIMIT", "64MB")
     config = MaintenanceConfig(target_file_size_bytes=32 * 2**20, file_grace=timedelta(0), threads=2)
     with pytest.raises(
@@ -289,4 +289,4 @@ def test_a_merge_that_does_not_fit_on_one_thread_fails_naming_the_limit_and_keep
         ).fetchone()[0]
         == files
     )
-    assert con.execute("SELECT count(*) FROM market.options_ticker").fetchone()[0] == WIDE_ROWS
+    assert con.execute("SELECT count(*) FROM market.options_ticker").fetchone()[0] == DAY_ROWS

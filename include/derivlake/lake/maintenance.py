@@ -120,7 +120,7 @@ def _merge(con: duckdb.DuckDBPyConnection, table: str, config: MaintenanceConfig
     schema, name = table.split(".")
     merge = f"CALL ducklake_merge_adjacent_files('lake', '{name}', schema => '{schema}')"
     threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
-    for attempt in dict.fromkeys((threads, 1)):
+    for attempt in dict.fromkeys((threads, 1)):  # the configured threads, then one if that differs
         con.execute(f"SET threads = {attempt}")
         t0 = time.monotonic()
         try:

@@ -89,10 +89,9 @@ def run_query(
         con.execute(f"CREATE OR REPLACE TEMP TABLE _result AS {query}", params)
         query = "SELECT * FROM _result"
     if fmt in ("csv", "json"):
-        rel = con.sql(query)
         if output is not None:
             if fmt == "csv":
-                rel.write_csv(str(output))
+                con.sql(query).write_csv(str(output))
             else:
                 con.execute(f"COPY ({query}) TO '{output}' (FORMAT json, ARRAY true)")
             print(f"wrote {output}", file=out)
