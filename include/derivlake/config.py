@@ -188,10 +188,13 @@ class BrokerSettings:
 
 @dataclass(frozen=True)
 class DrainSettings:
-    """Bounds of one drain: memory is capped by `batch_bytes`, never by the backlog."""
+    """Bounds of one drain: memory is capped by the batch bounds, never by the backlog."""
 
     batch_bytes: int = 48 * 1024 * 1024
     batch_messages: int = 100_000
+    # the rows a batch projects to, estimated as it is read: a book message explodes into ~14 level
+    # rows, and rows are what the parse and the commit hold (a 48 MiB book batch peaked at 2 GB)
+    batch_rows: int = 350_000
     # how long one consume() waits to fill its batch: at the end of a partition, or on a quiet topic,
     # the drain waits this long for what is there (a drain of a few messages took 1 s per call)
     poll_timeout_s: float = 0.1
@@ -204,6 +207,7 @@ class DrainSettings:
         return cls(
             batch_bytes=_env_int("DERIVLAKE_DRAIN_BATCH_BYTES", cls.batch_bytes),
             batch_messages=_env_int("DERIVLAKE_DRAIN_BATCH_MESSAGES", cls.batch_messages),
+            batch_rows=_env_int("DERIVLAKE_DRAIN_BATCH_ROWS", cls.batch_rows),
             poll_timeout_s=_env_float("DERIVLAKE_DRAIN_POLL_TIMEOUT_S", cls.poll_timeout_s),
             idle_timeout_s=_env_float("DERIVLAKE_DRAIN_IDLE_TIMEOUT_S", cls.idle_timeout_s),
             quarantine_max_ratio=_env_float("DERIVLAKE_QUARANTINE_MAX_RATIO", cls.quarantine_max_ratio),

@@ -386,3 +386,26 @@ def test_full_disk_commits_nothing_and_the_next_run_resumes(kafka: KafkaSettings
         assert len(lake_provenance(lake)) == 20_000
     finally:
         subprocess.run(["umount", "-l", str(data)], check=False)
+
+
+def test_book_batches_are_cut_at_the_row_budget(kafka: KafkaSettings, lake_settings) -> None:
+    """A book message explodes into a row per level: the drain sizes its batches by the rows they
+    project to, so a batch of book holds what a batch of tickers holds, not 14 times more."""
+    levels = [["new", 60000.0 + i, 1.0] for i in range(5)]
+    books = [
+        {"type": "change", "timestamp": 1766736000000 + i, "instrument_name": "BTC-PERPETUAL",
+         "change_id": 1000 + i, "prev_change_id": 999 + i, "bids": levels, "asks": levels}
+        for i in range(4000)
+    ]  # fmt: skip
+    produce(kafka, "deribit.book", [json.dumps(b).encode() for b in books])
+    settings = replace(FAST, batch_messages=500, batch_rows=2000)
+    result = drain_topic(kafka, lake_settings, "deribit.book", settings)
+    assert result.rows["market.book_l2"] == 40_000 and result.duplicates == 0
+    con = open_lake(lake_settings, read_only=True)
+    numbered = con.execute("SELECT batch_no, rows FROM ops.ingest_runs ORDER BY batch_no").fetchall()
+    assert [n for n, _ in numbered] == list(range(len(numbered)))  # the run's batches, in commit order
+    rows = [r for _, r in numbered]
+    # the run's first read knows nothing of the messages yet: up to batch_messages (500 x 10 rows);
+    # from then on each read asks for no more than the row budget has room for
+    assert sum(rows) == 40_000 and len(rows) == result.batches
+    assert rows[0] == 5000 and all(r <= 2000 for r in rows[1:]) and len(rows) >= 18, rows

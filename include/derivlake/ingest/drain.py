@@ -98,12 +98,15 @@ class _Batch:
     objects of a call are freed at once and memory is about the raw bytes (`batch_bytes` bound).
     Each message costs a handful of C accessor calls; everything else is done on whole arrays."""
 
-    def __init__(self, topic: str) -> None:
+    def __init__(self, topic: str, exploded_lists: int = 0, rows_per_message: float = 0.0) -> None:
         self.topic = topic
+        self.exploded_lists = exploded_lists
+        self.rows_per_message = rows_per_message  # of the last chunk read (0: none read yet)
         self.chunks: list[pa.RecordBatch] = []
         self.ranges: dict[int, tuple[int, int]] = {}  # partition -> (first offset, next offset)
         self.nbytes = 0
         self.count = 0
+        self.rows = 0  # estimated rows the batch projects to
 
     def __len__(self) -> int:
         return self.count
@@ -144,6 +147,9 @@ class _Batch:
         self.chunks.append(chunk)
         self.count += chunk.num_rows
         self.nbytes += chunk.column("value").nbytes
+        rows = estimated_rows(chunk.column("value"), self.exploded_lists)
+        self.rows += rows
+        self.rows_per_message = rows / chunk.num_rows
         for p, hi in last.items():
             lo = self.ranges[p][0] if p in self.ranges else first[p]
             self.ranges[p] = (lo, hi + 1)
@@ -160,6 +166,21 @@ class _Batch:
     def offset_ranges(self) -> dict[int, tuple[int, int]]:
         """Partition -> (first offset, next offset after the last)."""
         return dict(self.ranges)
+
+
+def estimated_rows(values: pa.Array, exploded_lists: int, sample: int = 1_000) -> int:
+    """The rows these messages project to: one each, or for exploded messages one per element of
+    their lists (book levels), counted as '[' in `sample` messages spread over the chunk and scaled
+    by bytes. It only sizes batches, so an estimate will do."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not exploded_lists:
+        return len(values)
+    picked = values.take(pa.array(range(0, len(values), max(1, len(values) // sample)), pa.int64()))
+    elements = (pc.sum(pc.count_substring(picked, "[")).as_py() or 0) - exploded_lists * len(picked)
+    picked_bytes = pc.sum(pc.binary_length(picked)).as_py() or 0
+    return round(max(elements, 0) * (pc.sum(pc.binary_length(values)).as_py() or 0) / max(picked_bytes, 1))
 
 
 def _received_at_us(msgs: list) -> pa.Array:
@@ -293,7 +314,7 @@ class Drain:
             bound: dict[int, int] = {}  # fixed at the first fetch of each partition
             done: set[int] = set()
             consumer.assign([TopicPartition(self.topic.name, s.partition, s.next_offset) for s in starts])
-            batch = _Batch(self.topic.name)
+            batch = self._new_batch()
             idle_since = time.monotonic()
             last_log = time.monotonic()
             # A three-stage pipeline (DuckDB releases the GIL): while a batch is read, the one before
@@ -305,6 +326,9 @@ class Drain:
             position = {s.partition: s.next_offset for s in starts}
             while len(done) < len(starts):
                 want = max(1, min(10_000, self.settings.batch_messages - len(batch)))
+                if batch.rows_per_message:  # book messages: no more than the row budget has room for
+                    room = (self.settings.batch_rows - batch.rows) / batch.rows_per_message
+                    want = max(1, min(want, int(room)))
                 if len(bound) == len(starts):
                     # consume() waits for `want` messages or its timeout: ask for no more than are left
                     left = sum(max(hi - position[p], 0) for p, hi in bound.items() if p not in done)
@@ -335,12 +359,16 @@ class Drain:
                 elif time.monotonic() - idle_since > self.settings.idle_timeout_s:
                     result.stopped_early = f"no data or end-of-partition for {self.settings.idle_timeout_s}s"
                     break
-                if batch.nbytes >= self.settings.batch_bytes or len(batch) >= self.settings.batch_messages:
+                if (
+                    batch.nbytes >= self.settings.batch_bytes
+                    or len(batch) >= self.settings.batch_messages
+                    or batch.rows >= self.settings.batch_rows
+                ):
                     if len(inflight) == 2 and not inflight.popleft().result():
                         break
                     staged = stager.submit(self._stage, batch)
                     inflight.append(committer.submit(self._flush, batch, staged, stored, result))
-                    batch = _Batch(self.topic.name)
+                    batch = self._new_batch(batch.rows_per_message)
                 for p in list(done):
                     consumer.pause([TopicPartition(self.topic.name, p)])
                 if time.monotonic() - last_log > 10:
@@ -384,6 +412,9 @@ class Drain:
         )  # fmt: skip
         self._check_quarantine(result)
         return result
+
+    def _new_batch(self, rows_per_message: float = 0.0) -> _Batch:
+        return _Batch(self.topic.name, self.spec.exploded_lists, rows_per_message)
 
     def _init_offsets(self, partitions: list[int]) -> None:
         self.con.execute("BEGIN")
@@ -431,7 +462,9 @@ class Drain:
             staged_batch = staged.result()
             stats = self._with_retries(
                 "commit",
-                lambda: self._commit(staged_batch, stored, new_offsets, started, len(batch), batch.nbytes),
+                lambda: self._commit(
+                    staged_batch, stored, new_offsets, started, result.batches, len(batch), batch.nbytes
+                ),
             )
         except ConcurrentDrain as exc:
             result.stopped_early = str(exc)
@@ -458,7 +491,9 @@ class Drain:
                 setattr(result, attr, value if current is None else pick(current, value))
         return True
 
-    def _commit(self, staged: StagedBatch, stored, new_offsets, started, n_messages, n_bytes) -> dict:
+    def _commit(
+        self, staged: StagedBatch, stored, new_offsets, started, batch_no, n_messages, n_bytes
+    ) -> dict:
         con = self.con
         # the staged tables are registered inside the transaction: on the lake's connection each
         # registration outside one is a catalog transaction of its own (~3 ms)
@@ -467,13 +502,17 @@ class Drain:
         for name, (_table, rows) in zip(names, staged.outputs, strict=True):
             con.register(name, rows)
         con.register("stage_quarantine", staged.quarantine)
-        stats = self._commit_staged(con, staged, names, stored, new_offsets, started, n_messages, n_bytes)
+        stats = self._commit_staged(
+            con, staged, names, stored, new_offsets, started, batch_no, n_messages, n_bytes
+        )
         for name in [*names, *(f"{n}_new" for n in names), "stage_quarantine"]:
             con.unregister(name)
         con.execute("COMMIT")
         return stats
 
-    def _commit_staged(self, con, staged, names, stored, new_offsets, started, n_messages, n_bytes) -> dict:
+    def _commit_staged(
+        self, con, staged, names, stored, new_offsets, started, batch_no, n_messages, n_bytes
+    ) -> dict:
         rows: dict[str, int] = {}
         duplicates = late = 0
         min_ts = max_ts = None
@@ -532,7 +571,7 @@ class Drain:
             )
         con.execute(
             "INSERT INTO ops.ingest_runs VALUES (?, ?, ?, ?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [self.run_id, self.topic.name, 0, started, n_messages, sum(rows.values()), n_bytes,
+            [self.run_id, self.topic.name, batch_no, started, n_messages, sum(rows.values()), n_bytes,
              staged.quarantined, duplicates, late, min_ts, max_ts,
              ",".join(f"{p}:{stored.get(p, -1)}->{o}" for p, o in sorted(new_offsets.items()))],
         )  # fmt: skip

@@ -66,6 +66,13 @@ class TopicNormalizer:
     symbol_pattern: str = field(default_factory=instrument_pattern)
     key_fallback: str | None = None  # a field taken from the Kafka key when absent from the value
 
+    @property
+    def exploded_lists(self) -> int:
+        """Top-level list fields that an exploded output turns into rows (book: bids and asks), else 0."""
+        if not any(out.exploded for out in self.outputs):
+            return 0
+        return sum(isinstance(t, list) for t in self.fields.values())
+
     def structure(self) -> str:
         """The json_transform structure (lenient: a mistyped value becomes NULL, so `checked` tells)."""
         return json.dumps(self.fields)
