@@ -97,7 +97,9 @@ class KafkaSettings:
         if not isinstance(extra, dict):
             raise ConfigError("KAFKA_EXTRA_CONFIG must be a JSON object of librdkafka settings")
         return cls(
-            bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            # unset: the embedded broker, where `broker start` puts it (DERIVLAKE_BROKER_HOST/_PORT)
+            bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+            or BrokerSettings.from_env().bootstrap,
             extra={str(k): str(v) for k, v in extra.items()},
             topics=default_topics(
                 _env_int("DERIVLAKE_TOPIC_PARTITIONS", 3), os.environ.get("DERIVLAKE_TOPIC_PREFIX", "")
