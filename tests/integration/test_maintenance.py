@@ -290,3 +290,50 @@ def test_a_merge_that_does_not_fit_on_one_thread_fails_naming_the_limit_and_keep
         == files
     )
     assert con.execute("SELECT count(*) FROM market.options_ticker").fetchone()[0] == DAY_ROWS
+
+
+def test_a_reader_of_a_snapshot_from_before_the_merge_keeps_its_files_through_the_grace(
+    lake_settings: LakeSettings,
+) -> None:
+    """Files a merge replaces stay on disk for the grace period: a query that listed them before the
+    merge may still be reading them.
+
+    DuckLake 1.5.5 on SQLite compared their deletion time by date: with a one-minute grace they were
+    deleted at once (except in the first minute after midnight UTC).
+    """
+    con = open_lake(lake_settings)
+    for batch in range(6):
+        _commit_batch(con, batch)
+    con.close()
+    reader = open_lake(lake_settings, read_only=True)
+    reader.execute("BEGIN")
+    query = "SELECT count(*), sum(kafka_offset) FROM market.options_ticker"
+    before = reader.execute(query).fetchone()
+    files = reader.execute(
+        "SELECT data_file FROM ducklake_list_files('lake', 'options_ticker', schema => 'market')"
+    ).fetchall()
+    config = MaintenanceConfig(target_file_size_bytes=256 * 1024, file_grace=timedelta(minutes=1))
+    result = maintain(lake_settings, config)
+    assert result.files_after < len(files) == 6 and result.deleted_files == 0
+    assert all(os.path.exists(f) for (f,) in files)
+    assert reader.execute(query).fetchone() == before == (6 * ROWS_PER_BATCH, sum(range(6)) * ROWS_PER_BATCH)
+    reader.execute("COMMIT")
+
+
+def test_snapshots_younger_than_the_retention_stay_for_time_travel(lake_settings: LakeSettings) -> None:
+    """DuckLake 1.5.5 on SQLite compared snapshot times by date: a one-minute retention expired every
+    snapshot of the day but the last, and time travel to the first batch failed."""
+    con = open_lake(lake_settings)
+    after_batch = []
+    for batch in range(3):
+        _commit_batch(con, batch)
+        after_batch.append(con.execute("SELECT id FROM lake.current_snapshot()").fetchone()[0])
+    snapshots = con.execute("SELECT snapshot_id FROM lake.snapshots() ORDER BY 1").fetchall()
+    con.close()
+    maintain(lake_settings, MaintenanceConfig(snapshot_retention=timedelta(minutes=1)))
+    con = open_lake(lake_settings, read_only=True)
+    kept = con.execute("SELECT snapshot_id FROM lake.snapshots() ORDER BY 1").fetchall()
+    assert kept[: len(snapshots)] == snapshots  # maintenance only added its own
+    for n, snapshot in enumerate(after_batch, start=1):
+        at = f"SELECT count(*) FROM market.options_ticker AT (VERSION => {snapshot})"
+        assert con.execute(at).fetchone()[0] == n * ROWS_PER_BATCH

@@ -144,6 +144,20 @@ def _merge(con: duckdb.DuckDBPyConnection, table: str, config: MaintenanceConfig
     )
 
 
+def older_than(age: timedelta) -> str:
+    """DuckLake's `older_than` for "at least `age` ago", one day earlier.
+
+    DuckLake 1.5.5 on a SQLite catalog compares snapshot and deletion times by their date. A file
+    replaced at 14:00 counted as scheduled at midnight, so a one-hour grace deleted it at once, under
+    queries still reading it. Snapshots of the day expired with it, whatever the retention. One more
+    day keeps every snapshot and file at least as long as asked; they go up to a day later. Zero
+    means everything, as asked.
+    """
+    if age <= timedelta(0):
+        return "now()"
+    return f"now() - INTERVAL {int((age + timedelta(days=1)).total_seconds())} SECOND"
+
+
 def lake_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Every table of the lake, ops tables too: they also collect one small file per commit."""
     sql = (
@@ -179,11 +193,9 @@ def maintain(settings: LakeSettings, config: MaintenanceConfig | None = None) ->
         result.files_before = sum(p["files"] for p in partition_stats(con))
         for table in lake_tables(con):
             _merge(con, table, config)
-        retention_s = int(config.snapshot_retention.total_seconds())
-        _retrying(con, "expire", f"CALL ducklake_expire_snapshots('lake', older_than => now() - INTERVAL {retention_s} SECOND)",
+        _retrying(con, "expire", f"CALL ducklake_expire_snapshots('lake', older_than => {older_than(config.snapshot_retention)})",
                   config.conflict_retries)  # fmt: skip
-        grace_s = int(config.file_grace.total_seconds())
-        deleted = _retrying(con, "cleanup", f"CALL ducklake_cleanup_old_files('lake', older_than => now() - INTERVAL {grace_s} SECOND)",
+        deleted = _retrying(con, "cleanup", f"CALL ducklake_cleanup_old_files('lake', older_than => {older_than(config.file_grace)})",
                             config.conflict_retries)  # fmt: skip
         result.deleted_files = len(deleted)
         result.partitions = partition_stats(con)
