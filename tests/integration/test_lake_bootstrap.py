@@ -54,3 +54,43 @@ def test_rows_land_in_hive_date_partitions(lake_settings: LakeSettings) -> None:
 def test_read_only_open_of_a_missing_lake_names_the_path(tmp_path) -> None:
     with pytest.raises(LakeError, match="no lake at"):
         open_lake(LakeSettings(home=tmp_path / "nowhere"), read_only=True)
+
+
+@pytest.mark.parametrize("creation_lock", [True, False], ids=["sqlite-lock", "retries-only"])
+def test_writers_opening_a_fresh_lake_at_once_all_get_it(
+    tmp_path, creation_lock: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first DAG run's seven drains open a lake that does not exist yet, all at once: six of them
+    failed their first try (DuckLake's initialisation and the table creation raced). A SQLite lake is
+    created under a file lock; without it (a Postgres catalog has none) the retries must suffice."""
+    import contextlib
+    import threading
+
+    from derivlake.lake import catalog
+
+    if not creation_lock:
+        monkeypatch.setattr(catalog, "_creation_lock", lambda settings, read_only: contextlib.nullcontext())
+    failures: list[str] = []
+    for trial in range(3):
+        lake = LakeSettings(home=tmp_path / f"lake{trial}")
+        start = threading.Barrier(7)
+
+        def open_it(lake: LakeSettings = lake, start: threading.Barrier = start) -> None:
+            start.wait()
+            try:
+                catalog.open_lake(lake).close()
+            except Exception as exc:  # every failure is reported below
+                failures.append(f"{type(exc).__name__}: {exc}")
+
+        threads = [threading.Thread(target=open_it) for _ in range(7)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        con = open_lake(lake, read_only=True)
+        assert set(PARTITIONED_TABLES) <= {
+            f"{s}.{t}"
+            for s, t in con.execute("SELECT schema_name, table_name FROM duckdb_tables()").fetchall()
+        }
+        con.close()
+    assert failures == []

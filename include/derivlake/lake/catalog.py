@@ -153,53 +153,86 @@ def open_lake(settings: LakeSettings, read_only: bool = False) -> duckdb.DuckDBP
     that does not exist yet is an error naming the path.
     """
     uses_sqlite = not settings.catalog
-    if uses_sqlite:
-        if read_only and not settings.sqlite_catalog_path.exists():
-            raise LakeMissing(
-                f"no lake at {settings.sqlite_catalog_path}; run a drain first or set DERIVLAKE_HOME"
-            )
-        if not read_only and not settings.sqlite_catalog_path.exists():
+    if uses_sqlite and read_only and not settings.sqlite_catalog_path.exists():
+        raise LakeMissing(
+            f"no lake at {settings.sqlite_catalog_path}; run a drain first or set DERIVLAKE_HOME"
+        )
+    with _creation_lock(settings, read_only):
+        if uses_sqlite and not read_only and not settings.sqlite_catalog_path.exists():
             # only at creation: WAL mode persists in the file, and a second SQLite library touching a
             # catalog that DuckDB's sqlite extension has open can corrupt it
             _prepare_sqlite_catalog(settings.sqlite_catalog_path)
             Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+        con = _attach(settings, read_only)
+        con.execute(f"USE {LAKE_ALIAS}")
+        if not read_only:
+            bootstrap(con)
+    return con
+
+
+@contextlib.contextmanager
+def _creation_lock(settings: LakeSettings, read_only: bool):
+    """Writers of a SQLite lake open it one at a time. The first DAG run's seven drains, opening a
+    fresh lake at once, raced to create the catalog and the tables, and six failed their first try."""
+    if read_only or settings.catalog:  # a Postgres catalog: `_attach` and `bootstrap` retry instead
+        yield
+        return
+    import fcntl
+
+    settings.lake_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.lake_dir / ".open.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _attach(settings: LakeSettings, read_only: bool, attempts: int = 10) -> duckdb.DuckDBPyConnection:
     kind = settings.catalog_spec.split(":", 1)[0]
-    con = connect_duckdb({"sqlite": "sqlite_scanner", "postgres": "postgres_scanner"}.get(kind))
     # Inlining small inserts into the catalog is off: every committed batch is Parquet on disk.
     options = [f"DATA_PATH '{settings.data_dir}'", "DATA_INLINING_ROW_LIMIT 0"]
     if read_only:
         options.append("READ_ONLY")
-    try:
-        con.execute(f"ATTACH 'ducklake:{settings.catalog_spec}' AS {LAKE_ALIAS} ({', '.join(options)})")
-    except Exception as exc:
-        con.close()
-        if read_only and "creating a new DuckLake is explicitly disabled" in str(exc):
-            # the catalog database exists, but the first drain has not initialised the lake in it yet
-            raise LakeMissing(
-                redact_catalog(f"no lake in the catalog {settings.catalog_spec} yet; run a drain first")
-            ) from None
-        raise LakeError(
-            redact_catalog(f"cannot attach the lake catalog {settings.catalog_spec}: {exc}")
-        ) from None  # the cause would quote the password
-    con.execute(f"USE {LAKE_ALIAS}")
-    if not read_only:
-        bootstrap(con)
-    return con
+    for attempt in range(attempts):
+        con = connect_duckdb({"sqlite": "sqlite_scanner", "postgres": "postgres_scanner"}.get(kind))
+        try:
+            con.execute(f"ATTACH 'ducklake:{settings.catalog_spec}' AS {LAKE_ALIAS} ({', '.join(options)})")
+            return con
+        except Exception as exc:
+            con.close()
+            text = str(exc)
+            if read_only and "creating a new DuckLake is explicitly disabled" in text:
+                # the catalog database exists, but the first drain has not initialised the lake in it yet
+                raise LakeMissing(
+                    redact_catalog(f"no lake in the catalog {settings.catalog_spec} yet; run a drain first")
+                ) from None
+            if not read_only and "Failed to initialize DuckLake" in text and attempt < attempts - 1:
+                time.sleep(min(0.1 * 2**attempt, 2.0))  # another writer is creating the lake right now
+                continue
+            raise LakeError(
+                redact_catalog(f"cannot attach the lake catalog {settings.catalog_spec}: {exc}")
+            ) from None  # the cause would quote the password
+    raise ValueError(f"attempts must be at least 1, not {attempts}")
 
 
 def bootstrap(con: duckdb.DuckDBPyConnection) -> None:
-    """Create schemas and tables, and partition the data tables by date (idempotent)."""
-    existing = {
-        f"{s}.{t}"
-        for s, t in con.execute(
-            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ?", [LAKE_ALIAS]
-        ).fetchall()
-    }
-    if existing.issuperset(PARTITIONED_TABLES) and "ops.table_stats" in existing:
-        return
-    con.execute("BEGIN")
-    con.execute(SCHEMA_SQL.read_text())
-    for table in PARTITIONED_TABLES:
-        if table not in existing:
-            con.execute(f"ALTER TABLE {table} SET PARTITIONED BY (date)")
-    con.execute("COMMIT")
+    """Create schemas and tables, and partition the data tables by date (idempotent; a writer that
+    loses the race to another one creating them finds them made)."""
+
+    def create() -> None:
+        existing = {
+            f"{s}.{t}"
+            for s, t in con.execute(
+                "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ?", [LAKE_ALIAS]
+            ).fetchall()
+        }
+        if existing.issuperset(PARTITIONED_TABLES) and "ops.table_stats" in existing:
+            return
+        con.execute("BEGIN")
+        con.execute(SCHEMA_SQL.read_text())
+        for table in PARTITIONED_TABLES:
+            if table not in existing:
+                con.execute(f"ALTER TABLE {table} SET PARTITIONED BY (date)")
+        con.execute("COMMIT")
+
+    with_commit_retries(
+        con, "create the lake's tables", create, attempts=20, first_delay_s=0.05, max_delay_s=1.0
+    )
