@@ -149,9 +149,9 @@ def older_than(age: timedelta) -> str:
 
     DuckLake 1.5.5 on a SQLite catalog compares snapshot and deletion times by their date. A file
     replaced at 14:00 counted as scheduled at midnight, so a one-hour grace deleted it at once, under
-    queries still reading it. Snapshots of the day expired with it, whatever the retention. One more
-    day keeps every snapshot and file at least as long as asked; they go up to a day later. Zero
-    means everything, as asked.
+    queries still reading it, and snapshots expired up to a day before their retention. One more day
+    keeps every snapshot and file at least as long as asked; they go up to a day later. Zero means
+    everything, as asked.
     """
     if age <= timedelta(0):
         return "now()"
