@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 
-from derivlake.config import LakeSettings
+from derivlake.config import DrainSettings, LakeSettings
 from derivlake.lake.catalog import CatalogBusy, open_lake, with_commit_retries
 from derivlake.lake.maintenance import MaintenanceConfig, MergeOutOfMemory, maintain
 from tests.conftest import catalog_write_lock
@@ -337,3 +337,53 @@ def test_snapshots_younger_than_the_retention_stay_for_time_travel(lake_settings
     for n, snapshot in enumerate(after_batch, start=1):
         at = f"SELECT count(*) FROM market.options_ticker AT (VERSION => {snapshot})"
         assert con.execute(at).fetchone()[0] == n * ROWS_PER_BATCH
+
+
+def test_a_drain_during_a_merge_waits_for_it_and_the_merge_does_not_start_over(
+    lake_settings: LakeSettings, kafka, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On SQLite, a commit landing while a merge ran, to any table, failed the merge's own commit and
+    made it start over (measured: one insert 15 s into a 45 s merge cost the whole merge; a drain
+    every few seconds would keep a big table from ever merging). The drain waits for the merge now."""
+    import fcntl
+    import json
+    import threading
+
+    from derivlake.ingest.drain import drain_topic
+    from tests.integration.drain_support import produce
+
+    con = open_lake(lake_settings)
+    for batch in range(24):
+        con.execute(DAY_BATCH, {"batch": batch})
+    con.close()
+    trades = [
+        {"trade_id": f"T{i}", "instrument_name": "BTC-PERPETUAL", "timestamp": 1766736000000 + i,
+         "price": 60000.0, "amount": 1.0, "direction": "buy", "trade_seq": i, "tick_direction": 0,
+         "index_price": 60000.0, "mark_price": 60000.0}
+        for i in range(200)
+    ]  # fmt: skip
+    produce(kafka, "deribit.trades", [json.dumps(t).encode() for t in trades])
+    config = MaintenanceConfig(target_file_size_bytes=64 * 2**20, file_grace=timedelta(0), threads=1)
+    with caplog.at_level("INFO"):
+        maintainer = threading.Thread(target=maintain, args=(lake_settings, config))
+        maintainer.start()
+        # the merge of the big table holds the lock for seconds: wait until it has held it a while
+        held_since, deadline = None, time.monotonic() + 60
+        with open(lake_settings.lake_dir / ".commit.lock", "a") as lock:
+            while time.monotonic() < deadline:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+                    held_since = None
+                except BlockingIOError:
+                    held_since = held_since or time.monotonic()
+                    if time.monotonic() - held_since > 0.5:
+                        break
+                time.sleep(0.05)
+        assert held_since is not None, "the merge never held the lake's commit lock"
+        result = drain_topic(kafka, lake_settings, "deribit.trades", DrainSettings(idle_timeout_s=5))
+        maintainer.join()
+    assert result.rows["market.trades"] == 200
+    assert re.search(r"deribit\.trades (offset rows|commit): waiting for a maintenance merge", caplog.text)
+    assert not re.search(r"merge market\.\w+: conflict", caplog.text), caplog.text
+    assert re.search(r"merge market\.options_ticker: \d+ files -> \d+", caplog.text)

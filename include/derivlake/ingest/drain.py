@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from derivlake.config import DrainSettings, KafkaSettings, LakeSettings, TopicSpec
 from derivlake.ingest.offsets import PartitionStart, ensure_offset_rows, resolve_starts, stored_offsets
 from derivlake.kafka_io import BrokerUnavailable
-from derivlake.lake.catalog import with_commit_retries
+from derivlake.lake.catalog import commit_lock, with_commit_retries
 from derivlake.normalize import normalizer_for
 from derivlake.normalize.core import ARROW_BATCH_ROWS, StagedBatch, stage_batch
 from derivlake.normalize.spec import Output
@@ -285,8 +285,15 @@ class Drain:
         return self._con
 
     def _with_retries(self, what: str, fn):
+        """Commit `fn`'s transaction under the lake's shared commit lock (a maintenance merge waits
+        for it, and it for a merge), retried while it loses races to other drains."""
+
+        def locked():
+            with commit_lock(self.lake, f"{self.topic.name} {what}"):
+                return fn()
+
         return with_commit_retries(
-            self.con, what, fn, attempts=self.settings.commit_retries,
+            self.con, what, locked, attempts=self.settings.commit_retries,
             first_delay_s=0.05, max_delay_s=2.0, never_retry=(ConcurrentDrain,),
         )  # fmt: skip
 

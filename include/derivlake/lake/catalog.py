@@ -185,6 +185,36 @@ def _creation_lock(settings: LakeSettings, read_only: bool):
         yield
 
 
+@contextlib.contextmanager
+def commit_lock(settings: LakeSettings, what: str, exclusive: bool = False):
+    """Drains commit under a shared lock, maintenance merges under an exclusive one (SQLite lakes).
+
+    On a SQLite catalog a DuckLake transaction cannot commit once any other commit has landed since it
+    began ("database is locked"). A merge sorts for a minute or more, so one drain commit, to any table,
+    made it start over: one insert 15 s into a 45 s merge cost the whole merge. So drains wait for a
+    merge instead, and still commit side by side. A Postgres catalog is not a local file and gets no
+    lock; it was not measured.
+    """
+    if settings.catalog:
+        yield
+        return
+    import fcntl
+
+    settings.lake_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.lake_dir / ".commit.lock", "a") as lock:
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        try:
+            fcntl.flock(lock, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            t0 = time.monotonic()
+            log.info(
+                "%s: waiting for %s", what, "the drains' commits" if exclusive else "a maintenance merge"
+            )
+            fcntl.flock(lock, mode)
+            log.info("%s: waited %.1fs", what, time.monotonic() - t0)
+        yield
+
+
 def _attach(settings: LakeSettings, read_only: bool, attempts: int = 10) -> duckdb.DuckDBPyConnection:
     kind = settings.catalog_spec.split(":", 1)[0]
     # Inlining small inserts into the catalog is off: every committed batch is Parquet on disk.

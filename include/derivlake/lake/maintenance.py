@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from derivlake.config import LakeSettings
-from derivlake.lake.catalog import PARTITIONED_TABLES, LakeError, open_lake, with_commit_retries
+from derivlake.lake.catalog import PARTITIONED_TABLES, LakeError, commit_lock, open_lake, with_commit_retries
 
 if TYPE_CHECKING:
     import duckdb
@@ -192,7 +192,8 @@ def maintain(settings: LakeSettings, config: MaintenanceConfig | None = None) ->
         _configure(con, config)
         result.files_before = sum(p["files"] for p in partition_stats(con))
         for table in lake_tables(con):
-            _merge(con, table, config)
+            with commit_lock(settings, f"merge {table}", exclusive=True):
+                _merge(con, table, config)
         _retrying(con, "expire", f"CALL ducklake_expire_snapshots('lake', older_than => {older_than(config.snapshot_retention)})",
                   config.conflict_retries)  # fmt: skip
         deleted = _retrying(con, "cleanup", f"CALL ducklake_cleanup_old_files('lake', older_than => {older_than(config.file_grace)})",
