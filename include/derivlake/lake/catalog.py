@@ -13,7 +13,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -171,7 +171,7 @@ def open_lake(settings: LakeSettings, read_only: bool = False) -> duckdb.DuckDBP
 
 
 @contextlib.contextmanager
-def _creation_lock(settings: LakeSettings, read_only: bool):
+def _creation_lock(settings: LakeSettings, read_only: bool) -> Iterator[None]:
     """Writers of a SQLite lake open it one at a time. The first DAG run's seven drains, opening a
     fresh lake at once, raced to create the catalog and the tables, and six failed their first try."""
     if read_only or settings.catalog:  # a Postgres catalog: `_attach` and `bootstrap` retry instead
@@ -186,7 +186,7 @@ def _creation_lock(settings: LakeSettings, read_only: bool):
 
 
 @contextlib.contextmanager
-def commit_lock(settings: LakeSettings, what: str, exclusive: bool = False):
+def commit_lock(settings: LakeSettings, what: str, exclusive: bool = False) -> Iterator[None]:
     """Drains commit under a shared lock, maintenance merges under an exclusive one (SQLite lakes).
 
     On a SQLite catalog a DuckLake transaction cannot commit once any other commit has landed since it
