@@ -170,23 +170,18 @@ def open_lake(settings: LakeSettings, read_only: bool = False) -> duckdb.DuckDBP
     return con
 
 
-@contextlib.contextmanager
-def _creation_lock(settings: LakeSettings, read_only: bool) -> Iterator[None]:
+def _creation_lock(settings: LakeSettings, read_only: bool) -> contextlib.AbstractContextManager[None]:
     """Writers of a SQLite lake open it one at a time. The first DAG run's seven drains, opening a
-    fresh lake at once, raced to create the catalog and the tables, and six failed their first try."""
-    if read_only or settings.catalog:  # a Postgres catalog: `_attach` and `bootstrap` retry instead
-        yield
-        return
-    import fcntl
-
-    settings.lake_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.lake_dir / ".open.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+    fresh lake at once, raced to create the catalog and the tables, and six failed their first try.
+    (A Postgres catalog gets no lock: `_attach` and `bootstrap` retry instead.)"""
+    if read_only:
+        return contextlib.nullcontext()
+    return _lake_file_lock(settings, ".open.lock", "open the lake", "another writer's open", exclusive=True)
 
 
-@contextlib.contextmanager
-def commit_lock(settings: LakeSettings, what: str, exclusive: bool = False) -> Iterator[None]:
+def commit_lock(
+    settings: LakeSettings, what: str, exclusive: bool = False
+) -> contextlib.AbstractContextManager[None]:
     """Drains commit under a shared lock, maintenance merges under an exclusive one (SQLite lakes).
 
     On a SQLite catalog a DuckLake transaction cannot commit once any other commit has landed since it
@@ -195,21 +190,28 @@ def commit_lock(settings: LakeSettings, what: str, exclusive: bool = False) -> I
     merge instead, and still commit side by side. A Postgres catalog is not a local file and gets no
     lock; it was not measured.
     """
+    holder = "the drains' commits" if exclusive else "a maintenance merge"
+    return _lake_file_lock(settings, ".commit.lock", what, holder, exclusive)
+
+
+@contextlib.contextmanager
+def _lake_file_lock(
+    settings: LakeSettings, name: str, what: str, holder: str, exclusive: bool
+) -> Iterator[None]:
+    """An flock on a file beside a SQLite catalog (none for a Postgres one); a wait is logged."""
     if settings.catalog:
         yield
         return
     import fcntl
 
     settings.lake_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.lake_dir / ".commit.lock", "a") as lock:
+    with open(settings.lake_dir / name, "a") as lock:
         mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
         try:
             fcntl.flock(lock, mode | fcntl.LOCK_NB)
         except BlockingIOError:
             t0 = time.monotonic()
-            log.info(
-                "%s: waiting for %s", what, "the drains' commits" if exclusive else "a maintenance merge"
-            )
+            log.info("%s: waiting for %s", what, holder)
             fcntl.flock(lock, mode)
             log.info("%s: waited %.1fs", what, time.monotonic() - t0)
         yield
