@@ -245,17 +245,18 @@ def _attach(settings: LakeSettings, read_only: bool, attempts: int = 10) -> duck
     raise ValueError(f"attempts must be at least 1, not {attempts}")
 
 
+def lake_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every table of the lake as `schema.table`, ops tables too, sorted."""
+    sql = "SELECT schema_name || '.' || table_name FROM duckdb_tables() WHERE database_name = ? ORDER BY 1"
+    return [t for (t,) in con.execute(sql, [LAKE_ALIAS]).fetchall()]
+
+
 def bootstrap(con: duckdb.DuckDBPyConnection) -> None:
     """Create schemas and tables, and partition the data tables by date (idempotent; a writer that
     loses the race to another one creating them finds them made)."""
 
     def create() -> None:
-        existing = {
-            f"{s}.{t}"
-            for s, t in con.execute(
-                "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ?", [LAKE_ALIAS]
-            ).fetchall()
-        }
+        existing = set(lake_tables(con))
         if existing.issuperset(PARTITIONED_TABLES) and "ops.table_stats" in existing:
             return
         con.execute("BEGIN")

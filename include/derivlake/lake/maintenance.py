@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from derivlake.config import LakeSettings
-from derivlake.lake.catalog import PARTITIONED_TABLES, LakeError, commit_lock, open_lake, with_commit_retries
+from derivlake.lake.catalog import (
+    PARTITIONED_TABLES,
+    LakeError,
+    commit_lock,
+    lake_tables,
+    open_lake,
+    with_commit_retries,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -158,14 +165,6 @@ def older_than(age: timedelta) -> str:
     return f"now() - INTERVAL {int((age + timedelta(days=1)).total_seconds())} SECOND"
 
 
-def lake_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Every table of the lake, ops tables too: they also collect one small file per commit."""
-    sql = (
-        "SELECT schema_name || '.' || table_name FROM duckdb_tables() WHERE database_name = 'lake' ORDER BY 1"
-    )
-    return [t for (t,) in con.execute(sql).fetchall()]
-
-
 def partition_stats(con: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
     """Rows, files and bytes per table and date partition, from the catalog's file list."""
     stats = []
@@ -191,7 +190,7 @@ def maintain(settings: LakeSettings, config: MaintenanceConfig | None = None) ->
     try:
         _configure(con, config)
         result.files_before = sum(p["files"] for p in partition_stats(con))
-        for table in lake_tables(con):
+        for table in lake_tables(con):  # ops tables too: they also collect one small file per commit
             with commit_lock(settings, f"merge {table}", exclusive=True):
                 _merge(con, table, config)
         _retrying(con, "expire", f"CALL ducklake_expire_snapshots('lake', older_than => {older_than(config.snapshot_retention)})",
