@@ -74,6 +74,20 @@ def lake_settings(tmp_path: Path) -> LakeSettings:
     return LakeSettings(home=tmp_path / "home")
 
 
+def subscription_data(capture: Path, channel_prefix: str) -> list[dict]:
+    """The `data` of every subscription notification on `channel_prefix*` channels of a capture, in order."""
+    from derivlake.feed.capture import read_capture
+
+    return [
+        r.payload["params"]["data"]
+        for r in read_capture(capture)
+        if r.kind == "received"
+        and isinstance(r.payload, dict)
+        and r.payload.get("method") == "subscription"
+        and r.payload["params"]["channel"].startswith(channel_prefix)
+    ]
+
+
 @pytest.fixture
 def fixtures_dir() -> Path:
     if not FIXTURES.exists():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -11,23 +10,10 @@ import pytest
 from derivlake.config import LakeSettings
 from derivlake.lake.catalog import open_lake
 from derivlake.reports.chain import GREEK_ATOL, GREEK_NAMES, GREEK_RTOL, build_chain
+from tests.conftest import subscription_data
 
 # The capture runs at 2021-07-22 22:42 UTC: inside business day 2021-07-23 [07-22 08:00, 07-23 08:00).
 D = date(2021, 7, 23)
-
-
-def ticker_payloads(path: Path) -> list[dict]:
-    """The `data` of every `ticker.*` subscription notification in a capture file."""
-    out = []
-    for line in path.read_text().splitlines():
-        head, sep, body = line.partition(": ")
-        if not sep or "<-" in head or not body.startswith("{"):
-            continue
-        msg = json.loads(body)
-        channel = msg.get("params", {}).get("channel", "")
-        if msg.get("method") == "subscription" and channel.startswith("ticker."):
-            out.append(msg["params"]["data"])
-    return out
 
 
 def _ms(ms: int) -> datetime:
@@ -63,7 +49,7 @@ def load(con, payloads: list[dict]) -> None:
 
 
 def test_recomputed_greeks_agree_with_deribit(lake_settings: LakeSettings, fixtures_dir: Path) -> None:
-    payloads = ticker_payloads(fixtures_dir / "deribit-ws-2021-07-22.capture")
+    payloads = subscription_data(fixtures_dir / "deribit-ws-2021-07-22.capture", "ticker.")
     assert len(payloads) >= 10
     con = open_lake(lake_settings)
     try:

@@ -18,7 +18,7 @@ from derivlake.ingest.drain import QuarantineThresholdExceeded, TopicMissing, dr
 from derivlake.ingest.offsets import OffsetOutOfRange
 from derivlake.kafka_io import BrokerUnavailable
 from derivlake.lake.catalog import CatalogBusy, open_lake
-from tests.conftest import catalog_write_lock, free_port
+from tests.conftest import catalog_write_lock, free_port, subscription_data
 from tests.integration.drain_support import (
     drain_env,
     lake_provenance,
@@ -159,20 +159,9 @@ def test_a_trade_id_repeated_with_another_exchange_time_is_kept(kafka: KafkaSett
 def test_fixture_capture_yields_its_option_ticker_and_book_rows(
     kafka: KafkaSettings, lake_settings, fixtures_dir
 ):
-    tickers, books, expected_levels = [], [], 0
-    for line in (fixtures_dir / "deribit-ws-2021-07-22.capture").read_text().splitlines():
-        head, _, body = line.partition(": ")
-        if "<-" in head or not body.startswith("{"):
-            continue
-        msg = json.loads(body)
-        if msg.get("method") != "subscription":
-            continue
-        data = msg["params"]["data"]
-        if msg["params"]["channel"].startswith("ticker."):
-            tickers.append(data)
-        elif msg["params"]["channel"].startswith("book."):
-            books.append(data)
-            expected_levels += len(data["bids"]) + len(data["asks"])
+    capture = fixtures_dir / "deribit-ws-2021-07-22.capture"
+    tickers, books = subscription_data(capture, "ticker."), subscription_data(capture, "book.")
+    expected_levels = sum(len(b["bids"]) + len(b["asks"]) for b in books)
     produce(kafka, "deribit.ticker", [json.dumps(d).encode() for d in tickers])
     produce(kafka, "deribit.book", [json.dumps(d).encode() for d in books])
     assert drain_topic(kafka, lake_settings, "deribit.ticker", FAST).rows["market.options_ticker"] == len(

@@ -9,22 +9,11 @@ import pyarrow as pa
 
 from derivlake.ingest.drain import estimated_rows
 from derivlake.normalize import normalizer_for
-
-
-def _capture_books(fixtures_dir: Path) -> list[dict]:
-    books = []
-    for line in (fixtures_dir / "deribit-ws-2021-07-22.capture").read_text().splitlines():
-        head, _, body = line.partition(": ")
-        if "<-" in head or not body.startswith("{"):
-            continue
-        msg = json.loads(body)
-        if msg.get("method") == "subscription" and msg["params"]["channel"].startswith("book."):
-            books.append(msg["params"]["data"])
-    return books
+from tests.conftest import subscription_data
 
 
 def test_book_rows_are_the_levels_of_the_real_capture(fixtures_dir: Path) -> None:
-    books = _capture_books(fixtures_dir)
+    books = subscription_data(fixtures_dir / "deribit-ws-2021-07-22.capture", "book.")
     levels = [len(b["bids"]) + len(b["asks"]) for b in books]
     values = pa.array([json.dumps(b).encode() for b in books], pa.binary())
     lists = normalizer_for("deribit.book").exploded_lists
