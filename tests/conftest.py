@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 from derivlake import broker
 from derivlake.config import BrokerSettings, KafkaSettings, LakeSettings, default_topics
 from derivlake.kafka_io import ensure_topics
+from tests.postgres_support import PostgresServer, PostgresUnavailable, postgres_bin, start_postgres
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURES = SHARED / "fixtures" / "deribit-ws"
@@ -29,15 +31,24 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def catalog_write_lock(lake: LakeSettings) -> Iterator[None]:
-    """Another process holds the SQLite catalog's write lock (as a stuck writer would) until exit.
+    """Another process holds the catalog's write lock (as a stuck writer would) until exit.
 
-    A separate process: a second SQLite library in this one could drop DuckDB's locks on the file."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
-         "c.execute('BEGIN IMMEDIATE'); print('locked', flush=True); sys.stdin.read()",
-         str(lake.sqlite_catalog_path)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    SQLite: a separate process, as a second SQLite library in this one could drop DuckDB's locks on the
+    file. Postgres: a session holding the snapshot table, which every commit inserts into."""
+    if lake.catalog:
+        holder = subprocess.Popen(
+            [str(postgres_bin("psql")), "-X", "-q", "-A", "-t", lake.catalog.removeprefix("postgres:")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        holder.stdin.write("BEGIN; LOCK TABLE ducklake_snapshot IN EXCLUSIVE MODE; SELECT 'locked';\n")
+        holder.stdin.flush()
+    else:
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+             "c.execute('BEGIN IMMEDIATE'); print('locked', flush=True); sys.stdin.read()",
+             str(lake.sqlite_catalog_path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
     try:
         assert holder.stdout.readline().strip() == "locked"
         yield
@@ -69,9 +80,42 @@ def kafka(session_kafka: KafkaSettings) -> KafkaSettings:
     return settings
 
 
-@pytest.fixture
-def lake_settings(tmp_path: Path) -> LakeSettings:
-    return LakeSettings(home=tmp_path / "home")
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the session; each lake gets a database of its own.
+
+    Without the server binaries the Postgres cases skip, saying so; CI installs them and sets
+    DERIVLAKE_REQUIRE_POSTGRES=1, which makes their absence a failure."""
+    try:
+        server = start_postgres(free_port())
+    except PostgresUnavailable as exc:
+        if os.environ.get("DERIVLAKE_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"DERIVLAKE_REQUIRE_POSTGRES=1 but {exc}")
+        pytest.skip(f"the lake on a Postgres catalog is not tested here: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def lake_settings(request: pytest.FixtureRequest, tmp_path: Path) -> LakeSettings:
+    """A fresh lake on each catalog the product supports: SQLite (the default) and Postgres (compose)."""
+    if request.param == "sqlite":
+        return LakeSettings(home=tmp_path / "home")
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return postgres_lake(server, tmp_path / "home")
+
+
+def lake_env(lake: LakeSettings) -> dict[str, str]:
+    """The environment a CLI process (`python -m derivlake ...`) needs to open `lake`."""
+    return {
+        "DERIVLAKE_HOME": str(lake.home),
+        "DERIVLAKE_CATALOG": lake.catalog,
+        "DERIVLAKE_DATA_PATH": lake.data_path,
+    }
+
+
+def postgres_lake(server: PostgresServer, home: Path) -> LakeSettings:
+    return LakeSettings(home=home, catalog=server.catalog_spec(server.new_database()))
 
 
 def subscription_data(capture: Path, channel_prefix: str) -> list[dict]:

@@ -137,6 +137,10 @@ class LakeSettings:
         return self.catalog or f"sqlite:{self.sqlite_catalog_path}"
 
     @property
+    def is_sqlite(self) -> bool:
+        return self.catalog_spec.startswith("sqlite:")
+
+    @property
     def data_dir(self) -> str:
         return self.data_path or f"{self.lake_dir / 'data'}/"
 

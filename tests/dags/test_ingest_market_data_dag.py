@@ -6,11 +6,12 @@ import json
 
 from derivlake.config import KafkaSettings, LakeSettings
 from derivlake.lake.catalog import open_lake
+from tests.conftest import lake_env
 from tests.integration.drain_support import produce, produce_tickers
 
 
 def test_ingest_dag_drains_every_topic_and_its_asset_events_carry_the_counts(
-    dagbag, kafka: KafkaSettings, tmp_path, monkeypatch
+    dagbag, kafka: KafkaSettings, lake_settings: LakeSettings, monkeypatch
 ) -> None:
     from airflow.models.asset import AssetEvent
     from airflow.utils.session import create_session
@@ -19,7 +20,8 @@ def test_ingest_dag_drains_every_topic_and_its_asset_events_carry_the_counts(
     prefix = kafka.topic("deribit.ticker").name.removesuffix("deribit.ticker")
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap_servers)
     monkeypatch.setenv("DERIVLAKE_TOPIC_PREFIX", prefix)
-    monkeypatch.setenv("DERIVLAKE_HOME", str(tmp_path / "home"))
+    for name, value in lake_env(lake_settings).items():  # SQLite, and Postgres as in the compose deployment
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("DERIVLAKE_DRAIN_IDLE_TIMEOUT_S", "5")
     produce_tickers(kafka, 0, 120)
     produce(kafka, "deribit.ticker", [b"{broken"])
@@ -40,5 +42,5 @@ def test_ingest_dag_drains_every_topic_and_its_asset_events_carry_the_counts(
     assert events["lake://market/index_prices"]["rows"] == 1
     assert events["lake://market/derivative_ticker"]["rows"] == 0
     assert len(events) == 8  # one per lake table fed by the seven topics
-    con = open_lake(LakeSettings(home=tmp_path / "home"), read_only=True)
+    con = open_lake(lake_settings, read_only=True)
     assert con.execute("SELECT count(*) FROM market.options_ticker").fetchone()[0] == 120

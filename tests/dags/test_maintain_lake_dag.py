@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from derivlake.config import LakeSettings
 from derivlake.lake.catalog import open_lake
+from tests.conftest import lake_env
 
 
-def test_maintain_lake_compacts_and_reports(dagbag, tmp_path, monkeypatch) -> None:
+def test_maintain_lake_compacts_and_reports(dagbag, lake_settings: LakeSettings, monkeypatch) -> None:
     from airflow.models.asset import AssetEvent
     from airflow.utils.session import create_session
     from airflow.utils.state import DagRunState
 
-    lake = LakeSettings(home=tmp_path / "home")
-    monkeypatch.setenv("DERIVLAKE_HOME", str(lake.home))
+    lake = lake_settings  # SQLite, and Postgres as in the compose deployment
+    for name, value in lake_env(lake).items():
+        monkeypatch.setenv(name, value)
     con = open_lake(lake)
     for i in range(12):
         con.execute(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from derivlake.config import KafkaSettings, LakeSettings
 from derivlake.lake.catalog import open_lake
+from tests.conftest import lake_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,7 +69,7 @@ def drain_env(kafka: KafkaSettings, lake: LakeSettings, **extra: str) -> dict[st
         **os.environ,
         "PYTHONPATH": str(ROOT / "include"),
         "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "DERIVLAKE_HOME": str(lake.home),
+        **lake_env(lake),
         "DERIVLAKE_TOPIC_PREFIX": prefix,
         "DERIVLAKE_DRAIN_IDLE_TIMEOUT_S": "5",
         **extra,

@@ -7,12 +7,14 @@ import pytest
 from derivlake.cli import main
 from derivlake.config import LakeSettings
 from derivlake.lake.catalog import open_lake
+from tests.conftest import lake_env
 from tests.integration.test_chain_build import D, seed_day
 
 
 @pytest.fixture
 def lake(lake_settings: LakeSettings, monkeypatch: pytest.MonkeyPatch) -> LakeSettings:
-    monkeypatch.setenv("DERIVLAKE_HOME", str(lake_settings.home))
+    for name, value in lake_env(lake_settings).items():
+        monkeypatch.setenv(name, value)
     con = open_lake(lake_settings)
     try:
         seed_day(con)

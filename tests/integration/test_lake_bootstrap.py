@@ -10,7 +10,7 @@ from derivlake.config import LakeSettings
 from derivlake.lake.catalog import PARTITIONED_TABLES, LakeError, open_lake
 
 
-def test_bootstrap_creates_schemas_tables_and_wal_catalog(lake_settings: LakeSettings) -> None:
+def test_bootstrap_creates_schemas_tables_and_partitions(lake_settings: LakeSettings) -> None:
     con = open_lake(lake_settings)
     schemas = {
         r[0]
@@ -27,9 +27,14 @@ def test_bootstrap_creates_schemas_tables_and_wal_catalog(lake_settings: LakeSet
     }
     assert set(PARTITIONED_TABLES) | {"ops.kafka_offsets", "ops.quarantine", "ops.ingest_runs"} <= tables
     con.close()
-    with sqlite3.connect(lake_settings.sqlite_catalog_path) as db:
-        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     open_lake(lake_settings).close()  # idempotent
+
+
+def test_a_sqlite_catalog_is_in_wal_mode(tmp_path) -> None:
+    lake = LakeSettings(home=tmp_path / "home")
+    open_lake(lake).close()
+    with sqlite3.connect(lake.sqlite_catalog_path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_rows_land_in_hive_date_partitions(lake_settings: LakeSettings) -> None:
@@ -56,23 +61,27 @@ def test_read_only_open_of_a_missing_lake_names_the_path(tmp_path) -> None:
         open_lake(LakeSettings(home=tmp_path / "nowhere"), read_only=True)
 
 
-@pytest.mark.parametrize("creation_lock", [True, False], ids=["sqlite-lock", "retries-only"])
+@pytest.mark.parametrize("variant", ["sqlite-lock", "sqlite-retries-only", "postgres"])
 def test_writers_opening_a_fresh_lake_at_once_all_get_it(
-    tmp_path, creation_lock: bool, monkeypatch: pytest.MonkeyPatch
+    tmp_path, variant: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The first DAG run's seven drains open a lake that does not exist yet, all at once: six of them
     failed their first try (DuckLake's initialisation and the table creation raced). A SQLite lake is
-    created under a file lock; without it (a Postgres catalog has none) the retries must suffice."""
+    created under a file lock; without it (as on a Postgres catalog, which has none) the retries must
+    suffice."""
     import contextlib
     import threading
 
     from derivlake.lake import catalog
+    from tests.conftest import postgres_lake
 
-    if not creation_lock:
+    if variant == "sqlite-retries-only":
         monkeypatch.setattr(catalog, "_creation_lock", lambda settings, read_only: contextlib.nullcontext())
     failures: list[str] = []
     for trial in range(3):
         lake = LakeSettings(home=tmp_path / f"lake{trial}")
+        if variant == "postgres":
+            lake = postgres_lake(request.getfixturevalue("postgres_server"), lake.home)
         start = threading.Barrier(7)
 
         def open_it(lake: LakeSettings = lake, start: threading.Barrier = start) -> None:

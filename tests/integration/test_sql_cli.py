@@ -12,6 +12,7 @@ import pytest
 
 from derivlake.config import LakeSettings
 from derivlake.lake.catalog import open_lake
+from tests.conftest import lake_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +30,7 @@ def lake_with_rows(lake_settings: LakeSettings) -> LakeSettings:
 
 
 def sql(lake: LakeSettings, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "include"), "DERIVLAKE_HOME": str(lake.home)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "include"), **lake_env(lake)}
     return subprocess.run(
         [sys.executable, "-m", "derivlake", "sql", *args],
         env=env,
@@ -118,7 +119,7 @@ sys.exit(rc)
 @pytest.mark.parametrize("fmt", ["csv", "json"])
 def test_csv_and_json_to_stdout_stream_in_bounded_memory(lake_with_rows: LakeSettings, fmt: str) -> None:
     """A result 20 times larger must not need more memory: the output is written a chunk at a time."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "include"), "DERIVLAKE_HOME": str(lake_with_rows.home)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "include"), **lake_env(lake_with_rows)}
     peak_mb, lines = {}, {}
     for rows in (100_000, 2_000_000):
         q = f"SELECT i, 'BTC-27JUN25-' || i || '-C' AS symbol, i / 7 AS x FROM range({rows}) t(i)"

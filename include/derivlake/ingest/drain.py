@@ -425,7 +425,7 @@ class Drain:
 
     def _init_offsets(self, partitions: list[int]) -> None:
         self.con.execute("BEGIN")
-        ensure_offset_rows(self.con, self.topic, partitions)
+        ensure_offset_rows(self.con, self.topic, partitions, self.run_id)
         self.con.execute("COMMIT")
 
     def _note_bound(self, consumer, partition: int, bound: dict[int, int]) -> None:

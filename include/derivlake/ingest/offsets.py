@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from derivlake.config import TopicSpec
@@ -17,6 +18,9 @@ from derivlake.config import TopicSpec
 if TYPE_CHECKING:
     import duckdb
     from confluent_kafka import Consumer
+
+
+SQL = Path(__file__).with_name("sql")
 
 
 class OffsetOutOfRange(RuntimeError):
@@ -32,19 +36,31 @@ class PartitionStart:
     log_end: int  # true end as seen by a fetch (or the listed end when it cannot be probed)
 
 
-def ensure_offset_rows(con: duckdb.DuckDBPyConnection, topic: TopicSpec, partitions: list[int]) -> None:
-    """Give every partition a row, starting at -1 (= the log start when first drained).
+def ensure_offset_rows(
+    con: duckdb.DuckDBPyConnection, topic: TopicSpec, partitions: list[int], run_id: str
+) -> None:
+    """Give every partition one row, starting at -1 (= the log start when first drained).
 
-    Two drains racing here may both insert the same row; identical rows behave as one (the CAS
-    updates them together), and `stored_offsets` rejects rows that disagree.
+    In the caller's transaction. Writes only when a row is missing or doubled; it then updates the
+    lake's claim row, so two drains doing this at once conflict and the second retries (on a Postgres
+    catalog their inserts alone would both commit, and the compare-and-set would then match two rows
+    and drop every batch). Exact doubles left by that race before the claim row existed are removed.
     """
-    have = {
-        p
-        for (p,) in con.execute(
-            "SELECT DISTINCT partition FROM ops.kafka_offsets WHERE topic = ?", [topic.name]
+    counts = dict(
+        con.execute(
+            "SELECT partition, count(*) FROM ops.kafka_offsets WHERE topic = ? GROUP BY partition",
+            [topic.name],
         ).fetchall()
-    }
-    missing = [p for p in partitions if p not in have]
+    )
+    missing = [p for p in partitions if p not in counts]
+    if not missing and all(n == 1 for n in counts.values()):
+        return
+    (claimed,) = con.execute(
+        "UPDATE ops.offset_row_claims SET claimed_at = now()::TIMESTAMP, run_id = ?", [run_id]
+    ).fetchone()
+    if not claimed:
+        raise RuntimeError("ops.offset_row_claims is empty: bootstrap inserts its row; was it deleted?")
+    con.execute((SQL / "dedupe_offset_rows.sql").read_text(), {"topic": topic.name})
     if missing:
         con.executemany(
             "INSERT INTO ops.kafka_offsets VALUES (?, ?, -1, now()::TIMESTAMP, 'init')",

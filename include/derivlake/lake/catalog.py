@@ -11,6 +11,7 @@ import glob
 import importlib.util
 import logging
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -49,7 +50,16 @@ class LakeMissing(LakeError):
 def is_commit_conflict(exc: BaseException) -> bool:
     """A commit lost to a concurrent one (DuckLake conflict, or the catalog busy): worth a retry."""
     text = str(exc).lower()
-    return any(s in text for s in ("conflict", "database is locked", "busy", "failed to commit"))
+    busy = ("conflict", "database is locked", "busy", "failed to commit", "lock timeout")
+    return any(s in text for s in busy)
+
+
+def short_cause(exc: BaseException) -> str:
+    """An error on one line, password masked, without the SQL a Postgres catalog quotes in full (a
+    commit's flush is kilobytes of INSERTs; the reason is Postgres's `ERROR:` at its end)."""
+    text = " ".join(str(exc).split())
+    text = re.sub(r'Failed to execute query ".*": ERROR: (.*?)(?: LINE \d+: .*)?$', r"Postgres: \1", text)
+    return redact_catalog(text)
 
 
 def _catalog_of(con: duckdb.DuckDBPyConnection) -> str:
@@ -84,7 +94,7 @@ def with_commit_retries(
                 con.execute("ROLLBACK")
             if isinstance(exc, never_retry) or not is_commit_conflict(exc):
                 raise
-            cause = redact_catalog(" ".join(str(exc).split()))
+            cause = short_cause(exc)
             if attempt == attempts - 1:
                 raise CatalogBusy(
                     f"{what}: the lake catalog {_catalog_of(con)} stayed locked or in conflict for "
@@ -199,7 +209,7 @@ def _lake_file_lock(
     settings: LakeSettings, name: str, what: str, holder: str, exclusive: bool
 ) -> Iterator[None]:
     """An flock on a file beside a SQLite catalog (none for a Postgres one); a wait is logged."""
-    if settings.catalog:
+    if not settings.is_sqlite:
         yield
         return
     import fcntl
@@ -217,16 +227,34 @@ def _lake_file_lock(
         yield
 
 
-def _attach(settings: LakeSettings, read_only: bool, attempts: int = 10) -> duckdb.DuckDBPyConnection:
-    kind = settings.catalog_spec.split(":", 1)[0]
+# A Postgres session waits for a lock forever by default: a catalog table locked by a stuck session hung
+# every drain and merge with no word. With a timeout the commit fails, is retried, and ends in CatalogBusy.
+POSTGRES_LOCK_TIMEOUT = "5s"
+
+
+def attach_statement(settings: LakeSettings, read_only: bool) -> str:
+    """The ATTACH of the lake as `lake`, for DuckDB here and in the DuckDB CLI's init script."""
+    spec = settings.catalog_spec
+    if spec.startswith("postgres:"):
+        # the libpq defaults a deployment needs, unless the spec sets them: who holds a lock, and a bound on waiting
+        if "application_name=" not in spec:
+            spec += " application_name=derivlake"
+        if "options=" not in spec:
+            spec += f" options='-c lock_timeout={POSTGRES_LOCK_TIMEOUT}'"
     # Inlining small inserts into the catalog is off: every committed batch is Parquet on disk.
     options = [f"DATA_PATH '{settings.data_dir}'", "DATA_INLINING_ROW_LIMIT 0"]
     if read_only:
         options.append("READ_ONLY")
+    quoted = spec.replace("'", "''")
+    return f"ATTACH 'ducklake:{quoted}' AS {LAKE_ALIAS} ({', '.join(options)})"
+
+
+def _attach(settings: LakeSettings, read_only: bool, attempts: int = 10) -> duckdb.DuckDBPyConnection:
+    kind = settings.catalog_spec.split(":", 1)[0]
     for attempt in range(attempts):
         con = connect_duckdb({"sqlite": "sqlite_scanner", "postgres": "postgres_scanner"}.get(kind))
         try:
-            con.execute(f"ATTACH 'ducklake:{settings.catalog_spec}' AS {LAKE_ALIAS} ({', '.join(options)})")
+            con.execute(attach_statement(settings, read_only))
             return con
         except Exception as exc:
             con.close()
@@ -257,13 +285,17 @@ def bootstrap(con: duckdb.DuckDBPyConnection) -> None:
 
     def create() -> None:
         existing = set(lake_tables(con))
-        if existing.issuperset(PARTITIONED_TABLES) and "ops.table_stats" in existing:
+        if existing.issuperset(PARTITIONED_TABLES) and existing.issuperset(
+            ("ops.table_stats", "ops.offset_row_claims")
+        ):
             return
         con.execute("BEGIN")
         con.execute(SCHEMA_SQL.read_text())
         for table in PARTITIONED_TABLES:
             if table not in existing:
                 con.execute(f"ALTER TABLE {table} SET PARTITIONED BY (date)")
+        if "ops.offset_row_claims" not in existing:  # two writers may each add one: updates take them all
+            con.execute("INSERT INTO ops.offset_row_claims VALUES (now()::TIMESTAMP, 'bootstrap')")
         con.execute("COMMIT")
 
     with_commit_retries(

@@ -151,18 +151,19 @@ def _merge(con: duckdb.DuckDBPyConnection, table: str, config: MaintenanceConfig
     )
 
 
-def older_than(age: timedelta) -> str:
-    """DuckLake's `older_than` for "at least `age` ago", one day earlier.
+def older_than(age: timedelta, sqlite: bool) -> str:
+    """DuckLake's `older_than` for "at least `age` ago", on a SQLite catalog one day earlier.
 
     DuckLake 1.5.5 on a SQLite catalog compares snapshot and deletion times by their date. A file
     replaced at 14:00 counted as scheduled at midnight, so a one-hour grace deleted it at once, under
     queries still reading it, and snapshots expired up to a day before their retention. One more day
-    keeps every snapshot and file at least as long as asked; they go up to a day later. Zero means
-    everything, as asked.
+    keeps every snapshot and file at least as long as asked; they go up to a day later. A Postgres
+    catalog compares the times themselves (measured), and a day more there would keep a day of
+    replaced files on disk for nothing. Zero means everything, as asked.
     """
     if age <= timedelta(0):
         return "now()"
-    return f"now() - INTERVAL {int((age + timedelta(days=1)).total_seconds())} SECOND"
+    return f"now() - INTERVAL {int((age + timedelta(days=1 if sqlite else 0)).total_seconds())} SECOND"
 
 
 def partition_stats(con: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
@@ -193,9 +194,9 @@ def maintain(settings: LakeSettings, config: MaintenanceConfig | None = None) ->
         for table in lake_tables(con):  # ops tables too: they also collect one small file per commit
             with commit_lock(settings, f"merge {table}", exclusive=True):
                 _merge(con, table, config)
-        _retrying(con, "expire", f"CALL ducklake_expire_snapshots('lake', older_than => {older_than(config.snapshot_retention)})",
+        _retrying(con, "expire", f"CALL ducklake_expire_snapshots('lake', older_than => {older_than(config.snapshot_retention, settings.is_sqlite)})",
                   config.conflict_retries)  # fmt: skip
-        deleted = _retrying(con, "cleanup", f"CALL ducklake_cleanup_old_files('lake', older_than => {older_than(config.file_grace)})",
+        deleted = _retrying(con, "cleanup", f"CALL ducklake_cleanup_old_files('lake', older_than => {older_than(config.file_grace, settings.is_sqlite)})",
                             config.conflict_retries)  # fmt: skip
         result.deleted_files = len(deleted)
         result.partitions = partition_stats(con)

@@ -76,6 +76,12 @@ CREATE TABLE IF NOT EXISTS ops.kafka_offsets (
     topic VARCHAR, partition INTEGER, next_offset BIGINT, updated_at TIMESTAMP, run_id VARCHAR
 );
 
+-- One row, updated by every transaction that creates or repairs offset rows. On a Postgres catalog
+-- DuckLake commits two inserts into one table side by side, so two drains starting on a new topic at
+-- once each inserted its rows; with both updating this row, the second conflicts, retries, and finds
+-- the rows made. (bootstrap inserts the row.)
+CREATE TABLE IF NOT EXISTS ops.offset_row_claims (claimed_at TIMESTAMP, run_id VARCHAR);
+
 CREATE TABLE IF NOT EXISTS ops.ingest_runs (
     run_id VARCHAR, topic VARCHAR, batch_no INTEGER, started_at TIMESTAMP, committed_at TIMESTAMP,
     messages BIGINT, rows BIGINT, bytes BIGINT, quarantined BIGINT, duplicates BIGINT, late BIGINT,

@@ -1,0 +1,104 @@
+"""A throwaway PostgreSQL server for the tests of the lake on a Postgres catalog (the compose deployment's).
+
+Started from the Debian `postgresql` package's binaries, as the embedded broker is started from its
+package: a fresh cluster in a temporary directory, on a free loopback port, stopped at the end.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class PostgresUnavailable(RuntimeError):
+    pass
+
+
+def _bin_dir() -> Path:
+    newest = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[4]))
+    pg_ctl = shutil.which("pg_ctl") or (newest[-1] if newest else None)
+    if not pg_ctl:
+        raise PostgresUnavailable("no PostgreSQL server binaries (Debian: apt-get install postgresql)")
+    return Path(os.path.realpath(pg_ctl)).parent
+
+
+def postgres_bin(name: str) -> Path:
+    return _bin_dir() / name
+
+
+@dataclass
+class PostgresServer:
+    bin_dir: Path
+    root: Path
+    port: int
+
+    @property
+    def as_user(self) -> list[str]:
+        # initdb and postgres refuse to run as root
+        return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    def _run(self, *args: str) -> None:
+        done = subprocess.run([*self.as_user, *args], capture_output=True, text=True)
+        if done.returncode:
+            raise PostgresUnavailable(
+                f"{' '.join(args[:2])} failed: {done.stderr.strip() or done.stdout.strip()}"
+            )
+
+    def start(self) -> None:
+        data = self.root / "data"
+        self._run(str(self.bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
+        # the server's defaults (100 connections) as a deployment has them; fsync off: a test cluster
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(
+            str(self.bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(self.root / "log"),
+            "-w",
+            "start",
+        )
+
+    def stop(self) -> None:
+        subprocess.run([*self.as_user, str(self.bin_dir / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate", "stop"],
+                       capture_output=True)  # fmt: skip
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def psql(self, sql: str, dbname: str = "postgres") -> str:
+        done = subprocess.run(
+            [str(self.bin_dir / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+             "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", dbname, "-c", sql],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return done.stdout.strip()
+
+    def new_database(self) -> str:
+        name = f"lake_{uuid.uuid4().hex[:12]}"
+        self.psql(f"CREATE DATABASE {name}")
+        return name
+
+    def catalog_spec(self, dbname: str) -> str:
+        return f"postgres:dbname={dbname} host=127.0.0.1 port={self.port} user=postgres"
+
+
+def start_postgres(port: int) -> PostgresServer:
+    root = Path(
+        tempfile.mkdtemp(prefix="derivlake-pg-")
+    )  # not under pytest's 0700 tmp: the server user reads it
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+    server = PostgresServer(_bin_dir(), root, port)
+    try:
+        server.start()
+    except Exception:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    return server
