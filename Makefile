@@ -39,7 +39,7 @@ bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "# $$b"; $(PY) $$b || exit 1; done
 
 chaos: $(STAMP)
-	@# 200 trials of ~2 s each: longer than the per-test timeout of `make test`
+	@# 200 trials of ~2 s each, on each catalog: longer than the per-test timeout of `make test`
 	DERIVLAKE_CHAOS_TRIALS=200 $(PY) -m pytest -q --timeout 1800 tests/integration/test_drain.py -k kill_9 $(PYTEST_ARGS)
 
 up:
