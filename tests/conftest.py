@@ -35,7 +35,7 @@ def catalog_write_lock(lake: LakeSettings) -> Iterator[None]:
 
     SQLite: a separate process, as a second SQLite library in this one could drop DuckDB's locks on the
     file. Postgres: a session holding the snapshot table, which every commit inserts into."""
-    if lake.catalog:
+    if not lake.is_sqlite:
         holder = subprocess.Popen(
             [str(postgres_bin("psql")), "-X", "-q", "-A", "-t", lake.catalog.removeprefix("postgres:")],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,

@@ -380,14 +380,14 @@ def test_a_drain_during_a_merge_waits_for_it_and_the_merge_does_not_start_over(
         maintainer.start()
         assert merging.wait(60), "the merge of the big table never started"
         time.sleep(1.0)  # into its sort, which takes seconds
-        if not lake_settings.catalog:
+        if lake_settings.is_sqlite:
             with open(lake_settings.lake_dir / ".commit.lock", "a") as lock, pytest.raises(BlockingIOError):
                 fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)  # the merge holds the commit lock
         result = drain_topic(kafka, lake_settings, "deribit.trades", DrainSettings(idle_timeout_s=5))
         drained_during_merge = maintainer.is_alive()
         maintainer.join()
     assert result.rows["market.trades"] == 200
-    if lake_settings.catalog:
+    if not lake_settings.is_sqlite:
         assert drained_during_merge, "the drain waited for the merge on a Postgres catalog"
     else:
         assert re.search(
