@@ -7,7 +7,13 @@ import contextlib
 import pytest
 
 from derivlake.config import LakeSettings, TopicSpec
-from derivlake.ingest.offsets import ensure_offset_rows, stored_offsets
+from derivlake.ingest.offsets import (
+    ConcurrentDrain,
+    OffsetReset,
+    ensure_offset_rows,
+    record_resets,
+    stored_offsets,
+)
 from derivlake.lake.catalog import is_commit_conflict, open_lake
 
 TOPIC = TopicSpec(kind="deribit.ticker", name="deribit.ticker", partitions=3, key_field="instrument_name")
@@ -65,3 +71,28 @@ def test_doubled_offset_rows_are_made_one_and_disagreeing_ones_are_reported(
     con.execute("COMMIT")
     with pytest.raises(RuntimeError, match=r"conflicting rows for deribit\.ticker\[2\]: -1 and 7"):
         stored_offsets(con, TOPIC)
+
+
+def test_a_reset_of_an_offset_another_drain_moved_resets_nothing_and_says_so(
+    lake_settings: LakeSettings,
+) -> None:
+    """The reset's compare-and-set: it used to record the reset and start from the new offset even when
+    its update matched no row, and the drain then failed on its first batch with nothing explained."""
+    con = open_lake(lake_settings)
+    con.execute("BEGIN")
+    ensure_offset_rows(con, TOPIC, [0, 1, 2], "drain-e")
+    con.execute("COMMIT")
+    con.execute("UPDATE ops.kafka_offsets SET next_offset = 50 WHERE partition = 1")  # the other drain
+    resets = [OffsetReset(0, -1, 10, "retention; reset to earliest", 10),
+              OffsetReset(1, -1, 10, "retention; reset to earliest", 10)]  # fmt: skip
+    with pytest.raises(
+        ConcurrentDrain, match=r"deribit\.ticker\[1\]: another drain moved the stored offset -1"
+    ):
+        record_resets(con, TOPIC, resets, "drain-e")
+    assert con.execute("SELECT count(*) FROM ops.offset_resets").fetchone()[0] == 0
+    assert stored_offsets(con, TOPIC) == {0: -1, 1: 50, 2: -1}
+    record_resets(con, TOPIC, resets[:1], "drain-e")
+    assert stored_offsets(con, TOPIC) == {0: 10, 1: 50, 2: -1}
+    assert con.execute("SELECT partition, old_offset, new_offset FROM ops.offset_resets").fetchall() == [
+        (0, -1, 10)
+    ]

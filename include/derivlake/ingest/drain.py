@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from derivlake.config import DrainSettings, KafkaSettings, LakeSettings, TopicSpec
-from derivlake.ingest.offsets import PartitionStart, ensure_offset_rows, resolve_starts, stored_offsets
+from derivlake.ingest.offsets import (
+    ConcurrentDrain,
+    PartitionStart,
+    ensure_offset_rows,
+    record_resets,
+    resolve_starts,
+    stored_offsets,
+)
 from derivlake.kafka_io import BrokerUnavailable
 from derivlake.lake.catalog import commit_lock, with_commit_retries
 from derivlake.normalize import normalizer_for
@@ -45,10 +52,6 @@ class TopicMissing(RuntimeError):
 
 class QuarantineThresholdExceeded(RuntimeError):
     """Too many bad messages: they are safely in ops.quarantine, but someone must look."""
-
-
-class ConcurrentDrain(RuntimeError):
-    """Another drain committed this range first; ours is stale and is dropped."""
 
 
 @dataclass
@@ -313,9 +316,11 @@ class Drain:
         try:
             partitions = self._partitions(consumer)
             self._with_retries("offset rows", lambda: self._init_offsets(partitions))
-            starts = resolve_starts(
-                consumer, self.con, self.topic, partitions, self.reset_offsets, self.run_id
-            )
+            starts, resets = resolve_starts(consumer, self.con, self.topic, partitions, self.reset_offsets)
+            if resets:
+                self._with_retries(
+                    "offset reset", lambda: record_resets(self.con, self.topic, resets, self.run_id)
+                )
             # the old values of the compare-and-set: exactly what the start positions came from
             stored = {s.partition: s.stored for s in starts}
             bound: dict[int, int] = {}  # fixed at the first fetch of each partition

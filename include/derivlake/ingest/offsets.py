@@ -27,6 +27,19 @@ class OffsetOutOfRange(RuntimeError):
     """A stored offset lies outside the partition's log; a reset must be asked for explicitly."""
 
 
+class ConcurrentDrain(RuntimeError):
+    """Another drain committed this range first; ours is stale and is dropped."""
+
+
+@dataclass(frozen=True)
+class OffsetReset:
+    partition: int
+    old_offset: int
+    new_offset: int
+    reason: str
+    messages_affected: int
+
+
 @dataclass(frozen=True)
 class PartitionStart:
     partition: int
@@ -106,13 +119,13 @@ def resolve_starts(
     topic: TopicSpec,
     partitions: list[int],
     reset: str | None,
-    run_id: str,
     timeout_s: float = 10.0,
-) -> list[PartitionStart]:
+) -> tuple[list[PartitionStart], list[OffsetReset]]:
     """Where each partition's drain starts; out-of-range stored offsets raise unless `reset` is given.
 
-    `reset` is 'earliest' or 'latest'; a reset is recorded in `ops.offset_resets` (committed with
-    the next batch by the caller's transaction is not enough: it is recorded at once).
+    `reset` is 'earliest' or 'latest'; the resets it makes are returned for `record_resets`, which the
+    caller commits before it drains (with the next batch would not do: a run with nothing to drain
+    would forget them).
     """
     from confluent_kafka import TopicPartition
 
@@ -123,7 +136,7 @@ def resolve_starts(
         p: consumer.get_watermark_offsets(TopicPartition(topic.name, p), timeout=timeout_s)
         for p in partitions
     }
-    starts = []
+    starts, resets = [], []
     for p in partitions:
         low, listed_high = listed[p]
         offset = stored.get(p, -1)
@@ -159,16 +172,31 @@ def resolve_starts(
                 "(or the DAG param reset_offsets); the reset is recorded in ops.offset_resets"
             )
         new = low if reset == "earliest" else high
-        con.execute("BEGIN")
+        resets.append(OffsetReset(p, offset, new, f"{reason}; reset to {reset}", affected))
+        starts.append(PartitionStart(p, new, new, low, high))
+    return starts, resets
+
+
+def record_resets(
+    con: duckdb.DuckDBPyConnection, topic: TopicSpec, resets: list[OffsetReset], run_id: str
+) -> None:
+    """One transaction: each reset in `ops.offset_resets`, and its stored offset moved as a
+    compare-and-set. If another drain moved one first, nothing is reset and ConcurrentDrain says so."""
+    con.execute("BEGIN")
+    for r in resets:
         con.execute(
             "INSERT INTO ops.offset_resets VALUES (?, ?, ?, ?, ?, ?, now()::TIMESTAMP, ?)",
-            [topic.name, p, offset, new, f"{reason}; reset to {reset}", affected, run_id],
+            [topic.name, r.partition, r.old_offset, r.new_offset, r.reason, r.messages_affected, run_id],
         )
-        con.execute(
+        (updated,) = con.execute(
             "UPDATE ops.kafka_offsets SET next_offset = ?, updated_at = now()::TIMESTAMP, run_id = ? "
             "WHERE topic = ? AND partition = ? AND next_offset = ?",
-            [new, run_id, topic.name, p, offset],
-        )
-        con.execute("COMMIT")
-        starts.append(PartitionStart(p, new, new, low, high))
-    return starts
+            [r.new_offset, run_id, topic.name, r.partition, r.old_offset],
+        ).fetchone()
+        if updated != 1:
+            con.execute("ROLLBACK")
+            raise ConcurrentDrain(
+                f"{topic.name}[{r.partition}]: another drain moved the stored offset {r.old_offset} while "
+                "this one reset it; nothing was reset. Rerun to see where the partition stands"
+            )
+    con.execute("COMMIT")
