@@ -339,3 +339,30 @@ def test_rerun_replaces_only_its_date(seeded: LakeSettings) -> None:
     finally:
         con.close()
     assert n_prev == 1, "the previous day's report is untouched"
+
+
+def test_the_chain_is_stored_through_a_catalog_locked_for_a_moment(seeded: LakeSettings) -> None:
+    """The store's commit lost to a busy catalog and failed the build (and its ROLLBACK, after a failed
+    COMMIT had ended the transaction, replaced the error with "no transaction is active"). It is
+    retried now, as a drain's commit is."""
+    import threading
+
+    from tests.conftest import catalog_write_lock
+
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with catalog_write_lock(seeded):
+            locked.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert locked.wait(30)
+    threading.Timer(2.0, release.set).start()
+    try:
+        result = build_chain(seeded, D, write_files=False)
+    finally:
+        release.set()
+        holder.join()
+    assert sum(r["as_of_date"] == D for r in _rows(seeded, "options_chain")) == result.series > 0

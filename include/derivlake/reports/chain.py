@@ -299,19 +299,37 @@ def _table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def store(con: duckdb.DuckDBPyConnection, as_of: date, chain: pd.DataFrame, expiries: pd.DataFrame) -> None:
-    """Replace the date's rows of both tables in ONE transaction: readers see the old or the new day."""
+def store(
+    con: duckdb.DuckDBPyConnection,
+    as_of: date,
+    chain: pd.DataFrame,
+    expiries: pd.DataFrame,
+    settings: LakeSettings | None = None,
+) -> None:
+    """Replace the date's rows of both tables in ONE transaction: readers see the old or the new day.
+
+    Retried while it loses commit races, as a drain's commit is; given the lake's settings, under the
+    drains' commit lock, so a maintenance merge is neither broken by it nor breaks it (SQLite catalog).
+    """
+    import contextlib
+
+    from derivlake.lake.catalog import commit_lock, with_commit_retries
+
+    def replace_day() -> None:
+        lock = commit_lock(settings, f"store the chain of {as_of}") if settings else contextlib.nullcontext()
+        with lock:
+            con.execute("BEGIN")
+            for table, view in (("options_chain", "chain_rows"), ("options_chain_expiry", "expiry_rows")):
+                con.execute(f"DELETE FROM reports.{table} WHERE as_of_date = ?", [as_of])
+                con.execute(f"INSERT INTO reports.{table} BY NAME SELECT * FROM {view}")
+            con.execute("COMMIT")
+
     con.register("chain_rows", chain)
     con.register("expiry_rows", expiries)
     try:
-        con.execute("BEGIN")
-        for table, view in (("options_chain", "chain_rows"), ("options_chain_expiry", "expiry_rows")):
-            con.execute(f"DELETE FROM reports.{table} WHERE as_of_date = ?", [as_of])
-            con.execute(f"INSERT INTO reports.{table} BY NAME SELECT * FROM {view}")
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
+        with_commit_retries(
+            con, f"store the chain of {as_of}", replace_day, attempts=20, first_delay_s=0.05, max_delay_s=2.0
+        )
     finally:
         con.unregister("chain_rows")
         con.unregister("expiry_rows")
@@ -371,7 +389,7 @@ def build_chain(
         con = con_or_settings
     try:
         chain, expiries = compute_chain(con, as_of)
-        store(con, as_of, chain, expiries)
+        store(con, as_of, chain, expiries, settings)
     finally:
         if settings is not None:
             con.close()
