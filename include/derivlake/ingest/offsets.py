@@ -28,7 +28,8 @@ class OffsetOutOfRange(RuntimeError):
 
 
 class ConcurrentDrain(RuntimeError):
-    """Another drain committed this range first; ours is stale and is dropped."""
+    """Another drain moved the stored offsets this one started from: its batch or reset is stale and
+    is dropped."""
 
 
 @dataclass(frozen=True)
