@@ -32,7 +32,7 @@ from derivlake.ingest.offsets import (
     stored_offsets,
 )
 from derivlake.kafka_io import BrokerUnavailable
-from derivlake.lake.catalog import commit_lock, with_commit_retries
+from derivlake.lake.catalog import locked_commit
 from derivlake.normalize import normalizer_for
 from derivlake.normalize.core import ARROW_BATCH_ROWS, StagedBatch, stage_batch
 from derivlake.normalize.spec import Output
@@ -288,16 +288,11 @@ class Drain:
         return self._con
 
     def _with_retries(self, what: str, fn):
-        """Commit `fn`'s transaction under the lake's shared commit lock (a maintenance merge waits
-        for it, and it for a merge), retried while it loses races to other drains."""
-
-        def locked():
-            with commit_lock(self.lake, f"{self.topic.name} {what}"):
-                return fn()
-
-        return with_commit_retries(
-            self.con, what, locked, attempts=self.settings.commit_retries,
-            first_delay_s=0.05, max_delay_s=2.0, never_retry=(ConcurrentDrain,),
+        """Commit `fn`'s transaction under the lake's shared commit lock, retried while it loses races
+        to other drains; a ConcurrentDrain is final."""
+        return locked_commit(
+            self.con, self.lake, what, fn, attempts=self.settings.commit_retries,
+            lock_what=f"{self.topic.name} {what}", never_retry=(ConcurrentDrain,),
         )  # fmt: skip
 
     # -- the run -------------------------------------------------------------------------------

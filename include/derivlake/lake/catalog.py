@@ -204,6 +204,28 @@ def commit_lock(
     return _lake_file_lock(settings, ".commit.lock", what, holder, exclusive)
 
 
+def locked_commit(
+    con: duckdb.DuckDBPyConnection,
+    settings: LakeSettings | None,
+    what: str,
+    fn: Callable[[], T],
+    *,
+    attempts: int,
+    lock_what: str | None = None,
+    never_retry: tuple[type[BaseException], ...] = (),
+) -> T:
+    """A writer's transaction `fn` under the lake's shared commit lock (a maintenance merge waits for
+    it, and it for a merge), retried while it loses commit races. Without settings, no lock."""
+
+    def locked() -> T:
+        with commit_lock(settings, lock_what or what) if settings else contextlib.nullcontext():
+            return fn()
+
+    return with_commit_retries(
+        con, what, locked, attempts=attempts, first_delay_s=0.05, max_delay_s=2.0, never_retry=never_retry
+    )
+
+
 @contextlib.contextmanager
 def _lake_file_lock(
     settings: LakeSettings, name: str, what: str, holder: str, exclusive: bool
@@ -285,9 +307,7 @@ def bootstrap(con: duckdb.DuckDBPyConnection) -> None:
 
     def create() -> None:
         existing = set(lake_tables(con))
-        if existing.issuperset(PARTITIONED_TABLES) and existing.issuperset(
-            ("ops.table_stats", "ops.offset_row_claims")
-        ):
+        if existing.issuperset((*PARTITIONED_TABLES, "ops.table_stats", "ops.offset_row_claims")):
             return
         con.execute("BEGIN")
         con.execute(SCHEMA_SQL.read_text())

@@ -311,25 +311,19 @@ def store(
     Retried while it loses commit races, as a drain's commit is; given the lake's settings, under the
     drains' commit lock, so a maintenance merge is neither broken by it nor breaks it (SQLite catalog).
     """
-    import contextlib
-
-    from derivlake.lake.catalog import commit_lock, with_commit_retries
+    from derivlake.lake.catalog import locked_commit
 
     def replace_day() -> None:
-        lock = commit_lock(settings, f"store the chain of {as_of}") if settings else contextlib.nullcontext()
-        with lock:
-            con.execute("BEGIN")
-            for table, view in (("options_chain", "chain_rows"), ("options_chain_expiry", "expiry_rows")):
-                con.execute(f"DELETE FROM reports.{table} WHERE as_of_date = ?", [as_of])
-                con.execute(f"INSERT INTO reports.{table} BY NAME SELECT * FROM {view}")
-            con.execute("COMMIT")
+        con.execute("BEGIN")
+        for table, view in (("options_chain", "chain_rows"), ("options_chain_expiry", "expiry_rows")):
+            con.execute(f"DELETE FROM reports.{table} WHERE as_of_date = ?", [as_of])
+            con.execute(f"INSERT INTO reports.{table} BY NAME SELECT * FROM {view}")
+        con.execute("COMMIT")
 
     con.register("chain_rows", chain)
     con.register("expiry_rows", expiries)
     try:
-        with_commit_retries(
-            con, f"store the chain of {as_of}", replace_day, attempts=20, first_delay_s=0.05, max_delay_s=2.0
-        )
+        locked_commit(con, settings, f"store the chain of {as_of}", replace_day, attempts=20)
     finally:
         con.unregister("chain_rows")
         con.unregister("expiry_rows")
