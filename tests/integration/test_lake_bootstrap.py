@@ -61,22 +61,18 @@ def test_read_only_open_of_a_missing_lake_names_the_path(tmp_path) -> None:
         open_lake(LakeSettings(home=tmp_path / "nowhere"), read_only=True)
 
 
-@pytest.mark.parametrize("variant", ["sqlite-lock", "sqlite-retries-only", "postgres"])
+@pytest.mark.parametrize("variant", ["sqlite", "postgres"])
 def test_writers_opening_a_fresh_lake_at_once_all_get_it(
-    tmp_path, variant: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+    tmp_path, variant: str, request: pytest.FixtureRequest
 ) -> None:
     """The first DAG run's seven drains open a lake that does not exist yet, all at once: six of them
     failed their first try (DuckLake's initialisation and the table creation raced). A SQLite lake is
-    created under a file lock; without it (as on a Postgres catalog, which has none) the retries must
-    suffice."""
-    import contextlib
+    created under a file lock; a Postgres catalog has none, and the retries must suffice."""
     import threading
 
     from derivlake.lake import catalog
     from tests.conftest import postgres_lake
 
-    if variant == "sqlite-retries-only":
-        monkeypatch.setattr(catalog, "_creation_lock", lambda settings, read_only: contextlib.nullcontext())
     failures: list[str] = []
     for trial in range(3):
         lake = LakeSettings(home=tmp_path / f"lake{trial}")
