@@ -2,7 +2,8 @@
 ### maintain_lake
 Hourly: merge the small files the drains leave (up to `target_file_size_mb`, rows ordered by symbol
 and time), expire snapshots older than `retention_days`, delete unreferenced files after the grace
-period, and record rows, files and bytes per table and date partition in `ops.table_stats`. Runs
+period and files no transaction ever committed (left by killed writers) after `orphan_grace_hours`,
+and record rows, files and bytes per table and date partition in `ops.table_stats`. Runs
 while drains commit and analysts read: DuckLake snapshots keep readers consistent, and commit
 conflicts are retried. The `lake://maintenance` asset event carries the per-table stats.
 """
@@ -31,6 +32,8 @@ MAINTENANCE = Asset("lake://maintenance")
     params={
         "target_file_size_mb": Param(128, type="integer", minimum=1, maximum=4096),
         "retention_days": Param(7, type="number", minimum=0),
+        # files of writers killed before their commit; shorter than a running drain or merge would delete its files
+        "orphan_grace_hours": Param(24, type="number", minimum=1),
     },
 )
 def maintain_lake():

@@ -114,6 +114,28 @@ def lake_env(lake: LakeSettings) -> dict[str, str]:
     }
 
 
+def unreferenced_files(lake: LakeSettings) -> set[str]:
+    """Parquet files under the lake's data path that its catalog does not know: not a data file, a
+    delete file or a file scheduled for deletion, by name (DuckLake names files by a UUID). Read from
+    the catalog's own tables, independently of DuckLake's orphan cleanup."""
+    from derivlake.lake.catalog import open_lake
+
+    con = open_lake(lake, read_only=True)
+    try:
+        known = {
+            Path(path).name
+            for table in (
+                "ducklake_data_file",
+                "ducklake_delete_file",
+                "ducklake_files_scheduled_for_deletion",
+            )
+            for (path,) in con.execute(f"SELECT path FROM __ducklake_metadata_lake.{table}").fetchall()
+        }
+    finally:
+        con.close()
+    return {str(f) for f in Path(lake.data_dir).rglob("*.parquet") if f.name not in known}
+
+
 def postgres_lake(server: PostgresServer, home: Path) -> LakeSettings:
     return LakeSettings(home=home, catalog=server.catalog_spec(server.new_database()))
 

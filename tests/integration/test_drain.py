@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections import Counter
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 
@@ -19,7 +20,8 @@ from derivlake.ingest.drain import QuarantineThresholdExceeded, TopicMissing, dr
 from derivlake.ingest.offsets import OffsetOutOfRange
 from derivlake.kafka_io import BrokerUnavailable
 from derivlake.lake.catalog import CatalogBusy, open_lake
-from tests.conftest import catalog_write_lock, free_port, subscription_data
+from derivlake.lake.maintenance import MaintenanceConfig, maintain
+from tests.conftest import catalog_write_lock, free_port, subscription_data, unreferenced_files
 from tests.integration.drain_support import (
     drain_env,
     lake_provenance,
@@ -200,6 +202,11 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(kafka: KafkaSettings
     assert final.returncode == 0, final.stdout + final.stderr
     assert lake_provenance(lake_settings) == _all_offsets(kafka, "deribit.ticker")
     assert len(lake_provenance(lake_settings)) == produced
+    # the killed drains' uncommitted files: with no writer left, a zero orphan grace takes them all
+    orphans = unreferenced_files(lake_settings)
+    result = maintain(lake_settings, MaintenanceConfig(orphan_grace=timedelta(0)))
+    assert result.orphaned_files == len(orphans) and unreferenced_files(lake_settings) == set()
+    assert lake_provenance(lake_settings) == _all_offsets(kafka, "deribit.ticker")
 
 
 def test_two_concurrent_drains_of_one_topic_give_exactly_once(kafka: KafkaSettings, lake_settings) -> None:

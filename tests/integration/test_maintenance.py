@@ -6,15 +6,18 @@ import itertools
 import math
 import os
 import re
+import subprocess
+import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from derivlake.config import DrainSettings, LakeSettings
 from derivlake.lake.catalog import CatalogBusy, open_lake, with_commit_retries
 from derivlake.lake.maintenance import MaintenanceConfig, MergeOutOfMemory, maintain
-from tests.conftest import catalog_write_lock
+from tests.conftest import catalog_write_lock, lake_env, unreferenced_files
 
 ROWS_PER_BATCH = 400
 INSERT_BATCH = """
@@ -318,6 +321,60 @@ def test_a_reader_of_a_snapshot_from_before_the_merge_keeps_its_files_through_th
     assert all(os.path.exists(f) for (f,) in files)
     assert reader.execute(query).fetchone() == before == (6 * ROWS_PER_BATCH, sum(range(6)) * ROWS_PER_BATCH)
     reader.execute("COMMIT")
+
+
+KILLED_WRITER = """
+import sys, time
+from derivlake.config import LakeSettings
+from derivlake.lake.catalog import open_lake
+con = open_lake(LakeSettings.from_env())
+con.execute("BEGIN")
+con.execute(sys.argv[1], {"batch": 99, "rows": 50_000})
+print("written", flush=True)
+time.sleep(600)
+"""
+
+
+def test_files_of_a_writer_killed_before_its_commit_go_after_the_orphan_grace_and_nothing_else(
+    lake_settings: LakeSettings,
+) -> None:
+    """A writer killed between its Parquet write and its commit (kill -9, OOM, a lost worker) leaves
+    files no snapshot ever referenced. Maintenance keeps them while they are younger than the orphan
+    grace (they might be a running writer's) and deletes them after it, and no other file: not the
+    committed ones, not the ones a merge replaced that time travel still reads."""
+    con = open_lake(lake_settings)
+    for batch in range(4):
+        _commit_batch(con, batch)
+    first = con.execute("SELECT id FROM lake.current_snapshot()").fetchone()[0]
+    con.close()
+    merged = maintain(lake_settings, MaintenanceConfig(target_file_size_bytes=256 * 1024))
+    assert merged.files_after < 4  # the 4 replaced files stay for the file grace
+    env = {**os.environ, **lake_env(lake_settings)}
+    writer = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, INSERT_BATCH], env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout.readline().strip() == "written"
+    writer.kill()
+    writer.wait()
+    orphans = unreferenced_files(lake_settings)
+    assert len(orphans) == 1, orphans
+    on_disk = set(map(str, Path(lake_settings.data_dir).rglob("*.parquet")))
+
+    kept = maintain(lake_settings)  # the orphan is seconds old: it could be a running writer's
+    assert kept.orphaned_files == 0 and unreferenced_files(lake_settings) == orphans
+    for path in on_disk:  # a day later by their clocks: age alone deletes nothing referenced
+        os.utime(path, (time.time() - 25 * 3600,) * 2)
+    gone = maintain(lake_settings)
+    assert gone.orphaned_files == 1 and gone.as_metadata()["orphaned_files_deleted"] == 1
+    assert unreferenced_files(lake_settings) == set()
+    assert set(map(str, Path(lake_settings.data_dir).rglob("*.parquet"))) >= on_disk - orphans
+    con = open_lake(lake_settings, read_only=True)
+    assert con.execute("SELECT count(*), max(kafka_offset) FROM market.options_ticker").fetchone() == (
+        4 * ROWS_PER_BATCH,
+        3,
+    )
+    at_first = f"SELECT count(*) FROM market.options_ticker AT (VERSION => {first})"
+    assert con.execute(at_first).fetchone()[0] == 4 * ROWS_PER_BATCH  # read from the replaced files
 
 
 def test_snapshots_younger_than_the_retention_stay_for_time_travel(lake_settings: LakeSettings) -> None:

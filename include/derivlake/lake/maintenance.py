@@ -2,9 +2,10 @@
 
 Drains every 5 minutes leave one small file per partition per batch. Maintenance merges adjacent
 files up to a target size, expires old snapshots and deletes files no snapshot references after a
-grace period. DuckLake writes each merged file sorted by the table's `SET SORTED BY` keys (symbol, then
-time), so row-group min/max statistics on symbol are narrow and a query on one underlying skips most row
-groups. DuckLake makes each step its own snapshot, so readers never see a half-merged partition; a commit
+grace period, and files no transaction ever committed (orphans of killed writers) after a longer one.
+DuckLake writes each merged file sorted by the table's `SET SORTED BY` keys (symbol, then time), so
+row-group min/max statistics on symbol are narrow and a query on one underlying skips most row groups.
+DuckLake makes each step its own snapshot, so readers never see a half-merged partition; a commit
 conflict with a concurrent drain is retried with backoff and fails the run only when it persists.
 
 The sort holds each merged file's rows in memory, per thread: a merge that does not fit DuckDB's memory
@@ -60,6 +61,10 @@ class MaintenanceConfig:
     target_file_size_bytes: int = 128 * 1024 * 1024
     snapshot_retention: timedelta = timedelta(days=7)
     file_grace: timedelta = timedelta(hours=1)
+    # Parquet files no transaction ever committed (a writer killed between its write and its commit)
+    # go after this long. A writer's own files are such files until it commits, so it must outlast
+    # the longest transaction (a drain's batch takes seconds, a big merge minutes).
+    orphan_grace: timedelta = timedelta(days=1)
     conflict_retries: int = 12
     threads: int | None = None  # DuckDB's default: one per core
 
@@ -74,6 +79,7 @@ class MaintenanceResult:
     files_after: int = 0
     partitions: list[dict[str, object]] = field(default_factory=list)
     deleted_files: int = 0
+    orphaned_files: int = 0
     seconds: float = 0.0
 
     def as_metadata(self) -> dict[str, object]:
@@ -88,6 +94,7 @@ class MaintenanceResult:
             "files_before": self.files_before,
             "files_after": self.files_after,
             "deleted_files": self.deleted_files,
+            "orphaned_files_deleted": self.orphaned_files,
             "seconds": round(self.seconds, 2),
             "tables": tables,
         }
@@ -199,6 +206,11 @@ def maintain(settings: LakeSettings, config: MaintenanceConfig | None = None) ->
         deleted = _retrying(con, "cleanup", f"CALL ducklake_cleanup_old_files('lake', older_than => {older_than(config.file_grace, settings.is_sqlite)})",
                             config.conflict_retries)  # fmt: skip
         result.deleted_files = len(deleted)
+        # DuckLake compares the files' own modification times here, on either catalog (measured)
+        orphans = con.execute(
+            f"CALL ducklake_delete_orphaned_files('lake', older_than => {older_than(config.orphan_grace, sqlite=False)})"
+        ).fetchall()
+        result.orphaned_files = len(orphans)
         result.partitions = partition_stats(con)
         result.files_after = sum(p["files"] for p in result.partitions)
         if result.partitions:  # an empty lake has nothing to record
@@ -218,6 +230,7 @@ def maintain(settings: LakeSettings, config: MaintenanceConfig | None = None) ->
     finally:
         con.close()
     result.seconds = time.monotonic() - t0
-    log.info("maintenance: files %d -> %d in %d partitions, %d unreferenced files deleted, %.1fs",
-             result.files_before, result.files_after, len(result.partitions), result.deleted_files, result.seconds)  # fmt: skip
+    log.info("maintenance: files %d -> %d in %d partitions, %d unreferenced and %d orphaned files deleted, %.1fs",
+             result.files_before, result.files_after, len(result.partitions), result.deleted_files,
+             result.orphaned_files, result.seconds)  # fmt: skip
     return result

@@ -1,4 +1,5 @@
-"""`python -m derivlake maintain [--target-file-size-mb N] [--retention-days D] [--grace-hours H]`."""
+"""`python -m derivlake maintain [--target-file-size-mb N] [--retention-days D] [--grace-hours H]
+[--orphan-grace-hours H]`."""
 
 from __future__ import annotations
 
@@ -13,6 +14,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-file-size-mb", type=int, default=128)
     parser.add_argument("--retention-days", type=float, default=7.0, help="snapshots kept for time travel")
     parser.add_argument("--grace-hours", type=float, default=1.0, help="unreferenced files kept this long")
+    parser.add_argument(
+        "--orphan-grace-hours",
+        type=float,
+        default=24.0,
+        help="files no transaction committed (left by killed writers) kept this long; "
+        "it must outlast any running drain or merge",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
         target_file_size_bytes=args.target_file_size_mb * 1024 * 1024,
         snapshot_retention=timedelta(days=args.retention_days),
         file_grace=timedelta(hours=args.grace_hours),
+        orphan_grace=timedelta(hours=args.orphan_grace_hours),
     )
     print(json.dumps(maintain(LakeSettings.from_env(), config).as_metadata(), indent=2, default=str))
     return 0

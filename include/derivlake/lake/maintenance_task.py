@@ -14,6 +14,7 @@ def run_maintenance_task(context: dict[str, Any], asset: object) -> dict[str, ob
     config = MaintenanceConfig(
         target_file_size_bytes=int(params.get("target_file_size_mb", 128)) * 1024 * 1024,
         snapshot_retention=timedelta(days=float(params.get("retention_days", 7))),
+        orphan_grace=timedelta(hours=float(params.get("orphan_grace_hours", 24))),
     )
     meta = maintain(LakeSettings.from_env(), config).as_metadata()
     context["outlet_events"][asset].extra = meta
