@@ -123,6 +123,7 @@ class LakeSettings:
     home: Path
     catalog: str = ""
     data_path: str = ""
+    spill_dir: str = ""
 
     @property
     def lake_dir(self) -> Path:
@@ -145,6 +146,11 @@ class LakeSettings:
         return self.data_path or f"{self.lake_dir / 'data'}/"
 
     @property
+    def spill_root(self) -> Path:
+        """Where DuckDB spills beyond its memory limit, each connection in a directory of its own."""
+        return Path(self.spill_dir) if self.spill_dir else self.home / "tmp"
+
+    @property
     def reports_dir(self) -> Path:
         return self.home / "reports"
 
@@ -159,6 +165,7 @@ class LakeSettings:
             home=home.resolve(),
             catalog=os.environ.get("DERIVLAKE_CATALOG", ""),
             data_path=os.environ.get("DERIVLAKE_DATA_PATH", ""),
+            spill_dir=os.environ.get("DERIVLAKE_DUCKDB_TEMP_DIR", ""),
         )
 
 

@@ -130,10 +130,12 @@ def extension_path(package_name: str) -> str:
     return found[0]
 
 
-def connect_duckdb(catalog_extension: str | None = "sqlite_scanner") -> duckdb.DuckDBPyConnection:
+def connect_duckdb(catalog_extension: str | None, spill_root: Path) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the lake's extensions (DuckLake and the catalog database's scanner)
-    loaded from disk, never downloaded."""
+    loaded from disk, never downloaded, spilling into a directory of its own under `spill_root`."""
     import duckdb
+
+    from derivlake.lake.spill import spill_directory
 
     # memory is capped by configuration (DuckDB's default is 80% of RAM); beyond it DuckDB spills to disk
     con = duckdb.connect(
@@ -141,6 +143,7 @@ def connect_duckdb(catalog_extension: str | None = "sqlite_scanner") -> duckdb.D
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
             "memory_limit": os.environ.get("DERIVLAKE_DUCKDB_MEMORY_LIMIT", "512MB"),
+            "temp_directory": spill_directory(spill_root),
         }
     )
     for name in filter(None, (catalog_extension, "ducklake")):
@@ -274,7 +277,9 @@ def attach_statement(settings: LakeSettings, read_only: bool) -> str:
 def _attach(settings: LakeSettings, read_only: bool, attempts: int = 10) -> duckdb.DuckDBPyConnection:
     kind = settings.catalog_spec.split(":", 1)[0]
     for attempt in range(attempts):
-        con = connect_duckdb({"sqlite": "sqlite_scanner", "postgres": "postgres_scanner"}.get(kind))
+        con = connect_duckdb(
+            {"sqlite": "sqlite_scanner", "postgres": "postgres_scanner"}.get(kind), settings.spill_root
+        )
         try:
             con.execute(attach_statement(settings, read_only))
             return con

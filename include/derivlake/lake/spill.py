@@ -1,0 +1,41 @@
+"""Where DuckDB spills: a directory of each connection's own.
+
+DuckDB 1.5.5 names its spill files the same in every process (`duckdb_temp_storage_DEFAULT-0.tmp`), and
+its default directory is `.tmp` in the working directory, which Airflow's task processes and analysts'
+shells share. Processes spilling there at once read each other's blocks: three concurrent sorts in one
+directory all failed with "Could not read enough bytes from file .tmp/duckdb_temp_storage_..."
+(reproduced on this version; duckdb/duckdb#15173), and a closing process deletes every spill file there,
+others' too. So each connection spills into its own directory under the lake's spill root, named by
+host and pid. DuckDB creates it on the first spill and removes it on close; one a killed process left
+behind is removed by the next connection on the same host.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import uuid
+from pathlib import Path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def spill_directory(root: Path) -> str:
+    """A new, unused spill directory under `root` for one connection; stale ones of dead processes on
+    this host are removed first (another host's, on a shared volume, are left to that host)."""
+    prefix = f"duckdb-{socket.gethostname()}-"
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(f"{prefix}*"):
+        pid = stale.name[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    return str(root / f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:12]}")

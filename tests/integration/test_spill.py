@@ -1,0 +1,74 @@
+"""DuckDB's spill files: each lake connection spills into a directory of its own."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from derivlake.config import LakeSettings
+from derivlake.lake.catalog import open_lake
+from tests.conftest import lake_env
+
+SPILLER = """
+import os, sys, time
+from derivlake.config import LakeSettings
+from derivlake.lake.catalog import open_lake
+con = open_lake(LakeSettings.from_env(), read_only=True)
+print(con.execute("SELECT current_setting('temp_directory')").fetchone()[0], flush=True)
+# a sort of ~6M rows does not fit 100 MB: it spills
+total = con.execute(
+    "SELECT count(*), sum(y) FROM (SELECT random() AS x, range AS y, repeat('x', 20) AS z "
+    "FROM range(6_000_000) ORDER BY x)"
+).fetchone()
+spilled = os.path.isdir(con.execute("SELECT current_setting('temp_directory')").fetchone()[0])
+print(total[0], total[1], spilled, flush=True)
+if sys.argv[1] == "hang":
+    time.sleep(600)
+"""
+
+
+def _spiller(lake: LakeSettings, cwd: Path, mode: str = "exit") -> subprocess.Popen:
+    env = {**os.environ, **lake_env(lake), "DERIVLAKE_DUCKDB_MEMORY_LIMIT": "100MB"}
+    return subprocess.Popen(
+        [sys.executable, "-c", SPILLER, mode],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_processes_spilling_at_once_from_one_directory_each_get_their_own_spill_files(tmp_path: Path) -> None:
+    """With DuckDB's default (`.tmp` in the working directory, the same file names in every process),
+    three such sorts at once all failed: "Could not read enough bytes from file
+    .tmp/duckdb_temp_storage_..." (duckdb/duckdb#15173, DuckDB 1.5.5)."""
+    lake = LakeSettings(home=tmp_path / "home")
+    open_lake(lake).close()
+    procs = [_spiller(lake, tmp_path) for _ in range(3)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-600:] for _, err in outputs]
+    # first line: the spill directory; last: the result (a progress bar may come between)
+    dirs, results = zip(*((out.splitlines()[0], out.splitlines()[-1]) for out, _ in outputs), strict=True)
+    assert results == (f"6000000 {sum(range(6_000_000))} True",) * 3  # each spilled, each right
+    assert len(set(dirs)) == 3 and all(Path(d).parent == lake.home / "tmp" for d in dirs)
+    assert not any((lake.home / "tmp").iterdir())  # DuckDB removes its directory on close
+    assert not (tmp_path / ".tmp").exists()
+
+
+def test_a_killed_process_spill_directory_is_removed_by_the_next_connection(tmp_path: Path) -> None:
+    lake = LakeSettings(home=tmp_path / "home")
+    open_lake(lake).close()
+    proc = _spiller(lake, tmp_path, mode="hang")
+    spill_dir = Path(proc.stdout.readline().strip())
+    while not (line := proc.stdout.readline()).startswith("6000000"):
+        assert line, "the spiller ended early"
+    assert line.split()[-1] == "True"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert spill_dir.is_dir()  # left behind (its files emptied at the end of the query)
+    open_lake(lake, read_only=True).close()
+    assert not spill_dir.exists()
