@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
 from derivlake.config import LakeSettings
 from derivlake.lake.catalog import open_lake
 from tests.conftest import lake_env
@@ -24,6 +30,11 @@ def test_maintain_lake_compacts_and_reports(dagbag, lake_settings: LakeSettings,
             [i],
         )
     con.close()
+    # as a writer killed before its commit leaves it: a Parquet file the catalog never heard of, 2 days old
+    written = next(Path(lake.data_dir).rglob("date=2025-03-06/*.parquet"))
+    orphan = written.with_name(f"ducklake-{uuid.uuid4()}.parquet")
+    shutil.copy(written, orphan)
+    os.utime(orphan, (time.time() - 48 * 3600,) * 2)
     run = dagbag.get_dag("maintain_lake").test(run_conf={"target_file_size_mb": 1})
     assert run.state == DagRunState.SUCCESS
     with create_session() as session:
@@ -36,3 +47,4 @@ def test_maintain_lake_compacts_and_reports(dagbag, lake_settings: LakeSettings,
     stats = extra["tables"]["market.index_prices"]
     assert stats == {"rows": 1200, "files": 1, "bytes": stats["bytes"], "partitions": 1}
     assert extra["files_before"] >= 12
+    assert extra["orphaned_files_deleted"] == 1 and not orphan.exists()  # older than the 24 h default
