@@ -105,6 +105,14 @@ def lake_settings(request: pytest.FixtureRequest, tmp_path: Path) -> LakeSetting
     return postgres_lake(server, tmp_path / "home")
 
 
+@pytest.fixture
+def lake_in_env(lake_settings: LakeSettings, monkeypatch: pytest.MonkeyPatch) -> LakeSettings:
+    """`lake_settings`, also set in this process's environment, where DAG tasks and CLI code read it."""
+    for name, value in lake_env(lake_settings).items():
+        monkeypatch.setenv(name, value)
+    return lake_settings
+
+
 def lake_env(lake: LakeSettings) -> dict[str, str]:
     """The environment a CLI process (`python -m derivlake ...`) needs to open `lake`."""
     return {

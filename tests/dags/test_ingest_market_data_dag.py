@@ -6,12 +6,11 @@ import json
 
 from derivlake.config import KafkaSettings, LakeSettings
 from derivlake.lake.catalog import open_lake
-from tests.conftest import lake_env
 from tests.integration.drain_support import produce, produce_tickers
 
 
 def test_ingest_dag_drains_every_topic_and_its_asset_events_carry_the_counts(
-    dagbag, kafka: KafkaSettings, lake_settings: LakeSettings, monkeypatch
+    dagbag, kafka: KafkaSettings, lake_in_env: LakeSettings, monkeypatch
 ) -> None:
     from airflow.models.asset import AssetEvent
     from airflow.utils.session import create_session
@@ -20,8 +19,7 @@ def test_ingest_dag_drains_every_topic_and_its_asset_events_carry_the_counts(
     prefix = kafka.topic("deribit.ticker").name.removesuffix("deribit.ticker")
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap_servers)
     monkeypatch.setenv("DERIVLAKE_TOPIC_PREFIX", prefix)
-    for name, value in lake_env(lake_settings).items():  # SQLite, and Postgres as in the compose deployment
-        monkeypatch.setenv(name, value)
+    lake_settings = lake_in_env  # SQLite, and Postgres as in the compose deployment
     monkeypatch.setenv("DERIVLAKE_DRAIN_IDLE_TIMEOUT_S", "5")
     produce_tickers(kafka, 0, 120)
     produce(kafka, "deribit.ticker", [b"{broken"])

@@ -10,17 +10,14 @@ from pathlib import Path
 
 from derivlake.config import LakeSettings
 from derivlake.lake.catalog import open_lake
-from tests.conftest import lake_env
 
 
-def test_maintain_lake_compacts_and_reports(dagbag, lake_settings: LakeSettings, monkeypatch) -> None:
+def test_maintain_lake_compacts_and_reports(dagbag, lake_in_env: LakeSettings) -> None:
     from airflow.models.asset import AssetEvent
     from airflow.utils.session import create_session
     from airflow.utils.state import DagRunState
 
-    lake = lake_settings  # SQLite, and Postgres as in the compose deployment
-    for name, value in lake_env(lake).items():
-        monkeypatch.setenv(name, value)
+    lake = lake_in_env  # SQLite, and Postgres as in the compose deployment
     con = open_lake(lake)
     for i in range(12):
         con.execute(

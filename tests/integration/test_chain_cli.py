@@ -7,20 +7,17 @@ import pytest
 from derivlake.cli import main
 from derivlake.config import LakeSettings
 from derivlake.lake.catalog import open_lake
-from tests.conftest import lake_env
 from tests.integration.test_chain_build import D, seed_day
 
 
 @pytest.fixture
-def lake(lake_settings: LakeSettings, monkeypatch: pytest.MonkeyPatch) -> LakeSettings:
-    for name, value in lake_env(lake_settings).items():
-        monkeypatch.setenv(name, value)
-    con = open_lake(lake_settings)
+def lake(lake_in_env: LakeSettings) -> LakeSettings:
+    con = open_lake(lake_in_env)
     try:
         seed_day(con)
     finally:
         con.close()
-    return lake_settings
+    return lake_in_env
 
 
 def test_report_chain_prints_paths_and_counts(lake: LakeSettings, capsys: pytest.CaptureFixture) -> None:
