@@ -103,6 +103,13 @@ def test_analyst_file_with_parameters_and_the_duckdb_init_script(
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert write.returncode != 0 and "read-only" in (write.stderr + write.stdout).lower()
+    # each CLI session spills into a directory of its own, like every lake connection
+    spill = [
+        subprocess.run([str(cli), "-init", str(init), "-noheader", "-list", "-c", "SELECT current_setting('temp_directory')"],
+                       capture_output=True, text=True, timeout=60).stdout.splitlines()[-1]
+        for _ in range(2)
+    ]  # fmt: skip
+    assert spill[0] != spill[1] and all(Path(d).parent == lake_with_rows.spill_root for d in spill), spill
 
 
 # VmHWM, not getrusage: a child started by vfork inherits the parent's ru_maxrss across exec
