@@ -53,6 +53,14 @@ class PostgresServer:
     def start(self) -> None:
         data = self.root / "data"
         self._run(str(self.bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
+        self.resume()
+
+    def halt(self) -> None:
+        """Stop the server as a crash or a failover does (its data stays; `resume` starts it again)."""
+        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate", "stop")
+
+    def resume(self) -> None:
+        data = self.root / "data"
         # the server's defaults (100 connections) as a deployment has them; fsync off: a test cluster
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run(

@@ -76,6 +76,17 @@ def drain_env(kafka: KafkaSettings, lake: LakeSettings, **extra: str) -> dict[st
     }
 
 
+def run_drain(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """One drain process to its end (stdout and stderr captured)."""
+    return subprocess.run(
+        [sys.executable, "-m", "derivlake", "drain", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
 def spawn_drain(env: dict[str, str], *args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "derivlake", "drain", *args],

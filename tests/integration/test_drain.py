@@ -27,6 +27,7 @@ from tests.integration.drain_support import (
     lake_provenance,
     produce,
     produce_tickers,
+    run_drain,
     spawn_drain,
     ticker_payload,
 )
@@ -196,9 +197,7 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(kafka: KafkaSettings
         if rng.random() < 0.5:
             produce_tickers(kafka, produced, 500)
             produced += 500
-    final = subprocess.run(
-        spawn_drain(env, "--topic", "deribit.ticker").args, env=env, capture_output=True, text=True
-    )
+    final = run_drain(env, "--topic", "deribit.ticker")
     assert final.returncode == 0, final.stdout + final.stderr
     assert lake_provenance(lake_settings) == _all_offsets(kafka, "deribit.ticker")
     assert len(lake_provenance(lake_settings)) == produced
@@ -359,6 +358,65 @@ def test_a_failed_commit_stops_the_batches_queued_behind_it(
     resumed = drain_topic(kafka, lake_settings, "deribit.ticker", small)
     assert resumed.messages == 2700
     assert lake_provenance(lake_settings) == _all_offsets(kafka, "deribit.ticker")
+
+
+def test_a_postgres_catalog_that_goes_away_mid_drain(kafka: KafkaSettings, postgres_server, tmp_path) -> None:
+    """The catalog's server crashes, restarts or fails over during a drain. A commit that lost its
+    connection is retried like a lost race (DuckDB reconnects): a server back within the retries costs
+    nothing. One that stays away fails the run with a message naming the catalog and the cause (DuckDB's
+    own quoted the catalog query it was running, kilobytes of SQL). Every commit is all or nothing:
+    the next run gives exactly once."""
+    from tests.conftest import postgres_lake
+
+    lake = postgres_lake(postgres_server, tmp_path / "home")
+    dbname = lake.catalog.split("dbname=", 1)[1].split()[0]
+    env = drain_env(kafka, lake, DERIVLAKE_DRAIN_BATCH_MESSAGES="500")
+    open_lake(lake).close()
+    snapshots = "SELECT count(*) FROM ducklake_snapshot"
+
+    def drain_until_some_batches_committed(env: dict[str, str]) -> subprocess.Popen:
+        before = int(postgres_server.psql(snapshots, dbname))
+        proc = spawn_drain(env, "--topic", "deribit.ticker")
+        deadline = time.monotonic() + 60
+        while int(postgres_server.psql(snapshots, dbname)) < before + 3:
+            assert proc.poll() is None and time.monotonic() < deadline, "the drain ended too soon"
+            time.sleep(0.05)
+        return proc
+
+    produced = 0
+    # 1. down for good: 3 commit attempts, then a clear failure
+    produce_tickers(kafka, produced, 60_000)
+    produced += 60_000
+    proc = drain_until_some_batches_committed({**env, "DERIVLAKE_COMMIT_RETRIES": "3"})
+    postgres_server.halt()
+    try:
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        postgres_server.resume()
+    assert proc.returncode == 1, out
+    assert re.search(
+        rf"deribit.ticker: FAILED: drain: lost the connection to the lake catalog postgres:dbname={dbname} [^(]*\("
+        r"[^)]*Postgres: [^)]*(server closed the connection|Connection refused)[^)]*\)\. "
+        r"Every commit is all or nothing",
+        out,
+    ), out
+    assert "SELECT" not in out and "COPY" not in out  # no quoted catalog SQL
+    assert 0 < len(lake_provenance(lake)) < produced
+    final = run_drain(env, "--topic", "deribit.ticker")
+    assert final.returncode == 0, final.stdout + final.stderr
+    assert lake_provenance(lake) == _all_offsets(kafka, "deribit.ticker")
+
+    # 2. back within the retries: the drain rides it out
+    produce_tickers(kafka, produced, 60_000)
+    produced += 60_000
+    proc = drain_until_some_batches_committed(env)
+    postgres_server.halt()
+    time.sleep(1.5)
+    postgres_server.resume()
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "lost the catalog connection" in out, out
+    assert lake_provenance(lake) == _all_offsets(kafka, "deribit.ticker")
+    assert len(lake_provenance(lake)) == produced
 
 
 def test_full_disk_commits_nothing_and_the_next_run_resumes(kafka: KafkaSettings, tmp_path) -> None:

@@ -37,3 +37,37 @@ def test_a_persistent_conflict_names_the_catalog_and_keeps_the_password_out_of_t
     with pytest.raises(CatalogBusy, match=r"stayed locked .*TransactionException: .*password=\*\*\*") as err:
         with_commit_retries(duckdb.connect(), "commit", commit, attempts=2, first_delay_s=0, max_delay_s=0)
     assert "s3cret" not in "".join(traceback.format_exception(err.value))
+
+
+@pytest.mark.parametrize(
+    ("raw", "short"),
+    [
+        # DuckDB 1.5.5 errors seen on a Postgres catalog whose server went away (2026-11-30)
+        (
+            'Failed to get global stats information from DuckLake: Failed to prepare COPY "COPY (SELECT '
+            '"table_id" FROM "public"."ducklake_table_stats" WHERE "table_id" = \'10\') TO STDOUT (FORMAT '
+            '"binary");": server closed the connection unexpectedly\n\tThis probably means the server '
+            "terminated abnormally\n\tbefore or while processing the request.",
+            "Failed to get global stats information from DuckLake: Postgres: server closed the connection unexpectedly",
+        ),
+        (
+            'IO Error: Failed to query most recent snapshot for DuckLake: Unable to connect to Postgres at "dbname=l '
+            'host=db password=s3cret application_name=derivlake": connection to server at "db", port 5432 '
+            "failed: Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?\n"
+            "LINE 2: SELECT * FROM postgres_query('__ducklake_metadata_lake', ^",
+            'IO Error: Failed to query most recent snapshot for DuckLake: Postgres: connection to server at "db", '
+            "port 5432 failed: Connection refused Is the server running on that host and accepting TCP/IP connections?",
+        ),
+        (
+            "TransactionContext Error: Failed to commit: Failed to commit DuckLake transaction. Failed to flush "
+            'changes into DuckLake: Failed to execute query "INSERT INTO t VALUES (1);": ERROR:  canceling '
+            "statement due to lock timeout\nLINE 3: INSERT ...",
+            "TransactionContext Error: Failed to commit: Failed to commit DuckLake transaction. Failed to flush "
+            "changes into DuckLake: Postgres: canceling statement due to lock timeout",
+        ),
+    ],
+)
+def test_catalog_errors_are_shortened_to_their_cause(raw: str, short: str) -> None:
+    from derivlake.lake.catalog import short_cause
+
+    assert short_cause(Exception(raw)) == short

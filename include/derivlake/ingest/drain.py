@@ -32,7 +32,7 @@ from derivlake.ingest.offsets import (
     stored_offsets,
 )
 from derivlake.kafka_io import BrokerUnavailable
-from derivlake.lake.catalog import locked_commit
+from derivlake.lake.catalog import catalog_connection_lost, locked_commit
 from derivlake.normalize import normalizer_for
 from derivlake.normalize.core import ARROW_BATCH_ROWS, StagedBatch, stage_batch
 from derivlake.normalize.spec import Output
@@ -297,6 +297,10 @@ class Drain:
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> DrainResult:
+        with catalog_connection_lost(self.lake, "drain"):
+            return self._run()
+
+    def _run(self) -> DrainResult:
         from confluent_kafka import KafkaError, TopicPartition
 
         t0 = time.monotonic()

@@ -58,8 +58,53 @@ def short_cause(exc: BaseException) -> str:
     """An error on one line, password masked, without the SQL a Postgres catalog quotes in full (a
     commit's flush is kilobytes of INSERTs; the reason is Postgres's `ERROR:` at its end)."""
     text = " ".join(str(exc).split())
-    text = re.sub(r'Failed to execute query ".*": ERROR: (.*?)(?: LINE \d+: .*)?$', r"Postgres: \1", text)
+    text = re.sub(r" LINE \d+: .*$", "", text)  # the DuckDB statement that ran the catalog query
+    text = text.replace(
+        " This probably means the server terminated abnormally before or while processing the request.", ""
+    )
+    text = re.sub(r'Failed to (?:execute|prepare) (?:query|COPY) ".*": (?:ERROR: )?', "Postgres: ", text)
+    text = re.sub(r'Unable to connect to Postgres at ".*?": ', "Postgres: ", text)
     return redact_catalog(text)
+
+
+# libpq's words for a session that is gone: the server restarted or failed over, or an administrator
+# ended it (pg_terminate_backend)
+_CONNECTION_LOST = (
+    "server closed the connection",
+    "terminating connection",
+    "no connection to the server",
+    "connection refused",
+    "could not connect to server",
+    "unable to connect to postgres",
+    "ssl syscall error",
+)
+
+
+def is_connection_lost(exc: BaseException) -> bool:
+    """DuckDB lost (or could not re-open) its connection to a Postgres catalog."""
+    import duckdb
+
+    return isinstance(exc, duckdb.Error) and any(s in str(exc).lower() for s in _CONNECTION_LOST)
+
+
+class CatalogUnavailable(LakeError):
+    """The catalog database went away mid-run; every commit is all or nothing, so rerunning is safe."""
+
+
+@contextlib.contextmanager
+def catalog_connection_lost(settings: LakeSettings, what: str) -> Iterator[None]:
+    """A lost catalog connection (DuckDB's error quotes the catalog query it was running, kilobytes of
+    SQL) becomes a CatalogUnavailable naming the catalog and what is safe."""
+    try:
+        yield
+    except Exception as exc:
+        if not is_connection_lost(exc):
+            raise
+        raise CatalogUnavailable(
+            f"{what}: lost the connection to the lake catalog {redact_catalog(settings.catalog_spec)} "
+            f"({short_cause(exc)}). Every commit is all or nothing: what was committed stays, the rest "
+            "is not, and the next run starts from the last commit"
+        ) from None
 
 
 def _catalog_of(con: duckdb.DuckDBPyConnection) -> str:
@@ -84,7 +129,9 @@ def with_commit_retries(
     never_retry: tuple[type[BaseException], ...] = (),
 ) -> T:
     """Run `fn` (a statement, or a whole transaction) until it stops losing commit races, with
-    exponential backoff; a race that persists becomes a CatalogBusy naming the catalog."""
+    exponential backoff; a race that persists becomes a CatalogBusy naming the catalog. A lost catalog
+    connection is retried too (DuckDB reconnects); if it stays lost, its error goes up to the caller's
+    `catalog_connection_lost` (the connection can no longer say which catalog it had)."""
     t0 = time.monotonic()
     for attempt in range(attempts):
         try:
@@ -92,7 +139,10 @@ def with_commit_retries(
         except Exception as exc:
             with contextlib.suppress(Exception):  # a failed COMMIT has already ended the transaction
                 con.execute("ROLLBACK")
-            if isinstance(exc, never_retry) or not is_commit_conflict(exc):
+            lost = is_connection_lost(exc)  # retried too: DuckDB reconnects, the server may be back
+            if isinstance(exc, never_retry) or not (lost or is_commit_conflict(exc)):
+                raise
+            if attempt == attempts - 1 and lost:
                 raise
             cause = short_cause(exc)
             if attempt == attempts - 1:
@@ -103,8 +153,9 @@ def with_commit_retries(
                 ) from None  # the cause, masked, is in the message: the raw one may quote a password
             delay = min(first_delay_s * 2**attempt, max_delay_s)
             log.info(
-                "%s: conflict with a concurrent commit (%s), retry %d in %.2fs",
+                "%s: %s (%s), retry %d in %.2fs",
                 what,
+                "lost the catalog connection" if lost else "conflict with a concurrent commit",
                 cause,
                 attempt + 1,
                 delay,

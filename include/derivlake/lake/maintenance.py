@@ -27,6 +27,7 @@ from derivlake.config import LakeSettings
 from derivlake.lake.catalog import (
     PARTITIONED_TABLES,
     LakeError,
+    catalog_connection_lost,
     commit_lock,
     lake_tables,
     open_lake,
@@ -189,7 +190,11 @@ def partition_stats(con: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
 
 
 def maintain(settings: LakeSettings, config: MaintenanceConfig | None = None) -> MaintenanceResult:
-    config = config or MaintenanceConfig()
+    with catalog_connection_lost(settings, "maintenance"):
+        return _maintain(settings, config or MaintenanceConfig())
+
+
+def _maintain(settings: LakeSettings, config: MaintenanceConfig) -> MaintenanceResult:
     t0 = time.monotonic()
     con = open_lake(settings)
     if config.threads:

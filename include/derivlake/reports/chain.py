@@ -9,6 +9,7 @@ transaction and writes byte-identical CSV.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -375,15 +376,17 @@ def build_chain(
     """
     settings = con_or_settings if isinstance(con_or_settings, LakeSettings) else None
     if settings is not None:
-        from derivlake.lake.catalog import open_lake
+        from derivlake.lake.catalog import catalog_connection_lost, open_lake
 
         con = open_lake(settings)
         reports_dir = reports_dir or settings.reports_dir
+        lost = catalog_connection_lost(settings, f"chain {as_of}")
     else:
-        con = con_or_settings
+        con, lost = con_or_settings, contextlib.nullcontext()
     try:
-        chain, expiries = compute_chain(con, as_of)
-        store(con, as_of, chain, expiries, settings)
+        with lost:
+            chain, expiries = compute_chain(con, as_of)
+            store(con, as_of, chain, expiries, settings)
     finally:
         if settings is not None:
             con.close()
