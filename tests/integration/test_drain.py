@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import random
@@ -322,6 +323,47 @@ def test_unreachable_broker_fails_fast_naming_the_servers(lake_settings) -> None
     with pytest.raises(BrokerUnavailable, match=dead.bootstrap_servers):
         drain_topic(dead, lake_settings, "deribit.ticker", FAST)
     assert time.monotonic() - t0 < 30
+
+
+def test_a_broker_that_stops_mid_drain_fails_the_run_after_committing_what_was_read(tmp_path) -> None:
+    """librdkafka reports a vanished broker in its logs, not through consume(): the drain used to wait
+    out its idle timeout and end successfully, with the lag. It now fails (Airflow retries), naming
+    the servers, having committed every message it read, a prefix of each partition."""
+    from derivlake import broker
+    from derivlake.config import BrokerSettings, default_topics
+    from derivlake.kafka_io import ensure_topics
+
+    own = BrokerSettings(port=free_port(), run_dir=tmp_path / "broker")
+    broker.start(own)
+    try:
+        kafka = KafkaSettings(bootstrap_servers=own.bootstrap, topics=default_topics(3))
+        ensure_topics(kafka)
+        produce_tickers(kafka, 0, 60_000)
+        lake = LakeSettings(home=tmp_path / "home")
+        open_lake(lake).close()
+        proc = spawn_drain(
+            drain_env(kafka, lake, DERIVLAKE_DRAIN_BATCH_MESSAGES="500"), "--topic", "deribit.ticker"
+        )
+        deadline = time.monotonic() + 60
+        while len(lake_provenance(lake)) < 2000:
+            assert proc.poll() is None and time.monotonic() < deadline, "the drain ended too soon"
+            time.sleep(0.1)
+        # a crash: a stopping Tansu serves open connections for seconds, the whole topic at this size
+        os.kill(int(own.pid_file.read_text().split()[0]), signal.SIGKILL)
+    finally:
+        broker.stop(own)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out
+    found = re.search(
+        rf"Kafka at {re.escape(own.bootstrap)} stopped answering during the drain of deribit\.ticker "
+        r"\([^)]+\); (\d+) messages were committed, up to offsets (\{[^}]*\}), and the next run resumes",
+        out,
+    )
+    assert found, out
+    committed, offsets = int(found[1]), ast.literal_eval(found[2])
+    rows = lake_provenance(lake)
+    assert 2000 <= len(rows) == committed < 60_000
+    assert rows == sorted((p, o) for p, n in offsets.items() for o in range(n))  # a prefix of each partition
 
 
 def test_missing_topic_is_named(kafka: KafkaSettings, lake_settings) -> None:

@@ -260,6 +260,16 @@ class Drain:
             )
         )
 
+    def _broker_gone(self, consumer) -> str | None:
+        """Why the broker does not answer a metadata request, or None when it does."""
+        from confluent_kafka import KafkaException
+
+        try:
+            consumer.list_topics(self.topic.name, timeout=5)
+        except KafkaException as exc:
+            return str(exc.args[0].str() if exc.args else exc)
+        return None
+
     def _partitions(self, consumer) -> list[int]:
         from confluent_kafka import KafkaException
 
@@ -335,6 +345,7 @@ class Drain:
             committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-commit")
             inflight: deque[Future[bool]] = deque()
             position = {s.partition: s.next_offset for s in starts}
+            broker_gone = None
             while len(done) < len(starts):
                 want = max(1, min(10_000, self.settings.batch_messages - len(batch)))
                 if batch.rows_per_message:  # book messages: no more than the row budget has room for
@@ -369,6 +380,8 @@ class Drain:
                     position.update(batch.add(data, bound, done))
                 elif time.monotonic() - idle_since > self.settings.idle_timeout_s:
                     result.stopped_early = f"no data or end-of-partition for {self.settings.idle_timeout_s}s"
+                    # librdkafka reports a broker that went away through logs, not through consume()
+                    broker_gone = self._broker_gone(consumer)
                     break
                 if (
                     batch.nbytes >= self.settings.batch_bytes
@@ -398,6 +411,12 @@ class Drain:
             if last_ok and len(batch):
                 self._flush(batch, stager.submit(self._stage, batch), stored, result)
             result.offsets = dict(stored)
+            if broker_gone:  # what was read is committed; the rest waits for the broker
+                raise BrokerUnavailable(
+                    f"Kafka at {self.kafka.bootstrap_servers} stopped answering during the drain of "
+                    f"{self.topic.name} ({broker_gone}); {result.messages} messages were committed, up to "
+                    f"offsets {result.offsets}, and the next run resumes from there"
+                )
             result.lag = sum(
                 max(bound.get(p, s.log_end) - max(stored.get(p, s.next_offset), s.log_start), 0)
                 for p, s in ((s.partition, s) for s in starts)
