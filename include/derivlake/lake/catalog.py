@@ -251,8 +251,8 @@ def commit_lock(
     On a SQLite catalog a DuckLake transaction cannot commit once any other commit has landed since it
     began ("database is locked"). A merge sorts for a minute or more, so one drain commit, to any table,
     made it start over: one insert 15 s into a 45 s merge cost the whole merge. So drains wait for a
-    merge instead, and still commit side by side. A Postgres catalog is not a local file and gets no
-    lock; it was not measured.
+    merge instead, and still commit side by side. A Postgres catalog gets no lock and needs none: a
+    drain committing during a merge there does not make the merge start over (tested).
     """
     holder = "the drains' commits" if exclusive else "a maintenance merge"
     return _lake_file_lock(settings, ".commit.lock", what, holder, exclusive)
