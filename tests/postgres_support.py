@@ -6,6 +6,7 @@ package: a fresh cluster in a temporary directory, on a free loopback port, stop
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -76,8 +77,8 @@ class PostgresServer:
         )
 
     def stop(self) -> None:
-        subprocess.run([*self.as_user, str(self.bin_dir / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate", "stop"],
-                       capture_output=True)  # fmt: skip
+        with contextlib.suppress(PostgresUnavailable):  # already stopped, or never started
+            self.halt()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def psql(self, sql: str, dbname: str = "postgres") -> str:
