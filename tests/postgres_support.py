@@ -10,8 +10,10 @@ import contextlib
 import glob
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,3 +113,66 @@ def start_postgres(port: int) -> PostgresServer:
         shutil.rmtree(root, ignore_errors=True)
         raise
     return server
+
+
+class CommitReplyCutter:
+    """A TCP proxy in front of the test server that, once armed, cuts the connection that just sent a
+    DuckLake commit (a transaction writing `marker`) after the server has committed it but
+    before its reply reaches the client: the ambiguous commit of a failover or a network cut at the
+    worst moment, which stopping the server cannot cause. Speaks nothing of the protocol beyond
+    spotting the simple-query COMMIT and its CommandComplete."""
+
+    COMMIT_QUERY = b"Q\x00\x00\x00\x0bCOMMIT\x00"
+    COMMIT_DONE = b"C\x00\x00\x00\x0bCOMMIT\x00"
+
+    def __init__(self, upstream_port: int, marker: bytes = b"ducklake_snapshot VALUES") -> None:
+        """`marker`: what the cut commit's catalog writes contain (default: any new snapshot)."""
+        self.upstream_port = upstream_port
+        self.marker = marker
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.armed = threading.Event()
+        self.cut = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self.listener.close()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = self.listener.accept()
+                server = socket.create_connection(("127.0.0.1", self.upstream_port))
+                state = {"writing": False, "committing": False}
+                threading.Thread(target=self._up, args=(client, server, state), daemon=True).start()
+                threading.Thread(target=self._down, args=(server, client, state), daemon=True).start()
+
+    def _up(self, client: socket.socket, server: socket.socket, state: dict) -> None:
+        tail = b""
+        with contextlib.suppress(OSError):
+            while chunk := client.recv(65536):
+                seen = tail + chunk  # a marker may straddle two reads
+                if self.armed.is_set() and self.marker in seen:
+                    state["writing"] = True
+                if state["writing"] and self.COMMIT_QUERY in seen:
+                    state["committing"] = True
+                tail = seen[-64:]
+                server.sendall(chunk)
+        _close(client, server)
+
+    def _down(self, server: socket.socket, client: socket.socket, state: dict) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := server.recv(65536):
+                if state["committing"] and self.COMMIT_DONE in chunk and self.armed.is_set():
+                    self.armed.clear()
+                    self.cut.set()
+                    break  # committed on the server; the client never hears of it
+                client.sendall(chunk)
+        _close(client, server)
+
+
+def _close(*socks: socket.socket) -> None:
+    for s in socks:
+        with contextlib.suppress(OSError):
+            s.shutdown(socket.SHUT_RDWR)
+        s.close()

@@ -6,7 +6,11 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from derivlake.config import KafkaSettings, LakeSettings
 from derivlake.lake.catalog import open_lake
@@ -95,3 +99,12 @@ def spawn_drain(env: dict[str, str], *args: str) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def wait_while_draining(proc: subprocess.Popen, done: Callable[[], bool], timeout_s: float = 60) -> None:
+    """Poll `done` until it holds, with the drain `proc` still running (a fault is injected next)."""
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"the drain ended too soon or took too long: {proc.communicate()[0]}")
+        time.sleep(0.05)

@@ -485,3 +485,43 @@ def test_on_a_postgres_catalog_files_and_snapshots_go_when_their_time_is_up(
     con = open_lake(lake, read_only=True)
     assert con.execute("SELECT min(snapshot_id) FROM lake.snapshots()").fetchone()[0] > first_snapshot
     assert con.execute("SELECT count(*) FROM market.options_ticker").fetchone()[0] == 6 * ROWS_PER_BATCH
+
+
+def test_a_merge_whose_commit_reply_is_lost_keeps_its_merged_files(postgres_server, tmp_path) -> None:
+    """The Postgres catalog applies a merge, then the connection drops before the reply (a failover at
+    that moment): the merged file stays and the retried merge finds nothing left to merge. DuckLake
+    1.5.5 keeps a merge's files when its COMMIT raises (this passes without the commit guard, which
+    merges do not use); it deletes an insert's (test_drain). This test tells if an upgrade changes it."""
+    from tests.postgres_support import CommitReplyCutter
+
+    dbname = postgres_server.new_database()
+    direct = LakeSettings(home=tmp_path / "home", catalog=postgres_server.catalog_spec(dbname))
+    con = open_lake(direct)
+    for batch in range(20):
+        _commit_batch(con, batch)
+    con.close()
+    # a merge's commit schedules the merged-away files for deletion; no other commit here does
+    cutter = CommitReplyCutter(postgres_server.port, marker=b"ducklake_files_scheduled_for_deletion")
+    cutter.armed.set()
+    try:
+        result = maintain(
+            LakeSettings(
+                home=direct.home,
+                catalog=direct.catalog.replace(f"port={postgres_server.port}", f"port={cutter.port}"),
+            ),
+            MaintenanceConfig(target_file_size_bytes=64 * 2**20),
+        )
+    finally:
+        cutter.close()
+    assert cutter.cut.is_set()
+    part = next(p for p in result.partitions if p["table"] == "market.options_ticker")
+    assert part["files"] == 1 and part["rows"] == 20 * ROWS_PER_BATCH
+    con = open_lake(direct, read_only=True)
+    assert con.execute(
+        "SELECT count(*), count(DISTINCT kafka_offset) FROM market.options_ticker"
+    ).fetchone() == (
+        20 * ROWS_PER_BATCH,
+        20,
+    )
+    con.close()
+    assert unreferenced_files(direct) == set()

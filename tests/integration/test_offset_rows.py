@@ -88,11 +88,30 @@ def test_a_reset_of_an_offset_another_drain_moved_resets_nothing_and_says_so(
     with pytest.raises(
         ConcurrentDrain, match=r"deribit\.ticker\[1\]: another drain moved the stored offset -1"
     ):
-        record_resets(con, TOPIC, resets, "drain-e")
+        record_resets(con, lake_settings, TOPIC, resets, "drain-e")
     assert con.execute("SELECT count(*) FROM ops.offset_resets").fetchone()[0] == 0
     assert stored_offsets(con, TOPIC) == {0: -1, 1: 50, 2: -1}
-    record_resets(con, TOPIC, resets[:1], "drain-e")
+    record_resets(con, lake_settings, TOPIC, resets[:1], "drain-e")
     assert stored_offsets(con, TOPIC) == {0: 10, 1: 50, 2: -1}
     assert con.execute("SELECT partition, old_offset, new_offset FROM ops.offset_resets").fetchall() == [
         (0, -1, 10)
     ]
+
+
+def test_a_reset_retried_after_its_commit_landed_is_not_refused(lake_settings: LakeSettings) -> None:
+    """A reset whose COMMIT reached a Postgres catalog but whose reply was lost (a failover at that
+    moment) is retried: the retry finds its own record instead of failing on the offsets it moved
+    itself and blaming another drain. Another run's reset of the same old offset is still refused."""
+    con = open_lake(lake_settings)
+    con.execute("BEGIN")
+    ensure_offset_rows(con, TOPIC, [0, 1, 2], "drain-f")
+    con.execute("COMMIT")
+    resets = [OffsetReset(0, -1, 10, "retention; reset to earliest", 10)]
+    record_resets(con, lake_settings, TOPIC, resets, "drain-f")
+    record_resets(con, lake_settings, TOPIC, resets, "drain-f")  # the retry
+    assert stored_offsets(con, TOPIC) == {0: 10, 1: -1, 2: -1}
+    assert con.execute("SELECT count(*) FROM ops.offset_resets").fetchone()[0] == 1
+    with pytest.raises(
+        ConcurrentDrain, match=r"deribit\.ticker\[0\]: another drain moved the stored offset -1"
+    ):
+        record_resets(con, lake_settings, TOPIC, resets, "drain-g")

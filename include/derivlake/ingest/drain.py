@@ -33,6 +33,7 @@ from derivlake.ingest.offsets import (
 )
 from derivlake.kafka_io import BrokerUnavailable
 from derivlake.lake.catalog import catalog_connection_lost, locked_commit
+from derivlake.lake.commit_guard import guarded_commit, now_ms
 from derivlake.normalize import normalizer_for
 from derivlake.normalize.core import ARROW_BATCH_ROWS, StagedBatch, stage_batch
 from derivlake.normalize.spec import Output
@@ -232,6 +233,9 @@ class Drain:
         self._con = con
         self._stage_con: duckdb.DuckDBPyConnection | None = None
         self._broken = False  # a batch failed to commit: the batches queued after it must not
+        # (batch_no, stats) of a COMMIT sent but not confirmed: if the connection dropped after the
+        # catalog applied it, the retry must find it there rather than lose the compare-and-set to it
+        self._unconfirmed: tuple[int, dict] | None = None
 
     # -- Kafka ---------------------------------------------------------------------------------
     def _consumer(self):
@@ -328,7 +332,8 @@ class Drain:
             starts, resets = resolve_starts(consumer, self.con, self.topic, partitions, self.reset_offsets)
             if resets:
                 self._with_retries(
-                    "offset reset", lambda: record_resets(self.con, self.topic, resets, self.run_id)
+                    "offset reset",
+                    lambda: record_resets(self.con, self.lake, self.topic, resets, self.run_id),
                 )
             # the old values of the compare-and-set: exactly what the start positions came from
             stored = {s.partition: s.stored for s in starts}
@@ -447,9 +452,10 @@ class Drain:
         return _Batch(self.topic.name, self.spec.exploded_lists, rows_per_message)
 
     def _init_offsets(self, partitions: list[int]) -> None:
+        begun = now_ms()
         self.con.execute("BEGIN")
         ensure_offset_rows(self.con, self.topic, partitions, self.run_id)
-        self.con.execute("COMMIT")
+        guarded_commit(self.con, self.lake, ("ops.kafka_offsets", "ops.offset_row_claims"), begun)
 
     def _note_bound(self, consumer, partition: int, bound: dict[int, int]) -> None:
         from confluent_kafka import TopicPartition
@@ -525,8 +531,21 @@ class Drain:
         self, staged: StagedBatch, stored, new_offsets, started, batch_no, n_messages, n_bytes
     ) -> dict:
         con = self.con
+        if self._unconfirmed is not None:
+            sent_no, sent_stats = self._unconfirmed
+            landed = sent_no == batch_no and self._landed(batch_no)  # if this raises, the next retry asks
+            self._unconfirmed = None
+            if landed:
+                log.warning(
+                    "%s: batch %d was committed before the catalog connection dropped (it is in "
+                    "ops.ingest_runs); not committing it again",
+                    self.topic.name,
+                    batch_no,
+                )
+                return sent_stats
         # the staged tables are registered inside the transaction: on the lake's connection each
         # registration outside one is a catalog transaction of its own (~3 ms)
+        begun = now_ms()
         con.execute("BEGIN")
         names = [f"stage_{i}" for i in range(len(staged.outputs))]
         for name, (_table, rows) in zip(names, staged.outputs, strict=True):
@@ -537,8 +556,21 @@ class Drain:
         )
         for name in [*names, *(f"{n}_new" for n in names), "stage_quarantine"]:
             con.unregister(name)
-        con.execute("COMMIT")
+        self._unconfirmed = (batch_no, stats)
+        tables = [*stats["rows"], "ops.kafka_offsets", "ops.ingest_runs"]
+        tables += ["ops.quarantine"] if staged.quarantined else []
+        guarded_commit(con, self.lake, tables, begun, stats["dates"])
+        self._unconfirmed = None
         return stats
+
+    def _landed(self, batch_no: int) -> bool:
+        """Whether this run's batch `batch_no` is committed: its ops.ingest_runs record is written in
+        the batch's own transaction, and the run id is this run's alone."""
+        (n,) = self.con.execute(
+            "SELECT count(*) FROM ops.ingest_runs WHERE run_id = ? AND topic = ? AND batch_no = ?",
+            [self.run_id, self.topic.name, batch_no],
+        ).fetchone()
+        return n > 0
 
     def _commit_staged(
         self, con, staged, names, stored, new_offsets, started, batch_no, n_messages, n_bytes
@@ -546,6 +578,7 @@ class Drain:
         rows: dict[str, int] = {}
         duplicates = late = 0
         min_ts = max_ts = None
+        dates: set = set()
         for out, stage, (table, _rows) in zip(self.spec.outputs, names, staged.outputs, strict=True):
             ts_col = "valid_from" if table == "market.instruments" else "timestamp"
             if out.dedup_key:
@@ -556,7 +589,7 @@ class Drain:
                 stage = f"{stage}_new"
                 after = con.execute(f"SELECT count(DISTINCT {MESSAGE_KEY}) FROM {stage}").fetchone()[0]
                 duplicates += before - after
-            n_rows, n_late, lo, hi = con.execute(
+            n_rows, n_late, lo, hi, days = con.execute(
                 (SQL / "batch_stats.sql")
                 .read_text()
                 .format(
@@ -572,6 +605,7 @@ class Drain:
                     else f"INSERT INTO {table} BY NAME SELECT * FROM {stage}"
                 )
             rows[table] = int(n_rows)
+            dates.update(days or ())
             late += int(n_late)
             min_ts = lo if min_ts is None or (lo is not None and lo < min_ts) else min_ts
             max_ts = hi if max_ts is None or (hi is not None and hi > max_ts) else max_ts
@@ -607,7 +641,7 @@ class Drain:
         )  # fmt: skip
         return {
             "rows": rows, "quarantined": staged.quarantined, "duplicates": duplicates, "late": late,
-            "min_ts": min_ts, "max_ts": max_ts, "reasons": reasons,
+            "min_ts": min_ts, "max_ts": max_ts, "reasons": reasons, "dates": dates,
         }  # fmt: skip
 
     def _commit_group_offsets(self, consumer, stored: dict[int, int]) -> None:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from derivlake.config import TopicSpec
+from derivlake.config import LakeSettings, TopicSpec
+from derivlake.lake.commit_guard import guarded_commit, now_ms
 
 if TYPE_CHECKING:
     import duckdb
@@ -179,10 +180,15 @@ def resolve_starts(
 
 
 def record_resets(
-    con: duckdb.DuckDBPyConnection, topic: TopicSpec, resets: list[OffsetReset], run_id: str
+    con: duckdb.DuckDBPyConnection,
+    lake: LakeSettings,
+    topic: TopicSpec,
+    resets: list[OffsetReset],
+    run_id: str,
 ) -> None:
     """One transaction: each reset in `ops.offset_resets`, and its stored offset moved as a
     compare-and-set. If another drain moved one first, nothing is reset and ConcurrentDrain says so."""
+    begun = now_ms()
     con.execute("BEGIN")
     for r in resets:
         con.execute(
@@ -196,8 +202,17 @@ def record_resets(
         ).fetchone()
         if updated != 1:
             con.execute("ROLLBACK")
+            if _resets_recorded(con, topic, run_id):
+                return  # this run's earlier attempt committed before the catalog connection dropped
             raise ConcurrentDrain(
                 f"{topic.name}[{r.partition}]: another drain moved the stored offset {r.old_offset} while "
                 "this one reset it; nothing was reset. Rerun to see where the partition stands"
             )
-    con.execute("COMMIT")
+    guarded_commit(con, lake, ("ops.offset_resets", "ops.kafka_offsets"), begun)
+
+
+def _resets_recorded(con: duckdb.DuckDBPyConnection, topic: TopicSpec, run_id: str) -> bool:
+    (n,) = con.execute(
+        "SELECT count(*) FROM ops.offset_resets WHERE run_id = ? AND topic = ?", [run_id, topic.name]
+    ).fetchone()
+    return n > 0

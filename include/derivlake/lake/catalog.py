@@ -230,7 +230,7 @@ def open_lake(settings: LakeSettings, read_only: bool = False) -> duckdb.DuckDBP
         con = _attach(settings, read_only)
         con.execute(f"USE {LAKE_ALIAS}")
         if not read_only:
-            bootstrap(con)
+            bootstrap(con, settings)
     return con
 
 
@@ -357,7 +357,7 @@ def lake_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [t for (t,) in con.execute(sql, [LAKE_ALIAS]).fetchall()]
 
 
-def bootstrap(con: duckdb.DuckDBPyConnection) -> None:
+def bootstrap(con: duckdb.DuckDBPyConnection, settings: LakeSettings | None = None) -> None:
     """Create schemas and tables, and partition the data tables by date (idempotent; a writer that
     loses the race to another one creating them finds them made)."""
 
@@ -365,6 +365,9 @@ def bootstrap(con: duckdb.DuckDBPyConnection) -> None:
         existing = set(lake_tables(con))
         if existing.issuperset((*PARTITIONED_TABLES, "ops.table_stats", "ops.offset_row_claims")):
             return
+        from derivlake.lake.commit_guard import guarded_commit, now_ms
+
+        begun = now_ms()
         con.execute("BEGIN")
         con.execute(SCHEMA_SQL.read_text())
         for table in PARTITIONED_TABLES:
@@ -372,7 +375,7 @@ def bootstrap(con: duckdb.DuckDBPyConnection) -> None:
                 con.execute(f"ALTER TABLE {table} SET PARTITIONED BY (date)")
         if "ops.offset_row_claims" not in existing:  # two writers may each add one: updates take them all
             con.execute("INSERT INTO ops.offset_row_claims VALUES (now()::TIMESTAMP, 'bootstrap')")
-        con.execute("COMMIT")
+        guarded_commit(con, settings, ["ops.offset_row_claims"], begun)
 
     with_commit_retries(
         con, "create the lake's tables", create, attempts=20, first_delay_s=0.05, max_delay_s=1.0

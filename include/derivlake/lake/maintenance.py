@@ -33,6 +33,7 @@ from derivlake.lake.catalog import (
     open_lake,
     with_commit_retries,
 )
+from derivlake.lake.commit_guard import guarded_commit, now_ms
 
 if TYPE_CHECKING:
     import duckdb
@@ -129,7 +130,9 @@ def _configure(con: duckdb.DuckDBPyConnection, config: MaintenanceConfig) -> Non
 
 
 def _merge(con: duckdb.DuckDBPyConnection, table: str, config: MaintenanceConfig) -> None:
-    """Merge one table's small files (its own commit); a sort that runs out of memory is retried on one thread."""
+    """Merge one table's small files (its own commit); a sort that runs out of memory is retried on one thread.
+
+    Not through the commit guard: DuckLake keeps a merge's files when its COMMIT raises (tested)."""
     import duckdb
 
     schema, name = table.split(".")
@@ -221,6 +224,7 @@ def _maintain(settings: LakeSettings, config: MaintenanceConfig) -> MaintenanceR
         if result.partitions:  # an empty lake has nothing to record
 
             def record() -> None:
+                begun = now_ms()
                 con.execute("BEGIN")
                 con.executemany(
                     "INSERT INTO ops.table_stats VALUES (now()::TIMESTAMP, ?, ?, ?, ?, ?, ?)",
@@ -229,7 +233,7 @@ def _maintain(settings: LakeSettings, config: MaintenanceConfig) -> MaintenanceR
                         for p in result.partitions
                     ],
                 )
-                con.execute("COMMIT")
+                guarded_commit(con, settings, ["ops.table_stats"], begun)
 
             _retrying(con, "table stats", record, config.conflict_retries)
     finally:

@@ -313,13 +313,17 @@ def store(
     drains' commit lock, so a maintenance merge is neither broken by it nor breaks it (SQLite catalog).
     """
     from derivlake.lake.catalog import locked_commit
+    from derivlake.lake.commit_guard import guarded_commit, now_ms
+
+    tables = ("reports.options_chain", "reports.options_chain_expiry")
 
     def replace_day() -> None:
+        begun = now_ms()
         con.execute("BEGIN")
         for table, view in (("options_chain", "chain_rows"), ("options_chain_expiry", "expiry_rows")):
             con.execute(f"DELETE FROM reports.{table} WHERE as_of_date = ?", [as_of])
             con.execute(f"INSERT INTO reports.{table} BY NAME SELECT * FROM {view}")
-        con.execute("COMMIT")
+        guarded_commit(con, settings, tables, begun)
 
     con.register("chain_rows", chain)
     con.register("expiry_rows", expiries)

@@ -1,0 +1,87 @@
+"""The commit guard against a real DuckLake on a real Postgres catalog, with the COMMIT's reply cut."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from derivlake.config import LakeSettings
+from derivlake.lake.catalog import open_lake
+from derivlake.lake.commit_guard import guarded_commit, now_ms
+from tests.conftest import unreferenced_files
+from tests.postgres_support import CommitReplyCutter
+
+ROW = "(TIMESTAMP '2026-11-30 08:00', 'market', 'trades', DATE '2026-11-30', 7, 1, 100)"
+
+
+@pytest.mark.parametrize("guarded", [True, False])
+def test_a_commit_whose_reply_is_lost_keeps_its_files_only_when_guarded(
+    postgres_server, tmp_path, guarded: bool
+) -> None:
+    """The catalog applies the COMMIT, the client sees its connection drop. DuckLake 1.5.5 then deletes
+    the transaction's files although the catalog references them: the table can no longer be read
+    (the unguarded case shows it, and would tell if an upgrade fixed it). Guarded, the files are
+    linked back: the row is there once, no file is unknown to the catalog, no link is left."""
+    cutter = CommitReplyCutter(postgres_server.port)
+    dbname = postgres_server.new_database()
+    direct = LakeSettings(home=tmp_path / "home", catalog=postgres_server.catalog_spec(dbname))
+    proxied = LakeSettings(
+        home=direct.home,
+        catalog=direct.catalog.replace(f"port={postgres_server.port}", f"port={cutter.port}"),
+    )
+    con = open_lake(proxied)
+    try:
+        begun = now_ms()
+        con.execute("BEGIN")
+        con.execute(f"INSERT INTO ops.table_stats VALUES {ROW}")
+        cutter.armed.set()
+        with pytest.raises(duckdb.Error, match="server closed the connection"):
+            if guarded:
+                guarded_commit(con, proxied, ["ops.table_stats"], begun)
+            else:
+                con.execute("COMMIT")
+    finally:
+        con.close()
+        cutter.close()
+    assert cutter.cut.is_set()
+    reader = open_lake(direct, read_only=True)
+    try:
+        if guarded:
+            assert reader.execute("SELECT rows FROM ops.table_stats").fetchall() == [(7,)]
+        else:
+            with pytest.raises(duckdb.IOException, match="Cannot open file"):
+                reader.execute("SELECT rows FROM ops.table_stats").fetchall()
+    finally:
+        reader.close()
+    if guarded:
+        assert unreferenced_files(direct) == set()
+        assert not any(Path(direct.data_dir, ".commit-guard").rglob("*"))
+
+
+def test_a_commit_that_fails_before_the_catalog_applies_it_leaves_only_orphans(
+    postgres_server, tmp_path
+) -> None:
+    """Relinked files of a COMMIT the catalog never applied are unreferenced: the orphan sweep's."""
+    dbname = postgres_server.new_database()
+    lake = LakeSettings(home=tmp_path / "home", catalog=postgres_server.catalog_spec(dbname))
+    con = open_lake(lake)
+    try:
+        begun = now_ms()
+        con.execute("BEGIN")
+        con.execute(f"INSERT INTO ops.table_stats VALUES {ROW}")
+        postgres_server.halt()
+        try:
+            with pytest.raises(duckdb.Error):
+                guarded_commit(con, lake, ["ops.table_stats"], begun)
+        finally:
+            postgres_server.resume()
+    finally:
+        con.close()
+    reader = open_lake(lake, read_only=True)
+    try:
+        assert reader.execute("SELECT count(*) FROM ops.table_stats").fetchone() == (0,)
+    finally:
+        reader.close()
+    assert len(unreferenced_files(lake)) == 1
