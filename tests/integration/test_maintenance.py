@@ -38,6 +38,16 @@ def _commit_batch(con, batch: int) -> None:
     with_commit_retries(con, f"batch {batch}", commit, attempts=30, first_delay_s=0.05, max_delay_s=1.0)
 
 
+def _rows_and_batches(lake: LakeSettings) -> tuple[int, int]:
+    con = open_lake(lake, read_only=True)
+    try:
+        return con.execute(
+            "SELECT count(*), count(DISTINCT kafka_offset) FROM market.options_ticker"
+        ).fetchone()
+    finally:
+        con.close()
+
+
 def test_merge_compacts_partitions_and_records_table_stats(lake_settings: LakeSettings) -> None:
     con = open_lake(lake_settings)
     for batch in range(40):
@@ -55,13 +65,8 @@ def test_merge_compacts_partitions_and_records_table_stats(lake_settings: LakeSe
     assert part["rows"] == 40 * ROWS_PER_BATCH
     assert part["files"] <= 2 * math.ceil(part["bytes"] / target), part
     assert result.as_metadata()["tables"]["market.options_ticker"]["rows"] == 40 * ROWS_PER_BATCH
+    assert _rows_and_batches(lake_settings) == (40 * ROWS_PER_BATCH, 40)
     con = open_lake(lake_settings, read_only=True)
-    assert con.execute(
-        "SELECT count(*), count(DISTINCT kafka_offset) FROM market.options_ticker"
-    ).fetchone() == (
-        40 * ROWS_PER_BATCH,
-        40,
-    )
     stats = con.execute(
         "SELECT rows, files FROM ops.table_stats WHERE table_name = 'options_ticker' AND partition_date = '2025-03-06'"
     ).fetchall()
@@ -516,12 +521,5 @@ def test_a_merge_whose_commit_reply_is_lost_keeps_its_merged_files(postgres_serv
     assert cutter.cut.is_set()
     part = next(p for p in result.partitions if p["table"] == "market.options_ticker")
     assert part["files"] == 1 and part["rows"] == 20 * ROWS_PER_BATCH
-    con = open_lake(direct, read_only=True)
-    assert con.execute(
-        "SELECT count(*), count(DISTINCT kafka_offset) FROM market.options_ticker"
-    ).fetchone() == (
-        20 * ROWS_PER_BATCH,
-        20,
-    )
-    con.close()
+    assert _rows_and_batches(direct) == (20 * ROWS_PER_BATCH, 20)
     assert unreferenced_files(direct) == set()
