@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import multiprocessing
 import os
 import shutil
 import socket
@@ -117,58 +118,76 @@ def start_postgres(port: int) -> PostgresServer:
 
 class CommitReplyCutter:
     """A TCP proxy in front of the test server that, once armed, cuts the connection that just sent a
-    DuckLake commit (a transaction writing `marker`) after the server has committed it but
-    before its reply reaches the client: the ambiguous commit of a failover or a network cut at the
-    worst moment, which stopping the server cannot cause. Speaks nothing of the protocol beyond
-    spotting the simple-query COMMIT and its CommandComplete."""
+    DuckLake commit (a transaction writing `marker`) after the server has committed it but before its
+    reply reaches the client: the ambiguous commit of a failover or a network cut at the worst moment,
+    which stopping the server cannot cause (or, `applied=False`, just before the server gets it).
+    Speaks nothing of the protocol beyond spotting the simple-query COMMIT and its CommandComplete.
 
-    COMMIT_QUERY = b"Q\x00\x00\x00\x0bCOMMIT\x00"
-    COMMIT_DONE = b"C\x00\x00\x00\x0bCOMMIT\x00"
+    It runs in a process of its own: DuckDB holds the GIL through some calls that reach the catalog,
+    and a proxy thread in the same process could then not forward their bytes."""
 
-    def __init__(self, upstream_port: int, marker: bytes = b"ducklake_snapshot VALUES") -> None:
-        """`marker`: what the cut commit's catalog writes contain (default: any new snapshot)."""
-        self.upstream_port = upstream_port
-        self.marker = marker
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.armed = threading.Event()
-        self.cut = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
+    def __init__(
+        self, upstream_port: int, marker: bytes = b"ducklake_snapshot VALUES", applied: bool = True
+    ) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.armed = ctx.Event()
+        self.cut = ctx.Event()
+        ports = ctx.SimpleQueue()
+        self._proc = ctx.Process(
+            target=_serve_cutter,
+            args=(upstream_port, marker, applied, self.armed, self.cut, ports),
+            daemon=True,
+        )
+        self._proc.start()
+        self.port = ports.get()
 
     def close(self) -> None:
-        self.listener.close()
+        self._proc.terminate()
+        self._proc.join()
 
-    def _accept(self) -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                client, _ = self.listener.accept()
-                server = socket.create_connection(("127.0.0.1", self.upstream_port))
-                state = {"writing": False, "committing": False}
-                threading.Thread(target=self._up, args=(client, server, state), daemon=True).start()
-                threading.Thread(target=self._down, args=(server, client, state), daemon=True).start()
 
-    def _up(self, client: socket.socket, server: socket.socket, state: dict) -> None:
+COMMIT_QUERY = b"Q\x00\x00\x00\x0bCOMMIT\x00"
+COMMIT_DONE = b"C\x00\x00\x00\x0bCOMMIT\x00"
+
+
+def _serve_cutter(upstream_port: int, marker: bytes, applied: bool, armed, cut, ports) -> None:
+    """The cutter's process: accept, and pipe each connection both ways in two threads."""
+
+    def up(client: socket.socket, server: socket.socket, state: dict) -> None:
         tail = b""
         with contextlib.suppress(OSError):
             while chunk := client.recv(65536):
                 seen = tail + chunk  # a marker may straddle two reads
-                if self.armed.is_set() and self.marker in seen:
+                if armed.is_set() and marker in seen:
                     state["writing"] = True
-                if state["writing"] and self.COMMIT_QUERY in seen:
+                if state["writing"] and COMMIT_QUERY in seen:
+                    if not applied and armed.is_set():
+                        armed.clear()
+                        cut.set()
+                        break  # the server sees the connection go mid-transaction: it rolls back
                     state["committing"] = True
                 tail = seen[-64:]
                 server.sendall(chunk)
         _close(client, server)
 
-    def _down(self, server: socket.socket, client: socket.socket, state: dict) -> None:
+    def down(server: socket.socket, client: socket.socket, state: dict) -> None:
         with contextlib.suppress(OSError):
             while chunk := server.recv(65536):
-                if state["committing"] and self.COMMIT_DONE in chunk and self.armed.is_set():
-                    self.armed.clear()
-                    self.cut.set()
+                if state["committing"] and COMMIT_DONE in chunk and armed.is_set():
+                    armed.clear()
+                    cut.set()
                     break  # committed on the server; the client never hears of it
                 client.sendall(chunk)
         _close(client, server)
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    ports.put(listener.getsockname()[1])
+    while True:
+        client, _ = listener.accept()
+        server = socket.create_connection(("127.0.0.1", upstream_port))
+        state = {"writing": False, "committing": False}
+        threading.Thread(target=up, args=(client, server, state), daemon=True).start()
+        threading.Thread(target=down, args=(server, client, state), daemon=True).start()
 
 
 def _close(*socks: socket.socket) -> None:

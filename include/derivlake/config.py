@@ -77,11 +77,9 @@ class KafkaSettings:
     topics: tuple[TopicSpec, ...] = field(default_factory=default_topics)
 
     def client_config(self, **overrides: object) -> dict[str, object]:
-        """librdkafka config for any client: bootstrap + extra + the caller's overrides, its log
-        lines through Python logging (see kafka_log)."""
-        from derivlake.kafka_log import CLIENT_LOG
-
-        return {"bootstrap.servers": self.bootstrap_servers, "logger": CLIENT_LOG, **self.extra, **overrides}
+        """librdkafka config for any client: bootstrap + extra + the caller's overrides (plain
+        values: it is also the `kafka_default` connection's extra; see kafka_log.logged)."""
+        return {"bootstrap.servers": self.bootstrap_servers, **self.extra, **overrides}
 
     def topic(self, name_or_kind: str) -> TopicSpec:
         for spec in self.topics:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable
 
 from derivlake.config import KafkaSettings, TopicSpec
+from derivlake.kafka_log import logged
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ def wait_for_broker(settings: KafkaSettings, timeout_s: float = 15.0) -> int:
     """Block until a metadata request is answered; returns the number of topics seen."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient(settings.client_config())
+    admin = AdminClient(logged(settings.client_config()))
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -38,7 +39,7 @@ def ensure_topics(settings: KafkaSettings, topics: Iterable[TopicSpec] | None = 
     """Create the missing topics; returns the names created. Existing topics are left alone."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient(settings.client_config())
+    admin = AdminClient(logged(settings.client_config()))
     existing = set(admin.list_topics(timeout=10).topics)
     wanted = [t for t in (topics or settings.topics) if t.name not in existing]
     if not wanted:
@@ -60,6 +61,6 @@ def partition_counts(settings: KafkaSettings, timeout_s: float = 10.0) -> dict[s
     """Topic name -> partitions, as the broker reports them."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient(settings.client_config())
+    admin = AdminClient(logged(settings.client_config()))
     md = admin.list_topics(timeout=timeout_s)
     return {name: len(t.partitions) for name, t in md.topics.items() if not name.startswith("__")}

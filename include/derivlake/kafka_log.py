@@ -41,3 +41,8 @@ class RepeatFilter(logging.Filter):
 
 CLIENT_LOG = logging.getLogger("derivlake.kafka.client")
 CLIENT_LOG.addFilter(RepeatFilter())
+
+
+def logged(config: dict[str, object]) -> dict[str, object]:
+    """A client config whose librdkafka log lines go to CLIENT_LOG."""
+    return {**config, "logger": CLIENT_LOG}

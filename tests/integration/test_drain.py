@@ -514,6 +514,35 @@ def test_a_commit_whose_reply_is_lost_keeps_its_files_and_is_not_redone(
     assert not any(Path(lake.data_dir, ".commit-guard").rglob("*"))  # the links are gone
 
 
+def test_a_retry_with_the_run_id_of_an_earlier_try_tells_its_batches_apart(
+    kafka: KafkaSettings, postgres_server, tmp_path
+) -> None:
+    """An Airflow retry keeps the run id, so batch numbers repeat across tries. A batch whose COMMIT
+    never reached the catalog must not be taken for landed because the earlier try committed a batch
+    of the same number: the check matches the offsets the batch moved too."""
+    from tests.postgres_support import CommitReplyCutter
+
+    cutter = CommitReplyCutter(postgres_server.port, applied=False)
+    dbname = postgres_server.new_database()
+    direct = LakeSettings(home=tmp_path / "home", catalog=postgres_server.catalog_spec(dbname))
+    lake = replace(
+        direct, catalog=direct.catalog.replace(f"port={postgres_server.port}", f"port={cutter.port}")
+    )
+    small = DrainSettings(idle_timeout_s=5, batch_messages=500)
+    run_id = "scheduled__2026-11-30T08:00:00+00:00:deribit.ticker"
+    try:
+        produce_tickers(kafka, 0, 2000)
+        assert drain_topic(kafka, lake, "deribit.ticker", small, run_id=run_id).messages == 2000  # try 1
+        produce_tickers(kafka, 2000, 2000)
+        cutter.armed.set()
+        second = drain_topic(kafka, lake, "deribit.ticker", small, run_id=run_id)  # try 2
+    finally:
+        cutter.close()
+    assert cutter.cut.is_set()
+    assert second.messages == 2000 and not second.stopped_early, second
+    assert lake_provenance(direct) == _all_offsets(kafka, "deribit.ticker")
+
+
 def test_full_disk_commits_nothing_and_the_next_run_resumes(kafka: KafkaSettings, tmp_path) -> None:
     data = tmp_path / "small"
     data.mkdir()

@@ -115,3 +115,6 @@ def test_a_reset_retried_after_its_commit_landed_is_not_refused(lake_settings: L
         ConcurrentDrain, match=r"deribit\.ticker\[0\]: another drain moved the stored offset -1"
     ):
         record_resets(con, lake_settings, TOPIC, resets, "drain-g")
+    later = [OffsetReset(0, -1, 20, "retention; reset to earliest", 20)]  # an Airflow retry, same run id
+    with pytest.raises(ConcurrentDrain, match=r"deribit\.ticker\[0\]: another drain moved"):
+        record_resets(con, lake_settings, TOPIC, later, "drain-f")

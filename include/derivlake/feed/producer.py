@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from derivlake.config import KafkaSettings
+from derivlake.kafka_log import logged
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,9 @@ class KafkaSink:
     ) -> None:
         from confluent_kafka import Producer
 
-        self._producer = Producer(settings.client_config(**{**PRODUCER_DEFAULTS, **(overrides or {})}))
+        self._producer = Producer(
+            logged(settings.client_config(**{**PRODUCER_DEFAULTS, **(overrides or {})}))
+        )
         self.flush_timeout_s = flush_timeout_s
         self.progress_every_s = progress_every_s
         self.delivered: list[Delivered] = []

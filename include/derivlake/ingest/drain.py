@@ -32,6 +32,7 @@ from derivlake.ingest.offsets import (
     stored_offsets,
 )
 from derivlake.kafka_io import BrokerUnavailable
+from derivlake.kafka_log import logged
 from derivlake.lake.catalog import catalog_connection_lost, locked_commit
 from derivlake.lake.commit_guard import guarded_commit, now_ms
 from derivlake.normalize import normalizer_for
@@ -243,24 +244,26 @@ class Drain:
 
         per_partition_kb = max(1024, self.settings.batch_bytes // 1024 // max(self.topic.partitions, 1))
         return Consumer(
-            self.kafka.client_config(
-                **{
-                    "group.id": f"derivlake.{self.topic.kind}",
-                    "enable.auto.commit": False,
-                    "enable.auto.offset.store": False,
-                    "enable.partition.eof": True,
-                    "auto.offset.reset": "error",
-                    "queued.max.messages.kbytes": per_partition_kb,
-                    # librdkafka waits this long before fetching again once a partition's queue is
-                    # full (default 1 s): with a bounded queue that idled the drain most of the time
-                    "fetch.queue.backoff.ms": 10,
-                    # an empty fetch waits this long on the broker (default 500 ms), and requests queued
-                    # behind it on the connection wait too: a drain at the log end learns it 5x sooner
-                    "fetch.wait.max.ms": 100,
-                    "fetch.max.bytes": min(self.settings.batch_bytes, 52428800),
-                    "socket.timeout.ms": 10000,
-                    "session.timeout.ms": 10000,
-                }
+            logged(
+                self.kafka.client_config(
+                    **{
+                        "group.id": f"derivlake.{self.topic.kind}",
+                        "enable.auto.commit": False,
+                        "enable.auto.offset.store": False,
+                        "enable.partition.eof": True,
+                        "auto.offset.reset": "error",
+                        "queued.max.messages.kbytes": per_partition_kb,
+                        # librdkafka waits this long before fetching again once a partition's queue is
+                        # full (default 1 s): with a bounded queue that idled the drain most of the time
+                        "fetch.queue.backoff.ms": 10,
+                        # an empty fetch waits this long on the broker (default 500 ms), and requests queued
+                        # behind it on the connection wait too: a drain at the log end learns it 5x sooner
+                        "fetch.wait.max.ms": 100,
+                        "fetch.max.bytes": min(self.settings.batch_bytes, 52428800),
+                        "socket.timeout.ms": 10000,
+                        "session.timeout.ms": 10000,
+                    }
+                )
             )
         )
 
@@ -533,7 +536,8 @@ class Drain:
         con = self.con
         if self._unconfirmed is not None:
             sent_no, sent_stats = self._unconfirmed
-            landed = sent_no == batch_no and self._landed(batch_no)  # if this raises, the next retry asks
+            # if this raises, the next retry asks again
+            landed = sent_no == batch_no and self._landed(batch_no, offset_moves(stored, new_offsets))
             self._unconfirmed = None
             if landed:
                 log.warning(
@@ -563,12 +567,13 @@ class Drain:
         self._unconfirmed = None
         return stats
 
-    def _landed(self, batch_no: int) -> bool:
-        """Whether this run's batch `batch_no` is committed: its ops.ingest_runs record is written in
-        the batch's own transaction, and the run id is this run's alone."""
+    def _landed(self, batch_no: int, moves: str) -> bool:
+        """Whether this batch is committed: its ops.ingest_runs record is written in the batch's own
+        transaction. The offsets it moved tell it from an earlier try's batch of the same number
+        (an Airflow retry keeps the run id)."""
         (n,) = self.con.execute(
-            "SELECT count(*) FROM ops.ingest_runs WHERE run_id = ? AND topic = ? AND batch_no = ?",
-            [self.run_id, self.topic.name, batch_no],
+            "SELECT count(*) FROM ops.ingest_runs WHERE run_id = ? AND topic = ? AND batch_no = ? AND offsets = ?",
+            [self.run_id, self.topic.name, batch_no, moves],
         ).fetchone()
         return n > 0
 
@@ -637,7 +642,7 @@ class Drain:
             "INSERT INTO ops.ingest_runs VALUES (?, ?, ?, ?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [self.run_id, self.topic.name, batch_no, started, n_messages, sum(rows.values()), n_bytes,
              staged.quarantined, duplicates, late, min_ts, max_ts,
-             ",".join(f"{p}:{stored.get(p, -1)}->{o}" for p, o in sorted(new_offsets.items()))],
+             offset_moves(stored, new_offsets)],
         )  # fmt: skip
         return {
             "rows": rows, "quarantined": staged.quarantined, "duplicates": duplicates, "late": late,
@@ -670,6 +675,11 @@ class Drain:
                 f"({share:.1%}) quarantined, above the {self.settings.quarantine_max_ratio:.1%} threshold: "
                 f"{reasons}. They are committed to ops.quarantine with the raw bytes; the offsets moved on."
             )
+
+
+def offset_moves(stored: dict[int, int], new_offsets: dict[int, int]) -> str:
+    """A batch's compare-and-set as ops.ingest_runs records it: `partition:old->new`, comma-separated."""
+    return ",".join(f"{p}:{stored.get(p, -1)}->{o}" for p, o in sorted(new_offsets.items()))
 
 
 def dedup_query(out: Output, stage: str) -> str:

@@ -202,7 +202,7 @@ def record_resets(
         ).fetchone()
         if updated != 1:
             con.execute("ROLLBACK")
-            if _resets_recorded(con, topic, run_id):
+            if _resets_recorded(con, topic, resets, run_id):
                 return  # this run's earlier attempt committed before the catalog connection dropped
             raise ConcurrentDrain(
                 f"{topic.name}[{r.partition}]: another drain moved the stored offset {r.old_offset} while "
@@ -211,8 +211,13 @@ def record_resets(
     guarded_commit(con, lake, ("ops.offset_resets", "ops.kafka_offsets"), begun)
 
 
-def _resets_recorded(con: duckdb.DuckDBPyConnection, topic: TopicSpec, run_id: str) -> bool:
-    (n,) = con.execute(
-        "SELECT count(*) FROM ops.offset_resets WHERE run_id = ? AND topic = ?", [run_id, topic.name]
-    ).fetchone()
-    return n > 0
+def _resets_recorded(
+    con: duckdb.DuckDBPyConnection, topic: TopicSpec, resets: list[OffsetReset], run_id: str
+) -> bool:
+    """Whether these very resets are committed (by this run: an Airflow retry keeps the run id, so
+    the offsets tell them from an earlier try's)."""
+    recorded = con.execute(
+        "SELECT partition, old_offset, new_offset FROM ops.offset_resets WHERE run_id = ? AND topic = ?",
+        [run_id, topic.name],
+    ).fetchall()
+    return {(r.partition, r.old_offset, r.new_offset) for r in resets} <= set(recorded)

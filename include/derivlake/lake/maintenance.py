@@ -110,6 +110,28 @@ def _retrying(
     return with_commit_retries(con, what, fn, attempts=retries, first_delay_s=0.2, max_delay_s=5.0) or []
 
 
+def delete_orphans(con: duckdb.DuckDBPyConnection, grace: timedelta, attempts: int = 8) -> int:
+    """Delete the Parquet files under the data path that the catalog does not know, older than `grace`.
+
+    DuckLake lists the data path, then opens each unknown file for its age; one that vanishes in
+    between fails the whole call ("Cannot open file"). Files do vanish: a drain whose commit loses a
+    race deletes its own, the commit guard drops its links. Measured: 4 of 30 sweeps failed with
+    files coming and going beside them. The call is then run again: it is idempotent."""
+    import duckdb
+
+    # DuckLake compares the files' own modification times here, on either catalog (measured)
+    sql = f"CALL ducklake_delete_orphaned_files('lake', older_than => {older_than(grace, sqlite=False)})"
+    for attempt in range(attempts):
+        try:
+            return len(con.execute(sql).fetchall())
+        except duckdb.IOException as exc:
+            if "Cannot open file" not in str(exc) or attempt == attempts - 1:
+                raise
+            log.info("orphan sweep: a file vanished while the data path was listed, retry %d", attempt + 1)
+            time.sleep(0.05 * 2**attempt)
+    raise ValueError(f"attempts must be at least 1, not {attempts}")
+
+
 def _configure(con: duckdb.DuckDBPyConnection, config: MaintenanceConfig) -> None:
     """Target size, write options and sort keys: catalog writes only when they change (they race the drains)."""
     options = dict(
@@ -214,11 +236,7 @@ def _maintain(settings: LakeSettings, config: MaintenanceConfig) -> MaintenanceR
         deleted = _retrying(con, "cleanup", f"CALL ducklake_cleanup_old_files('lake', older_than => {older_than(config.file_grace, settings.is_sqlite)})",
                             config.conflict_retries)  # fmt: skip
         result.deleted_files = len(deleted)
-        # DuckLake compares the files' own modification times here, on either catalog (measured)
-        orphans = con.execute(
-            f"CALL ducklake_delete_orphaned_files('lake', older_than => {older_than(config.orphan_grace, sqlite=False)})"
-        ).fetchall()
-        result.orphaned_files = len(orphans)
+        result.orphaned_files = delete_orphans(con, config.orphan_grace)
         result.partitions = partition_stats(con)
         result.files_after = sum(p["files"] for p in result.partitions)
         if result.partitions:  # an empty lake has nothing to record
