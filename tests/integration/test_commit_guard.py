@@ -85,3 +85,33 @@ def test_a_commit_that_fails_before_the_catalog_applies_it_leaves_only_orphans(
     finally:
         reader.close()
     assert len(unreferenced_files(lake)) == 1
+
+
+def test_without_hard_links_the_commit_goes_through_unguarded_and_says_so(
+    postgres_server, tmp_path, caplog
+) -> None:
+    """A table directory on another filesystem (no hard link across): the guard steps aside."""
+    import subprocess
+
+    dbname = postgres_server.new_database()
+    lake = LakeSettings(home=tmp_path / "home", catalog=postgres_server.catalog_spec(dbname))
+    con = open_lake(lake)
+    elsewhere = Path(lake.data_dir, "ops", "table_stats")
+    elsewhere.mkdir(parents=True, exist_ok=True)
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(elsewhere)], capture_output=True
+    ).returncode:
+        con.close()
+        pytest.skip("cannot mount a tmpfs here (needs root) to put a table on another filesystem")
+    try:
+        begun = now_ms()
+        con.execute("BEGIN")
+        con.execute(f"INSERT INTO ops.table_stats VALUES {ROW}")
+        with caplog.at_level("WARNING", logger="derivlake.lake.commit_guard"):
+            guarded_commit(con, lake, ["ops.table_stats"], begun)
+        assert con.execute("SELECT rows FROM ops.table_stats").fetchall() == [(7,)]
+    finally:
+        con.close()
+        subprocess.run(["umount", str(elsewhere)], check=False)
+    assert "commit guard unavailable" in caplog.text and "Invalid cross-device link" in caplog.text
+    assert not any(Path(lake.data_dir, ".commit-guard").rglob("*"))

@@ -1,10 +1,10 @@
 """Keep a commit's new Parquet files when DuckLake deletes them after a COMMIT that did land.
 
-When a COMMIT raises, DuckLake 1.5.5 deletes the data and delete files its transaction wrote (not
-a merge's files: tested). On a network catalog (Postgres) a COMMIT can raise after the server applied it: the
-connection dropped before the reply (a failover, a restart, a cut at that moment). The catalog then
-references files that no longer exist, and every read of those tables fails ("Cannot open file").
-Measured on DuckDB 1.5.5 by cutting the reply to a drain's commit (tests/postgres_support.py).
+When a COMMIT raises, DuckLake 1.5.5 deletes the data and delete files its transaction wrote (not a
+merge's files: tested). On a network catalog (Postgres) a COMMIT can raise after the server applied
+it: the connection dropped before the reply (a failover, a restart, a cut at that moment). The
+catalog then references files that no longer exist, and every read of those tables fails ("Cannot
+open file"). Measured by cutting the reply to a drain's commit (tests/postgres_support.py).
 
 So, on such catalogs and a local data path, the files a transaction wrote get hard links just before
 its COMMIT; when the COMMIT loses its connection, every file DuckLake deleted is linked back. The
@@ -75,11 +75,14 @@ def guards_commits(settings: LakeSettings) -> bool:
 
 
 class CommitGuard:
-    """Hard links to the files written in `dirs` since `since_ms`, taken just before a COMMIT."""
+    """Hard links to the files a transaction wrote, taken just before its COMMIT."""
 
-    def __init__(self, data_dir: Path, dirs: Iterable[Path], since_ms: int) -> None:
+    def __init__(self, data_dir: Path) -> None:
         self.root = data_dir / GUARD_DIR / uuid.uuid4().hex
         self.links: list[tuple[Path, Path]] = []
+
+    def protect(self, dirs: Iterable[Path], since_ms: int) -> None:
+        """Link every DuckLake file in `dirs` made since `since_ms` (other writers' too: harmless)."""
         for d in dirs:
             try:
                 entries = [e.name for e in os.scandir(d) if written_since(e.name, since_ms)]
@@ -101,8 +104,9 @@ class CommitGuard:
         for original, link in self.links:
             if not original.exists():
                 original.parent.mkdir(parents=True, exist_ok=True)
-                os.link(link, original)
-                restored.append(original)
+                with contextlib.suppress(FileExistsError):  # another writer's guard was quicker
+                    os.link(link, original)
+                    restored.append(original)
         return restored
 
     def release(self) -> None:
@@ -126,9 +130,11 @@ def guarded_commit(
     if settings is None or not guards_commits(settings):
         con.execute("COMMIT")
         return
+    guard = CommitGuard(Path(settings.data_dir))
     try:
-        guard = CommitGuard(Path(settings.data_dir), table_dirs(settings, tables, dates), since_ms)
-    except OSError as exc:  # no hard links on this filesystem: commit unguarded, say so
+        guard.protect(table_dirs(settings, tables, dates), since_ms)
+    except OSError as exc:  # e.g. no hard links on this filesystem: commit unguarded, and say so
+        guard.release()
         log.warning("commit guard unavailable (%s); committing without it", exc)
         con.execute("COMMIT")
         return
@@ -136,13 +142,22 @@ def guarded_commit(
         con.execute("COMMIT")
     except Exception as exc:
         if is_connection_lost(exc):
-            restored = guard.restore()
-            if restored:
-                log.warning(
-                    "the catalog connection dropped during COMMIT; relinked %d file(s) DuckLake deleted, "
-                    "in case the catalog applied it (if not, the orphan sweep removes them)",
-                    len(restored),
-                )
+            _restore(guard)
         raise
     finally:
         guard.release()
+
+
+def _restore(guard: CommitGuard) -> None:
+    """Relink what DuckLake deleted; a failure here is logged, the COMMIT's own error goes up."""
+    try:
+        restored = guard.restore()
+    except OSError as exc:
+        log.error("the catalog connection dropped during COMMIT and its files could not be relinked: %s", exc)
+        return
+    if restored:
+        log.warning(
+            "the catalog connection dropped during COMMIT; relinked %d file(s) DuckLake deleted, in case "
+            "the catalog applied it (if not, the orphan sweep removes them)",
+            len(restored),
+        )
