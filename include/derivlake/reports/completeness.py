@@ -115,7 +115,12 @@ def business_day_of(ts: datetime) -> date:
 
 
 def first_data_date(con: duckdb.DuckDBPyConnection) -> date | None:
-    """The first date partition of option quotes in the lake (None: no data at all)."""
+    """The first date partition of option quotes in the lake (None: no data at all, or not even the
+    table yet: the first drain attached the catalog and is still creating the tables)."""
+    from derivlake.lake.catalog import lake_tables
+
+    if "market.options_ticker" not in lake_tables(con):
+        return None
     return con.execute("SELECT min(date) FROM market.options_ticker").fetchone()[0]
 
 
