@@ -7,6 +7,7 @@ package: a fresh cluster in a temporary directory, on a free loopback port, stop
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import multiprocessing
 import os
@@ -18,6 +19,8 @@ import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from derivlake.config import LakeSettings
 
 
 class PostgresUnavailable(RuntimeError):
@@ -139,7 +142,13 @@ class CommitReplyCutter:
             daemon=True,
         )
         self._proc.start()
+        self.upstream_port = upstream_port
         self.port = ports.get()
+
+    def route(self, lake: LakeSettings) -> LakeSettings:
+        """The same lake, its catalog reached through this proxy."""
+        via = lake.catalog.replace(f"port={self.upstream_port}", f"port={self.port}")
+        return dataclasses.replace(lake, catalog=via)
 
     def close(self) -> None:
         self._proc.terminate()

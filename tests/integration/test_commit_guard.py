@@ -27,10 +27,7 @@ def test_a_commit_whose_reply_is_lost_keeps_its_files_only_when_guarded(
     cutter = CommitReplyCutter(postgres_server.port)
     dbname = postgres_server.new_database()
     direct = LakeSettings(home=tmp_path / "home", catalog=postgres_server.catalog_spec(dbname))
-    proxied = LakeSettings(
-        home=direct.home,
-        catalog=direct.catalog.replace(f"port={postgres_server.port}", f"port={cutter.port}"),
-    )
+    proxied = cutter.route(direct)
     con = open_lake(proxied)
     try:
         begun = now_ms()

@@ -480,10 +480,8 @@ def test_a_commit_whose_reply_is_lost_keeps_its_files_and_is_not_redone(
 
     cutter = CommitReplyCutter(postgres_server.port)
     dbname = postgres_server.new_database()
-    lake = LakeSettings(
-        home=tmp_path / "home",
-        catalog=f"postgres:dbname={dbname} host=127.0.0.1 port={cutter.port} user=postgres",
-    )
+    direct = LakeSettings(home=tmp_path / "home", catalog=postgres_server.catalog_spec(dbname))
+    lake = cutter.route(direct)
     snapshots = "SELECT count(*) FROM ducklake_snapshot"
     try:
         open_lake(lake).close()
@@ -508,7 +506,6 @@ def test_a_commit_whose_reply_is_lost_keeps_its_files_and_is_not_redone(
         assert re.search(r"batch \d+ was committed before the catalog connection dropped", out), out
     assert "another drain" not in out
     assert "deribit.ticker: 40000 messages" in out, out
-    direct = replace(lake, catalog=postgres_server.catalog_spec(dbname))
     assert lake_provenance(direct) == _all_offsets(kafka, "deribit.ticker")
     assert unreferenced_files(direct) == set()  # what was relinked is what the catalog committed
     assert not any(Path(lake.data_dir, ".commit-guard").rglob("*"))  # the links are gone
@@ -525,9 +522,7 @@ def test_a_retry_with_the_run_id_of_an_earlier_try_tells_its_batches_apart(
     cutter = CommitReplyCutter(postgres_server.port, applied=False)
     dbname = postgres_server.new_database()
     direct = LakeSettings(home=tmp_path / "home", catalog=postgres_server.catalog_spec(dbname))
-    lake = replace(
-        direct, catalog=direct.catalog.replace(f"port={postgres_server.port}", f"port={cutter.port}")
-    )
+    lake = cutter.route(direct)
     small = DrainSettings(idle_timeout_s=5, batch_messages=500)
     run_id = "scheduled__2026-11-30T08:00:00+00:00:deribit.ticker"
     try:

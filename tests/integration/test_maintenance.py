@@ -509,13 +509,7 @@ def test_a_merge_whose_commit_reply_is_lost_keeps_its_merged_files(postgres_serv
     cutter = CommitReplyCutter(postgres_server.port, marker=b"ducklake_files_scheduled_for_deletion")
     cutter.armed.set()
     try:
-        result = maintain(
-            LakeSettings(
-                home=direct.home,
-                catalog=direct.catalog.replace(f"port={postgres_server.port}", f"port={cutter.port}"),
-            ),
-            MaintenanceConfig(target_file_size_bytes=64 * 2**20),
-        )
+        result = maintain(cutter.route(direct), MaintenanceConfig(target_file_size_bytes=64 * 2**20))
     finally:
         cutter.close()
     assert cutter.cut.is_set()
