@@ -33,7 +33,7 @@ from derivlake.ingest.offsets import (
 )
 from derivlake.kafka_io import BrokerUnavailable
 from derivlake.kafka_log import logged
-from derivlake.lake.catalog import catalog_connection_lost, locked_commit
+from derivlake.lake.catalog import catalog_connection_lost, is_connection_lost, locked_commit
 from derivlake.lake.commit_guard import guarded_commit, now_ms
 from derivlake.normalize import normalizer_for
 from derivlake.normalize.core import ARROW_BATCH_ROWS, StagedBatch, stage_batch
@@ -234,8 +234,8 @@ class Drain:
         self._con = con
         self._stage_con: duckdb.DuckDBPyConnection | None = None
         self._broken = False  # a batch failed to commit: the batches queued after it must not
-        # (batch_no, stats) of a COMMIT sent but not confirmed: if the connection dropped after the
-        # catalog applied it, the retry must find it there rather than lose the compare-and-set to it
+        # (batch_no, stats) of a COMMIT whose connection dropped: if the catalog applied it anyway,
+        # the retry must find it there rather than lose the compare-and-set to it
         self._unconfirmed: tuple[int, dict] | None = None
 
     # -- Kafka ---------------------------------------------------------------------------------
@@ -560,11 +560,14 @@ class Drain:
         )
         for name in [*names, *(f"{n}_new" for n in names), "stage_quarantine"]:
             con.unregister(name)
-        self._unconfirmed = (batch_no, stats)
         tables = [*stats["rows"], "ops.kafka_offsets", "ops.ingest_runs"]
         tables += ["ops.quarantine"] if staged.quarantined else []
-        guarded_commit(con, self.lake, tables, begun, stats["dates"])
-        self._unconfirmed = None
+        try:
+            guarded_commit(con, self.lake, tables, begun, stats["dates"])
+        except Exception as exc:
+            if is_connection_lost(exc):  # the catalog may have applied it: the retry looks first
+                self._unconfirmed = (batch_no, stats)
+            raise
         return stats
 
     def _landed(self, batch_no: int, moves: str) -> bool:

@@ -357,7 +357,7 @@ def lake_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [t for (t,) in con.execute(sql, [LAKE_ALIAS]).fetchall()]
 
 
-def bootstrap(con: duckdb.DuckDBPyConnection, settings: LakeSettings | None = None) -> None:
+def bootstrap(con: duckdb.DuckDBPyConnection, settings: LakeSettings) -> None:
     """Create schemas and tables, and partition the data tables by date (idempotent; a writer that
     loses the race to another one creating them finds them made)."""
 
