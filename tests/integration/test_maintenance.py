@@ -550,3 +550,28 @@ def test_the_orphan_sweep_rides_out_files_that_vanish_while_it_lists(lake_settin
         thread.join()
         con.close()
     assert swept == [0] * 30  # nothing was an hour old
+
+
+def test_table_stats_whose_commit_reply_is_lost_are_recorded_once(postgres_server, tmp_path, caplog) -> None:
+    """The catalog applies the table stats, then the connection drops before the reply: the retry finds
+    the run's record and does not write it again (it did, a second later, before 2026-11-30)."""
+    from tests.postgres_support import CommitReplyCutter
+
+    dbname = postgres_server.new_database()
+    direct = LakeSettings(home=tmp_path / "home", catalog=postgres_server.catalog_spec(dbname))
+    con = open_lake(direct)
+    _commit_batch(con, 0)  # one file: nothing to merge
+    con.close()
+    maintain(direct)  # sets the sort keys: the run below commits nothing but its stats
+    cutter = CommitReplyCutter(postgres_server.port)
+    cutter.armed.set()
+    try:
+        result = maintain(cutter.route(direct))
+    finally:
+        cutter.close()
+    assert cutter.cut.is_set()
+    assert "table stats were committed before the catalog connection dropped" in caplog.text
+    con = open_lake(direct, read_only=True)
+    recorded = con.execute("SELECT count(DISTINCT measured_at), count(*) FROM ops.table_stats").fetchall()
+    con.close()
+    assert recorded == [(2, 2 * len(result.partitions))]

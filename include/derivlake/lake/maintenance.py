@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +29,7 @@ from derivlake.lake.catalog import (
     LakeError,
     catalog_connection_lost,
     commit_lock,
+    is_connection_lost,
     lake_tables,
     open_lake,
     with_commit_retries,
@@ -214,6 +215,43 @@ def partition_stats(con: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
     return stats
 
 
+def _record_table_stats(
+    con: duckdb.DuckDBPyConnection, settings: LakeSettings, partitions: list[dict[str, object]], retries: int
+) -> None:
+    """One ops.table_stats record per run. Its time is fixed before the first try, so a retry after a
+    COMMIT that lost its connection (which the catalog may have applied) can find it and not write
+    the stats a second time."""
+    measured_at = datetime.now(UTC).replace(tzinfo=None)
+    unconfirmed = False
+
+    def record() -> None:
+        nonlocal unconfirmed
+        if unconfirmed:
+            unconfirmed = False
+            (n,) = con.execute(
+                "SELECT count(*) FROM ops.table_stats WHERE measured_at = ?", [measured_at]
+            ).fetchone()
+            if n:
+                log.warning("table stats were committed before the catalog connection dropped; not again")
+                return
+        begun = now_ms()
+        con.execute("BEGIN")
+        con.executemany(
+            "INSERT INTO ops.table_stats VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                [measured_at, *str(p["table"]).split("."), p["date"], p["rows"], p["files"], p["bytes"]]
+                for p in partitions
+            ],
+        )
+        try:
+            guarded_commit(con, settings, ["ops.table_stats"], begun)
+        except Exception as exc:
+            unconfirmed = is_connection_lost(exc)
+            raise
+
+    _retrying(con, "table stats", record, retries)
+
+
 def maintain(settings: LakeSettings, config: MaintenanceConfig | None = None) -> MaintenanceResult:
     with catalog_connection_lost(settings, "maintenance"):
         return _maintain(settings, config or MaintenanceConfig())
@@ -240,20 +278,7 @@ def _maintain(settings: LakeSettings, config: MaintenanceConfig) -> MaintenanceR
         result.partitions = partition_stats(con)
         result.files_after = sum(p["files"] for p in result.partitions)
         if result.partitions:  # an empty lake has nothing to record
-
-            def record() -> None:
-                begun = now_ms()
-                con.execute("BEGIN")
-                con.executemany(
-                    "INSERT INTO ops.table_stats VALUES (now()::TIMESTAMP, ?, ?, ?, ?, ?, ?)",
-                    [
-                        [*str(p["table"]).split("."), p["date"], p["rows"], p["files"], p["bytes"]]
-                        for p in result.partitions
-                    ],
-                )
-                guarded_commit(con, settings, ["ops.table_stats"], begun)
-
-            _retrying(con, "table stats", record, config.conflict_retries)
+            _record_table_stats(con, settings, result.partitions, config.conflict_retries)
     finally:
         con.close()
     result.seconds = time.monotonic() - t0
