@@ -575,3 +575,46 @@ def test_table_stats_whose_commit_reply_is_lost_are_recorded_once(postgres_serve
     recorded = con.execute("SELECT count(DISTINCT measured_at), count(*) FROM ops.table_stats").fetchall()
     con.close()
     assert recorded == [(2, 2 * len(result.partitions))]
+
+
+def test_maintenance_removes_what_killed_processes_left_and_nothing_in_use(postgres_server, tmp_path) -> None:
+    """Empty commit-guard directories (a process killed between linking and COMMIT; the orphan sweep
+    took its links) and spill directories of hosts that are gone: removed once idle long enough.
+    A guard directory still holding a link, a fresh one, this host's spill directories and another
+    host's with a file still being written stay."""
+    import socket
+
+    from tests.conftest import postgres_lake
+
+    lake = postgres_lake(postgres_server, tmp_path / "home")
+    con = open_lake(lake)
+    _commit_batch(con, 0)
+    con.close()
+    two_days_ago = time.time() - 2 * 86400
+
+    def made(path: Path, *, old: bool, file: str | None = None) -> Path:
+        path.mkdir(parents=True)
+        if file:
+            (path / file).write_bytes(b"x")
+            if old:
+                os.utime(path / file, (two_days_ago, two_days_ago))
+        if old:
+            os.utime(path, (two_days_ago, two_days_ago))
+        return path
+
+    guards = Path(lake.data_dir, ".commit-guard")
+    spills = lake.spill_root
+    gone = [
+        made(guards / ("a" * 32), old=True),
+        made(spills / "duckdb-gone-pod-7-abc", old=True, file="duckdb_temp_storage_DEFAULT-0.tmp"),
+        made(spills / "duckdb-gone-pod-8-def", old=True),
+    ]
+    kept = [
+        made(guards / ("b" * 32), old=True, file="0-ducklake-x.parquet"),  # a link: the orphan sweep's
+        made(guards / ("c" * 32), old=False),
+        made(spills / f"duckdb-{socket.gethostname()}-1-aaa", old=True),  # this host's: by pid, elsewhere
+        made(spills / "duckdb-live-pod-9-bbb", old=True, file="duckdb_temp_storage_DEFAULT-0.tmp"),
+    ]
+    os.utime(kept[-1] / "duckdb_temp_storage_DEFAULT-0.tmp")  # written to now
+    maintain(lake)
+    assert [p for p in gone if p.exists()] == [] and [p for p in kept if not p.exists()] == []

@@ -72,3 +72,33 @@ def test_a_killed_process_spill_directory_is_removed_by_the_next_connection(tmp_
     assert spill_dir.is_dir()  # left behind (its files emptied at the end of the query)
     open_lake(lake, read_only=True).close()
     assert not spill_dir.exists()
+
+
+def test_spill_directories_of_other_hosts_go_once_nothing_in_them_changed_for_the_idle_time(
+    tmp_path: Path,
+) -> None:
+    import socket
+    import time
+
+    from derivlake.lake.spill import remove_abandoned
+
+    old = time.time() - 7200
+
+    def spill_dir(name: str, file_age: float | None) -> Path:
+        d = tmp_path / name
+        d.mkdir()
+        if file_age is not None:
+            (d / "duckdb_temp_storage_DEFAULT-0.tmp").write_bytes(b"x")
+            os.utime(d / "duckdb_temp_storage_DEFAULT-0.tmp", (file_age, file_age))
+        os.utime(d, (old, old))
+        return d
+
+    idle = spill_dir("duckdb-pod-a-12-abc", old)
+    empty = spill_dir("duckdb-pod-b-13-def", None)
+    busy = spill_dir("duckdb-pod-c-14-fed", time.time())
+    mine = spill_dir(f"duckdb-{socket.gethostname()}-15-cba", old)
+    other = spill_dir("not-a-spill-dir", None)
+    assert remove_abandoned(tmp_path, idle_s=3600) == 2
+    assert not idle.exists() and not empty.exists()
+    assert busy.exists() and mine.exists() and other.exists()
+    assert remove_abandoned(tmp_path / "missing", idle_s=3600) == 0

@@ -148,6 +148,26 @@ def guarded_commit(
         guard.release()
 
 
+def sweep_guard_dirs(data_dir: Path, older_than_s: float = 3600.0) -> int:
+    """Remove the empty guard directories of processes killed between linking and COMMIT (their
+    links are orphans, deleted by the orphan sweep). A guard's directory is empty only for moments
+    (made, then linked into; unlinked, then removed), so an hour untouched means abandoned."""
+    removed = 0
+    cutoff = time.time() - older_than_s
+    try:
+        entries = list(os.scandir(data_dir / GUARD_DIR))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                os.rmdir(entry.path)
+                removed += 1
+        except OSError:  # not empty (links younger than the orphan grace), or gone meanwhile
+            continue
+    return removed
+
+
 def _restore(guard: CommitGuard) -> None:
     """Relink what DuckLake deleted; a failure here is logged, the COMMIT's own error goes up."""
     try:

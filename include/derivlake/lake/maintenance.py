@@ -34,7 +34,8 @@ from derivlake.lake.catalog import (
     open_lake,
     with_commit_retries,
 )
-from derivlake.lake.commit_guard import guarded_commit, now_ms
+from derivlake.lake.commit_guard import guarded_commit, guards_commits, now_ms, sweep_guard_dirs
+from derivlake.lake.spill import remove_abandoned
 
 if TYPE_CHECKING:
     import duckdb
@@ -131,6 +132,15 @@ def delete_orphans(con: duckdb.DuckDBPyConnection, grace: timedelta, attempts: i
             log.info("orphan sweep: a file vanished while the data path was listed, retry %d", attempt + 1)
             time.sleep(0.05 * 2**attempt)
     raise ValueError(f"attempts must be at least 1, not {attempts}")
+
+
+def _remove_abandoned_dirs(settings: LakeSettings, grace: timedelta) -> None:
+    """What killed processes leave besides files: empty commit-guard directories, and spill
+    directories of hosts that are gone, idle for `grace`."""
+    guards = sweep_guard_dirs(Path(settings.data_dir)) if guards_commits(settings) else 0
+    spills = remove_abandoned(settings.spill_root, grace.total_seconds())
+    if guards or spills:
+        log.info("removed %d empty commit-guard and %d abandoned spill directories", guards, spills)
 
 
 def _configure(con: duckdb.DuckDBPyConnection, config: MaintenanceConfig) -> None:
@@ -275,6 +285,7 @@ def _maintain(settings: LakeSettings, config: MaintenanceConfig) -> MaintenanceR
                             config.conflict_retries)  # fmt: skip
         result.deleted_files = len(deleted)
         result.orphaned_files = delete_orphans(con, config.orphan_grace)
+        _remove_abandoned_dirs(settings, config.orphan_grace)
         result.partitions = partition_stats(con)
         result.files_after = sum(p["files"] for p in result.partitions)
         if result.partitions:  # an empty lake has nothing to record

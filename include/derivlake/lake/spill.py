@@ -7,7 +7,8 @@ directory all failed with "Could not read enough bytes from file .tmp/duckdb_tem
 (reproduced on this version; duckdb/duckdb#15173), and a closing process deletes every spill file there,
 others' too. So each connection spills into its own directory under the lake's spill root, named by
 host and pid. DuckDB creates it on the first spill and removes it on close; one a killed process left
-behind is removed by the next connection on the same host.
+behind is removed by the next connection on the same host, and one of a host that is gone (a pod
+killed while it spilled) by maintenance, once nothing in it has changed for a day.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -39,3 +41,23 @@ def spill_directory(root: Path) -> str:
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     return str(root / f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:12]}")
+
+
+def remove_abandoned(root: Path, idle_s: float) -> int:
+    """Remove the spill directories of other hosts in which nothing has changed for `idle_s`: hosts
+    that are gone (a replaced pod or worker) never come back for them. DuckDB writes its spill files
+    in place, so a live one's files keep changing."""
+    prefix = f"duckdb-{socket.gethostname()}-"
+    cutoff = time.time() - idle_s
+    removed = 0
+    for d in root.glob("duckdb-*") if root.is_dir() else ():
+        if d.name.startswith(prefix) or not d.is_dir():
+            continue  # this host's: removed by the next connection once their process is dead
+        try:
+            newest = max([d.stat().st_mtime, *(f.stat().st_mtime for f in d.iterdir())])
+        except OSError:  # removed meanwhile
+            continue
+        if newest < cutoff:
+            shutil.rmtree(d, ignore_errors=True)
+            removed += 1
+    return removed
