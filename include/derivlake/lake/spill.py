@@ -8,7 +8,7 @@ directory all failed with "Could not read enough bytes from file .tmp/duckdb_tem
 others' too. So each connection spills into its own directory under the lake's spill root, named by
 host and pid. DuckDB creates it on the first spill and removes it on close; one a killed process left
 behind is removed by the next connection on the same host, and one of a host that is gone (a pod
-killed while it spilled) by maintenance, once nothing in it has changed for a day.
+killed while it spilled) by maintenance, once nothing in it has changed for the orphan grace.
 """
 
 from __future__ import annotations
