@@ -17,12 +17,20 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -c 'import site, pathlib; pathlib.Path(site.getsitepackages()[0], "derivlake.pth").write_text("$(CURDIR)/include\n")'
 	@touch $(STAMP)
 
+# the S3-compatible server of the object-storage tests, in a venv of its own (requirements-s3server.txt)
+S3_VENV := .venv-s3server
+S3_STAMP := $(S3_VENV)/.installed
+$(S3_STAMP): requirements-s3server.txt
+	@test -x $(S3_VENV)/bin/python || $(PYTHON) -m venv $(S3_VENV)
+	$(S3_VENV)/bin/python -m pip install --quiet -r requirements-s3server.txt
+	@touch $(S3_STAMP)
+
 venv: $(STAMP)
 
 demo: $(STAMP)
 	@bash scripts/demo.sh
 
-test: $(STAMP)
+test: $(STAMP) $(S3_STAMP)
 	$(VENV)/bin/ruff check include dags plugins tests bench deploy
 	$(VENV)/bin/ruff format --check include dags plugins tests bench deploy
 	$(PY) -m pytest -q $(PYTEST_ARGS)

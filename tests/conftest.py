@@ -18,6 +18,7 @@ from derivlake import broker
 from derivlake.config import BrokerSettings, KafkaSettings, LakeSettings, default_topics
 from derivlake.kafka_io import ensure_topics
 from tests.postgres_support import PostgresServer, PostgresUnavailable, postgres_bin, start_postgres
+from tests.s3_support import CREDENTIALS, S3Server, S3Unavailable, start_s3_server
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURES = SHARED / "fixtures" / "deribit-ws"
@@ -96,6 +97,28 @@ def postgres_server() -> Iterator[PostgresServer]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """One throwaway S3-compatible server for the session; each lake gets a bucket of its own. Without
+    it the object-storage cases skip, saying so; CI sets DERIVLAKE_REQUIRE_S3=1."""
+    try:
+        server = start_s3_server(free_port(), tmp_path_factory.mktemp("s3") / "server.log")
+    except S3Unavailable as exc:
+        if os.environ.get("DERIVLAKE_REQUIRE_S3") == "1":
+            pytest.fail(f"DERIVLAKE_REQUIRE_S3=1 but {exc}")
+        pytest.skip(f"the lake in object storage is not tested here: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys in the environment, where DuckDB's credential chain finds them (and CLI processes inherit them)."""
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask a cloud host's metadata service
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def lake_settings(request: pytest.FixtureRequest, tmp_path: Path) -> LakeSettings:
     """A fresh lake on each catalog the product supports: SQLite (the default) and Postgres (compose)."""
@@ -115,11 +138,16 @@ def lake_in_env(lake_settings: LakeSettings, monkeypatch: pytest.MonkeyPatch) ->
 
 def lake_env(lake: LakeSettings) -> dict[str, str]:
     """The environment a CLI process (`python -m derivlake ...`) needs to open `lake`."""
-    return {
+    env = {
         "DERIVLAKE_HOME": str(lake.home),
         "DERIVLAKE_CATALOG": lake.catalog,
         "DERIVLAKE_DATA_PATH": lake.data_path,
     }
+    if lake.s3.endpoint:  # the credentials are the environment's own (`s3_credentials`)
+        scheme = "https" if lake.s3.use_ssl else "http"
+        env |= {"AWS_ENDPOINT_URL": f"{scheme}://{lake.s3.endpoint}", "AWS_REGION": lake.s3.region,
+                "DERIVLAKE_S3_URL_STYLE": lake.s3.url_style}  # fmt: skip
+    return env
 
 
 def unreferenced_files(lake: LakeSettings) -> set[str]:

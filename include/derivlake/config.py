@@ -114,6 +114,35 @@ def redact_catalog(text: str) -> str:
 
 
 @dataclass(frozen=True)
+class S3Settings:
+    """How DuckDB reaches an `s3://` data path. Credentials are not held here: DuckDB's AWS credential
+    chain finds them (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile, a web identity, an
+    instance role), as any AWS tool would. `endpoint` (host[:port]) is for S3-compatible stores."""
+
+    endpoint: str = ""
+    use_ssl: bool = True
+    url_style: str = "vhost"
+    region: str = ""
+
+    @classmethod
+    def from_env(cls) -> S3Settings:
+        url = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or ""
+        match = re.fullmatch(r"(?:(https?)://)?([^/\s]+)/?", url) if url else None
+        if url and not match:
+            raise ConfigError(f"AWS_ENDPOINT_URL={url!r} is not a URL like http://minio:9000")
+        # a custom endpoint (MinIO, Ceph, moto) is reached by path: its buckets are no DNS names
+        style = os.environ.get("DERIVLAKE_S3_URL_STYLE") or ("path" if url else "vhost")
+        if style not in ("path", "vhost"):
+            raise ConfigError(f"DERIVLAKE_S3_URL_STYLE={style!r} is not one of path, vhost")
+        return cls(
+            endpoint=match.group(2) if match else "",
+            use_ssl=not (match and match.group(1) == "http"),
+            url_style=style,
+            region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "",
+        )
+
+
+@dataclass(frozen=True)
 class LakeSettings:
     """Where the DuckLake catalog and its Parquet files live.
 
@@ -125,6 +154,7 @@ class LakeSettings:
     catalog: str = ""
     data_path: str = ""
     spill_dir: str = ""
+    s3: S3Settings = field(default_factory=S3Settings)
 
     @property
     def lake_dir(self) -> Path:
@@ -147,6 +177,11 @@ class LakeSettings:
         return self.data_path or f"{self.lake_dir / 'data'}/"
 
     @property
+    def in_object_store(self) -> bool:
+        """Whether the Parquet files live in S3 (or an S3-compatible store) rather than on a filesystem."""
+        return self.data_dir.startswith("s3://")
+
+    @property
     def spill_root(self) -> Path:
         """Where DuckDB spills beyond its memory limit, each connection in a directory of its own."""
         return Path(self.spill_dir) if self.spill_dir else self.home / "tmp"
@@ -167,6 +202,7 @@ class LakeSettings:
             catalog=os.environ.get("DERIVLAKE_CATALOG", ""),
             data_path=os.environ.get("DERIVLAKE_DATA_PATH", ""),
             spill_dir=os.environ.get("DERIVLAKE_DUCKDB_TEMP_DIR", ""),
+            s3=S3Settings.from_env(),
         )
 
 

@@ -23,3 +23,46 @@ def test_the_row_bound_of_a_drain_batch_comes_from_the_environment(monkeypatch: 
     assert DrainSettings.from_env().batch_rows == 350_000
     monkeypatch.setenv("DERIVLAKE_DRAIN_BATCH_ROWS", "120000")
     assert DrainSettings.from_env().batch_rows == 120_000
+
+
+def test_an_s3_compatible_endpoint_is_reached_by_path_and_aws_by_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from derivlake.config import ConfigError, LakeSettings, S3Settings
+    from derivlake.lake.object_store import secret_statement
+
+    for name in (
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "DERIVLAKE_S3_URL_STYLE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    assert S3Settings.from_env() == S3Settings(endpoint="", use_ssl=True, url_style="vhost", region="")
+    assert secret_statement(S3Settings.from_env()) == (
+        "CREATE OR REPLACE SECRET derivlake_s3 (TYPE s3, PROVIDER credential_chain, URL_STYLE 'vhost')"
+    )
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://minio:9000")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    minio = S3Settings.from_env()
+    assert minio == S3Settings(endpoint="minio:9000", use_ssl=False, url_style="path", region="eu-west-1")
+    assert secret_statement(minio) == (
+        "CREATE OR REPLACE SECRET derivlake_s3 (TYPE s3, PROVIDER credential_chain, URL_STYLE 'path', "
+        "ENDPOINT 'minio:9000', USE_SSL false, REGION 'eu-west-1')"
+    )
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "https://s3.example.net/")  # the S3-only variable wins
+    monkeypatch.setenv("DERIVLAKE_S3_URL_STYLE", "vhost")
+    assert S3Settings.from_env() == S3Settings("s3.example.net", True, "vhost", "eu-west-1")
+    monkeypatch.setenv("DERIVLAKE_S3_URL_STYLE", "virtual")
+    with pytest.raises(ConfigError, match="DERIVLAKE_S3_URL_STYLE='virtual' is not one of path, vhost"):
+        S3Settings.from_env()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "minio:9000/bucket")
+    with pytest.raises(ConfigError, match="is not a URL like http://minio:9000"):
+        S3Settings.from_env()
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
+    monkeypatch.setenv("DERIVLAKE_S3_URL_STYLE", "path")
+    monkeypatch.setenv("DERIVLAKE_DATA_PATH", "s3://lake/prod/")
+    lake = LakeSettings.from_env()
+    assert lake.in_object_store and lake.s3.endpoint == "minio:9000"
+    assert not LakeSettings(home=lake.home).in_object_store

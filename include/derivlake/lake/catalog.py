@@ -226,7 +226,8 @@ def open_lake(settings: LakeSettings, read_only: bool = False) -> duckdb.DuckDBP
             # only at creation: WAL mode persists in the file, and a second SQLite library touching a
             # catalog that DuckDB's sqlite extension has open can corrupt it
             _prepare_sqlite_catalog(settings.sqlite_catalog_path)
-            Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+            if not settings.in_object_store:
+                Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
         con = _attach(settings, read_only)
         con.execute(f"USE {LAKE_ALIAS}")
         if not read_only:
@@ -332,8 +333,13 @@ def _attach(settings: LakeSettings, read_only: bool, attempts: int = 10) -> duck
             {"sqlite": "sqlite_scanner", "postgres": "postgres_scanner"}.get(kind), settings.spill_root
         )
         try:
+            if settings.in_object_store:
+                _reach_object_store(con, settings)
             con.execute(attach_statement(settings, read_only))
             return con
+        except LakeError:
+            con.close()
+            raise
         except Exception as exc:
             con.close()
             text = str(exc)
@@ -349,6 +355,22 @@ def _attach(settings: LakeSettings, read_only: bool, attempts: int = 10) -> duck
                 redact_catalog(f"cannot attach the lake catalog {settings.catalog_spec}: {exc}")
             ) from None  # the cause would quote the password
     raise ValueError(f"attempts must be at least 1, not {attempts}")
+
+
+def _reach_object_store(con: duckdb.DuckDBPyConnection, settings: LakeSettings) -> None:
+    """httpfs and the AWS credential chain for an `s3://` data path; no credentials is a LakeError."""
+    import duckdb
+
+    from derivlake.lake.object_store import EXTENSIONS, no_credentials_hint, secret_statement
+
+    for name in EXTENSIONS:
+        con.execute(f"LOAD '{extension_path(name)}'")
+    try:
+        con.execute(secret_statement(settings.s3))
+    except duckdb.Error as exc:
+        if "Secret Validation Failure" in str(exc):
+            raise LakeError(no_credentials_hint(settings.data_dir)) from None
+        raise
 
 
 def lake_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
