@@ -169,7 +169,16 @@ def unreferenced_files(lake: LakeSettings) -> set[str]:
         }
     finally:
         con.close()
-    return {str(f) for f in Path(lake.data_dir).rglob("*.parquet") if f.name not in known}
+    return {f for f in data_files(lake) if Path(f).name not in known}
+
+
+def data_files(lake: LakeSettings) -> list[str]:
+    """Every Parquet file under the lake's data path (commit-guard copies too): on disk, or in its bucket."""
+    if lake.in_object_store:
+        from tests.s3_support import lake_objects
+
+        return [f for f in lake_objects(lake) if f.endswith(".parquet")]
+    return [str(f) for f in Path(lake.data_dir).rglob("*.parquet")]
 
 
 def postgres_lake(server: PostgresServer, home: Path) -> LakeSettings:

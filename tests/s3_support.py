@@ -60,21 +60,31 @@ class S3Server:
         urllib.request.urlopen(request, timeout=10).read()
 
     def keys(self, bucket: str, prefix: str = "") -> list[str]:
-        """Every object key under `prefix`, through the S3 API (pages of ListObjectsV2)."""
-        keys: list[str] = []
-        token = None
-        while True:
-            query = f"list-type=2&prefix={prefix}" + (f"&continuation-token={token}" if token else "")
-            with urllib.request.urlopen(f"{self.url}/{bucket}?{query}", timeout=10) as reply:
-                root = ET.fromstring(reply.read())
-            keys += [c.findtext(f"{S3_NS}Key") for c in root.iter(f"{S3_NS}Contents")]
-            token = root.findtext(f"{S3_NS}NextContinuationToken")
-            if not token:
-                return sorted(keys)
+        return list_keys(self.url, bucket, prefix)
 
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=30)
+
+
+def list_keys(url: str, bucket: str, prefix: str = "") -> list[str]:
+    """Every object key under `prefix`, through the S3 API (pages of ListObjectsV2)."""
+    keys: list[str] = []
+    token = None
+    while True:
+        query = f"list-type=2&prefix={prefix}" + (f"&continuation-token={token}" if token else "")
+        with urllib.request.urlopen(f"{url}/{bucket}?{query}", timeout=10) as reply:
+            root = ET.fromstring(reply.read())
+        keys += [c.findtext(f"{S3_NS}Key") for c in root.iter(f"{S3_NS}Contents")]
+        token = root.findtext(f"{S3_NS}NextContinuationToken")
+        if not token:
+            return sorted(keys)
+
+
+def lake_objects(lake: LakeSettings) -> list[str]:
+    """The objects under a test lake's `s3://` data path, as `s3://bucket/key`."""
+    bucket, _, prefix = lake.data_dir.removeprefix("s3://").partition("/")
+    return [f"s3://{bucket}/{k}" for k in list_keys(f"http://{lake.s3.endpoint}", bucket, prefix)]
 
 
 def start_s3_server(port: int, log: Path) -> S3Server:

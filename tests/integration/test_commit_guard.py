@@ -1,4 +1,5 @@
-"""The commit guard against a real DuckLake on a real Postgres catalog, with the COMMIT's reply cut."""
+"""The commit guard against a real DuckLake on a real Postgres catalog, with the COMMIT's reply cut:
+files on a local data path (hard links) and in a bucket (server-side copies)."""
 
 from __future__ import annotations
 
@@ -10,23 +11,40 @@ import pytest
 from derivlake.config import LakeSettings
 from derivlake.lake.catalog import open_lake
 from derivlake.lake.commit_guard import guarded_commit, now_ms
-from tests.conftest import unreferenced_files
+from tests.conftest import data_files, unreferenced_files
 from tests.postgres_support import CommitReplyCutter
 
 ROW = "(TIMESTAMP '2026-11-30 08:00', 'market', 'trades', DATE '2026-11-30', 7, 1, 100)"
 
 
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, postgres_server, tmp_path: Path):
+    """A fresh Postgres lake with its files on a local data path or in a bucket of the S3 test server."""
+
+    def lake() -> LakeSettings:
+        catalog = postgres_server.catalog_spec(postgres_server.new_database())
+        if request.param == "local":
+            return LakeSettings(home=tmp_path / "home", catalog=catalog)
+        request.getfixturevalue("s3_credentials")
+        return request.getfixturevalue("s3_server").lake(tmp_path / "home", catalog)
+
+    return lake
+
+
+def _guard_copies(lake: LakeSettings) -> list[str]:
+    return [f for f in data_files(lake) if "/.commit-guard/" in f]
+
+
 @pytest.mark.parametrize("guarded", [True, False])
 def test_a_commit_whose_reply_is_lost_keeps_its_files_only_when_guarded(
-    postgres_server, tmp_path, guarded: bool
+    postgres_server, store, guarded: bool
 ) -> None:
     """The catalog applies the COMMIT, the client sees its connection drop. DuckLake 1.5.5 then deletes
     the transaction's files although the catalog references them: the table can no longer be read
     (the unguarded case shows it, and would tell if an upgrade fixed it). Guarded, the files are
-    linked back: the row is there once, no file is unknown to the catalog, no link is left."""
+    put back: the row is there once, no file is unknown to the catalog, no copy is left."""
     cutter = CommitReplyCutter(postgres_server.port)
-    dbname = postgres_server.new_database()
-    direct = LakeSettings(home=tmp_path / "home", catalog=postgres_server.catalog_spec(dbname))
+    direct = store()
     proxied = cutter.route(direct)
     con = open_lake(proxied)
     try:
@@ -47,22 +65,23 @@ def test_a_commit_whose_reply_is_lost_keeps_its_files_only_when_guarded(
     try:
         if guarded:
             assert reader.execute("SELECT rows FROM ops.table_stats").fetchall() == [(7,)]
-        else:
-            with pytest.raises(duckdb.IOException, match="Cannot open file"):
+        else:  # a local file, or an object
+            with pytest.raises(
+                (duckdb.IOException, duckdb.HTTPException), match=r"Cannot open file|HTTP GET error"
+            ):
                 reader.execute("SELECT rows FROM ops.table_stats").fetchall()
     finally:
         reader.close()
     if guarded:
         assert unreferenced_files(direct) == set()
-        assert not any(Path(direct.data_dir, ".commit-guard").rglob("*"))
+        assert _guard_copies(direct) == []
 
 
 def test_a_commit_that_fails_before_the_catalog_applies_it_leaves_only_orphans(
-    postgres_server, tmp_path
+    postgres_server, store
 ) -> None:
-    """Relinked files of a COMMIT the catalog never applied are unreferenced: the orphan sweep's."""
-    dbname = postgres_server.new_database()
-    lake = LakeSettings(home=tmp_path / "home", catalog=postgres_server.catalog_spec(dbname))
+    """Files put back after a COMMIT the catalog never applied are unreferenced: the orphan sweep's."""
+    lake = store()
     con = open_lake(lake)
     try:
         begun = now_ms()
@@ -81,7 +100,7 @@ def test_a_commit_that_fails_before_the_catalog_applies_it_leaves_only_orphans(
         assert reader.execute("SELECT count(*) FROM ops.table_stats").fetchone() == (0,)
     finally:
         reader.close()
-    assert len(unreferenced_files(lake)) == 1
+    assert len(unreferenced_files(lake)) == 1 and _guard_copies(lake) == []
 
 
 def test_without_hard_links_the_commit_goes_through_unguarded_and_says_so(
@@ -111,4 +130,4 @@ def test_without_hard_links_the_commit_goes_through_unguarded_and_says_so(
         con.close()
         subprocess.run(["umount", str(elsewhere)], check=False)
     assert "commit guard unavailable" in caplog.text and "Invalid cross-device link" in caplog.text
-    assert not any(Path(lake.data_dir, ".commit-guard").rglob("*"))
+    assert _guard_copies(lake) == []

@@ -10,7 +10,6 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from derivlake.config import KafkaSettings, LakeSettings
@@ -68,14 +67,16 @@ def test_maintenance_merges_in_the_bucket_and_sweeps_its_orphans(
     con = open_lake(s3_lake, read_only=True)
     (date,) = con.execute("SELECT min(date) FROM market.options_ticker").fetchone()
     con.close()
-    # a writer killed before its commit left this object behind
+    # a writer killed before its commit left this object behind, and one killed in its COMMIT a guard copy
     orphan = f"lake/market/options_ticker/date={date}/ducklake-{uuid.uuid4()}.parquet"
-    s3_server.put(bucket, orphan, b"PAR1")
+    guard_copy = f"lake/.commit-guard/{uuid.uuid4().hex}/0-ducklake-{uuid.uuid4()}.parquet"
+    for key in (orphan, guard_copy):
+        s3_server.put(bucket, key, b"PAR1")
     config = MaintenanceConfig(target_file_size_bytes=64 * 2**20, orphan_grace=timedelta(0))
     result = maintain(s3_lake, config)
     part = next(p for p in result.partitions if p["table"] == "market.options_ticker")
-    assert result.files_before >= 8 > part["files"] == 1 and result.orphaned_files == 1
-    assert orphan not in s3_server.keys(bucket, "lake/")
+    assert result.files_before >= 8 > part["files"] == 1 and result.orphaned_files == 2
+    assert not {orphan, guard_copy} & set(s3_server.keys(bucket, "lake/"))
     assert lake_provenance(s3_lake) == _all_offsets(kafka, "deribit.ticker")
 
 
@@ -126,39 +127,3 @@ def test_a_missing_bucket_fails_the_drain_commits_nothing_and_the_next_run_resum
     s3_server.put(bucket, "", b"")  # the bucket is made
     assert drain_topic(kafka, lake, "deribit.ticker", FAST).messages == 2000
     assert lake_provenance(lake) == _all_offsets(kafka, "deribit.ticker")
-
-
-@pytest.mark.xfail(
-    strict=True,
-    raises=duckdb.HTTPException,  # reading the deleted object
-    reason="the known gap (README, 'A commit whose reply is lost'): DuckLake 1.5.5 deletes the objects of a "
-    "COMMIT that raised although Postgres applied it, and hard links cannot guard a bucket. Passing "
-    "means a DuckLake upgrade fixed it",
-)
-def test_a_commit_whose_reply_is_lost_keeps_its_objects(
-    s3_server: S3Server, postgres_server, tmp_path: Path
-) -> None:
-    from tests.postgres_support import CommitReplyCutter
-
-    lake = s3_server.lake(tmp_path / "home", postgres_server.catalog_spec(postgres_server.new_database()))
-    open_lake(lake).close()
-    cutter = CommitReplyCutter(postgres_server.port)
-    try:
-        con = open_lake(cutter.route(lake))
-        cutter.armed.set()
-        con.execute("BEGIN")
-        con.execute("INSERT INTO market.index_prices (index_name, date) SELECT 'i' || i, DATE '2025-03-06' FROM range(100) t(i)")  # fmt: skip
-        with pytest.raises(Exception, match="server closed the connection"):
-            con.execute("COMMIT")
-        con.close()
-    finally:
-        cutter.close()
-    assert cutter.cut.is_set()
-    con = open_lake(lake, read_only=True)
-    try:
-        assert con.execute("SELECT count(*), max(index_name) FROM market.index_prices").fetchone() == (
-            100,
-            "i99",
-        )
-    finally:
-        con.close()

@@ -29,14 +29,20 @@ def test_table_dirs_are_the_table_and_its_dates(tmp_path: Path) -> None:
     lake = LakeSettings(home=tmp_path)
     data = Path(lake.data_dir)
     dirs = table_dirs(lake, ["ops.ingest_runs", "market.trades"], [date(2026, 11, 30), date(2026, 11, 29)])
-    assert dirs == [
+    assert dirs == [str(d) for d in (
         data / "market/trades", data / "market/trades/date=2026-11-29", data / "market/trades/date=2026-11-30",
         data / "ops/ingest_runs", data / "ops/ingest_runs/date=2026-11-29", data / "ops/ingest_runs/date=2026-11-30",
+    )]  # fmt: skip
+    in_bucket = LakeSettings(home=tmp_path, data_path="s3://bucket/lake/")  # prefixes, as pyarrow names them
+    assert table_dirs(in_bucket, ["market.trades"], [date(2026, 11, 30)]) == [
+        "bucket/lake/market/trades", "bucket/lake/market/trades/date=2026-11-30"
     ]  # fmt: skip
 
 
-def test_only_network_catalogs_with_a_local_data_path_are_guarded(tmp_path: Path) -> None:
+def test_only_network_catalogs_with_a_local_data_path_or_a_bucket_are_guarded(tmp_path: Path) -> None:
     assert not guards_commits(LakeSettings(home=tmp_path))  # SQLite: no reply to lose
+    assert not guards_commits(LakeSettings(home=tmp_path, data_path="s3://bucket/lake/"))
     pg = "postgres:dbname=lake host=db user=lake"
     assert guards_commits(LakeSettings(home=tmp_path, catalog=pg))
-    assert not guards_commits(LakeSettings(home=tmp_path, catalog=pg, data_path="s3://bucket/lake/"))
+    assert guards_commits(LakeSettings(home=tmp_path, catalog=pg, data_path="s3://bucket/lake/"))
+    assert not guards_commits(LakeSettings(home=tmp_path, catalog=pg, data_path="gs://bucket/lake/"))

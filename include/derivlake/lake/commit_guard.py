@@ -6,10 +6,11 @@ it: the connection dropped before the reply (a failover, a restart, a cut at tha
 catalog then references files that no longer exist, and every read of those tables fails ("Cannot
 open file"). Measured by cutting the reply to a drain's commit (tests/postgres_support.py).
 
-So, on such catalogs and a local data path, the files a transaction wrote get hard links just before
-its COMMIT; when the COMMIT loses its connection, every file DuckLake deleted is linked back. The
-ones the catalog did commit are whole again; the others are unreferenced, and the maintenance's
-orphan sweep deletes them after its grace. The links go once the COMMIT has returned or failed.
+So, on such catalogs, the files a transaction wrote get copies just before its COMMIT: hard links on
+a local data path, server-side copies (CopyObject) in a bucket. When the COMMIT loses its connection,
+every file DuckLake deleted is put back from its copy. The ones the catalog did commit are whole
+again; the others are unreferenced, and the maintenance's orphan sweep deletes them after its grace.
+The copies go once the COMMIT has returned or failed.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-GUARD_DIR = ".commit-guard"  # under the data path: same filesystem, and swept as orphans if left
+GUARD_DIR = ".commit-guard"  # under the data path: same filesystem (bucket), and swept as orphans if left
 
 
 def written_since(name: str, since_ms: int) -> bool:
@@ -50,16 +51,16 @@ def written_since(name: str, since_ms: int) -> bool:
         return False
 
 
-def table_dirs(settings: LakeSettings, tables: Iterable[str], dates: Iterable[date] = ()) -> list[Path]:
-    """The directories a transaction writing `tables` (rows of `dates` in partitioned ones) may
-    write files in: DuckLake's `<data>/<schema>/<table>[/date=<d>]`."""
-    root = Path(settings.data_dir)
+def table_dirs(settings: LakeSettings, tables: Iterable[str], dates: Iterable[date] = ()) -> list[str]:
+    """The directories (object prefixes, for a bucket) a transaction writing `tables` (rows of `dates`
+    in partitioned ones) may write files in: DuckLake's `<data>/<schema>/<table>[/date=<d>]`."""
+    root = _data_root(settings)
     days = sorted(set(dates))
     dirs = []
     for table in sorted(set(tables)):
-        base = root.joinpath(*table.split("."))
+        base = "/".join((root, *table.split(".")))
         dirs.append(base)
-        dirs.extend(base / f"date={d.isoformat()}" for d in days)
+        dirs.extend(f"{base}/date={d.isoformat()}" for d in days)
     return dirs
 
 
@@ -70,51 +71,120 @@ def now_ms() -> int:
 
 
 def guards_commits(settings: LakeSettings) -> bool:
-    """Only a network catalog can apply a COMMIT whose reply is lost; links need a local data path."""
-    return not settings.is_sqlite and "://" not in settings.data_dir
+    """Only a network catalog can apply a COMMIT whose reply is lost; the data path is a local one
+    (hard links) or a bucket (server-side copies)."""
+    return not settings.is_sqlite and (settings.in_object_store or "://" not in settings.data_dir)
+
+
+def _data_root(settings: LakeSettings) -> str:
+    """The data path as the guard's store addresses it: a directory, or `bucket/prefix` in S3."""
+    return settings.data_dir.removeprefix("s3://").rstrip("/")
+
+
+class _LocalFiles:
+    """Guard copies as hard links: instant, and no bytes written."""
+
+    def names(self, directory: str) -> list[str]:
+        try:
+            return [e.name for e in os.scandir(directory)]
+        except FileNotFoundError:
+            return []
+
+    def keep(self, original: str, copy: str) -> bool:
+        Path(copy).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(original, copy)
+        except FileNotFoundError:  # another transaction's file, deleted since the listing
+            return False
+        return True
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def put_back(self, copy: str, original: str) -> bool:
+        Path(original).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(copy, original)
+        except FileExistsError:  # another writer's guard was quicker
+            return False
+        return True
+
+    def drop(self, root: str, copies: list[str]) -> None:
+        for copy in copies:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(copy)
+        with contextlib.suppress(OSError):
+            os.rmdir(root)
+
+
+class _ObjectFiles:
+    """Guard copies as server-side copies in the bucket (CopyObject: no bytes through this host)."""
+
+    def __init__(self, fs) -> None:
+        self.fs = fs
+
+    def names(self, directory: str) -> list[str]:
+        from pyarrow.fs import FileSelector, FileType
+
+        infos = self.fs.get_file_info(FileSelector(directory, allow_not_found=True))
+        return [i.base_name for i in infos if i.type == FileType.File]
+
+    def keep(self, original: str, copy: str) -> bool:
+        try:
+            self.fs.copy_file(original, copy)
+        except OSError:
+            if not self.exists(original):  # another transaction's file, deleted since the listing
+                return False
+            raise
+        return True
+
+    def exists(self, path: str) -> bool:
+        from pyarrow.fs import FileType
+
+        return self.fs.get_file_info(path).type != FileType.NotFound
+
+    def put_back(self, copy: str, original: str) -> bool:
+        self.fs.copy_file(copy, original)  # if another guard was quicker: the same bytes again
+        return True
+
+    def drop(self, root: str, copies: list[str]) -> None:
+        for copy in copies:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.delete_file(copy)
 
 
 class CommitGuard:
-    """Hard links to the files a transaction wrote, taken just before its COMMIT."""
+    """Copies of the files a transaction wrote (hard links, or server-side copies in a bucket), taken
+    just before its COMMIT."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.root = data_dir / GUARD_DIR / uuid.uuid4().hex
-        self.links: list[tuple[Path, Path]] = []
+    def __init__(self, settings: LakeSettings) -> None:
+        if settings.in_object_store:
+            from derivlake.lake.object_store import s3_filesystem
 
-    def protect(self, dirs: Iterable[Path], since_ms: int) -> None:
-        """Link every DuckLake file in `dirs` made since `since_ms` (other writers' too: harmless)."""
+            self.files: _LocalFiles | _ObjectFiles = _ObjectFiles(s3_filesystem(settings.s3))
+        else:
+            self.files = _LocalFiles()
+        self.root = f"{_data_root(settings)}/{GUARD_DIR}/{uuid.uuid4().hex}"
+        self.kept: list[tuple[str, str]] = []  # (original, copy)
+
+    def protect(self, dirs: Iterable[str], since_ms: int) -> None:
+        """Copy every DuckLake file in `dirs` made since `since_ms` (other writers' too: harmless)."""
         for d in dirs:
-            try:
-                entries = [e.name for e in os.scandir(d) if written_since(e.name, since_ms)]
-            except FileNotFoundError:
-                continue
-            for name in entries:
-                if not self.links:
-                    self.root.mkdir(parents=True)
-                link = self.root / f"{len(self.links)}-{name}"
-                try:
-                    os.link(d / name, link)
-                except FileNotFoundError:  # another transaction's file, deleted since the listing
-                    continue
-                self.links.append((d / name, link))
+            for name in filter(lambda n: written_since(n, since_ms), self.files.names(d)):
+                copy = f"{self.root}/{len(self.kept)}-{name}"
+                if self.files.keep(f"{d}/{name}", copy):
+                    self.kept.append((f"{d}/{name}", copy))
 
-    def restore(self) -> list[Path]:
-        """Link back every guarded file that is gone; returns the restored paths."""
-        restored = []
-        for original, link in self.links:
-            if not original.exists():
-                original.parent.mkdir(parents=True, exist_ok=True)
-                with contextlib.suppress(FileExistsError):  # another writer's guard was quicker
-                    os.link(link, original)
-                    restored.append(original)
-        return restored
+    def restore(self) -> list[str]:
+        """Put back every guarded file that is gone; returns the restored paths."""
+        return [
+            original
+            for original, copy in self.kept
+            if not self.files.exists(original) and self.files.put_back(copy, original)
+        ]
 
     def release(self) -> None:
-        for _original, link in self.links:
-            with contextlib.suppress(FileNotFoundError):
-                link.unlink()
-        with contextlib.suppress(OSError):
-            self.root.rmdir()
+        self.files.drop(self.root, [copy for _original, copy in self.kept])
 
 
 def guarded_commit(
@@ -130,7 +200,7 @@ def guarded_commit(
     if settings is None or not guards_commits(settings):
         con.execute("COMMIT")
         return
-    guard = CommitGuard(Path(settings.data_dir))
+    guard = CommitGuard(settings)
     try:
         guard.protect(table_dirs(settings, tables, dates), since_ms)
     except OSError as exc:  # e.g. no hard links on this filesystem: commit unguarded, and say so
@@ -151,7 +221,8 @@ def guarded_commit(
 def sweep_guard_dirs(data_dir: Path, older_than_s: float = 3600.0) -> int:
     """Remove the empty guard directories of processes killed between linking and COMMIT (their
     links are orphans, deleted by the orphan sweep). A guard's directory is empty only for moments
-    (made, then linked into; unlinked, then removed), so an hour untouched means abandoned."""
+    (made, then linked into; unlinked, then removed), so an hour untouched means abandoned. (A
+    bucket has no directories to leave behind.)"""
     removed = 0
     cutoff = time.time() - older_than_s
     try:
@@ -173,11 +244,11 @@ def _restore(guard: CommitGuard) -> None:
     try:
         restored = guard.restore()
     except OSError as exc:
-        log.error("the catalog connection dropped during COMMIT and its files could not be relinked: %s", exc)
+        log.error("the catalog connection dropped during COMMIT and its files could not be restored: %s", exc)
         return
     if restored:
         log.warning(
-            "the catalog connection dropped during COMMIT; relinked %d file(s) DuckLake deleted, in case "
+            "the catalog connection dropped during COMMIT; restored %d file(s) DuckLake deleted, in case "
             "the catalog applied it (if not, the orphan sweep removes them)",
             len(restored),
         )

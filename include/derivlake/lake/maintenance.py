@@ -137,7 +137,8 @@ def delete_orphans(con: duckdb.DuckDBPyConnection, grace: timedelta, attempts: i
 def _remove_abandoned_dirs(settings: LakeSettings, grace: timedelta) -> None:
     """What killed processes leave besides files: empty commit-guard directories, and spill
     directories of hosts that are gone, idle for `grace`."""
-    guards = sweep_guard_dirs(Path(settings.data_dir)) if guards_commits(settings) else 0
+    local_guards = guards_commits(settings) and not settings.in_object_store
+    guards = sweep_guard_dirs(Path(settings.data_dir)) if local_guards else 0
     spills = remove_abandoned(settings.spill_root, grace.total_seconds())
     if guards or spills:
         log.info("removed %d empty commit-guard and %d abandoned spill directories", guards, spills)
