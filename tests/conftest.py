@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -90,9 +91,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     try:
         server = start_postgres(free_port())
     except PostgresUnavailable as exc:
-        if os.environ.get("DERIVLAKE_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"DERIVLAKE_REQUIRE_POSTGRES=1 but {exc}")
-        pytest.skip(f"the lake on a Postgres catalog is not tested here: {exc}")
+        _unavailable("DERIVLAKE_REQUIRE_POSTGRES", "the lake on a Postgres catalog", exc)
     yield server
     server.stop()
 
@@ -104,11 +103,16 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     try:
         server = start_s3_server(free_port(), tmp_path_factory.mktemp("s3") / "server.log")
     except S3Unavailable as exc:
-        if os.environ.get("DERIVLAKE_REQUIRE_S3") == "1":
-            pytest.fail(f"DERIVLAKE_REQUIRE_S3=1 but {exc}")
-        pytest.skip(f"the lake in object storage is not tested here: {exc}")
+        _unavailable("DERIVLAKE_REQUIRE_S3", "the lake in object storage", exc)
     yield server
     server.stop()
+
+
+def _unavailable(required_by: str, what: str, exc: Exception) -> NoReturn:
+    """A server the tests start is missing: a failure where `required_by`=1 (CI), else a skip saying so."""
+    if os.environ.get(required_by) == "1":
+        pytest.fail(f"{required_by}=1 but {exc}")
+    pytest.skip(f"{what} is not tested here: {exc}")
 
 
 @pytest.fixture
