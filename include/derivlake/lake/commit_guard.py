@@ -16,14 +16,16 @@ The copies go once the COMMIT has returned or failed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from derivlake.lake.catalog import is_connection_lost
 
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
     from derivlake.config import LakeSettings
 
 log = logging.getLogger(__name__)
+A = TypeVar("A")
+R = TypeVar("R")
 
 GUARD_DIR = ".commit-guard"  # under the data path: same filesystem (bucket), and swept as orphans if left
 
@@ -84,6 +88,10 @@ def _data_root(settings: LakeSettings) -> str:
 class _LocalFiles:
     """Guard copies as hard links: instant, and no bytes written."""
 
+    @staticmethod
+    def map(fn: Callable[[A], R], items: list[A]) -> list[R]:
+        return [fn(item) for item in items]
+
     def names(self, directory: str) -> list[str]:
         try:
             return [e.name for e in os.scandir(directory)]
@@ -123,6 +131,11 @@ class _ObjectFiles:
     def __init__(self, fs) -> None:
         self.fs = fs
 
+    @staticmethod
+    def map(fn: Callable[[A], R], items: list[A]) -> list[R]:
+        """Requests side by side: each costs a round trip (tens of ms on S3), a batch writes a few."""
+        return list(_requests().map(fn, items)) if len(items) > 1 else [fn(item) for item in items]
+
     def names(self, directory: str) -> list[str]:
         from pyarrow.fs import FileSelector, FileType
 
@@ -148,9 +161,16 @@ class _ObjectFiles:
         return True
 
     def drop(self, root: str, copies: list[str]) -> None:
-        for copy in copies:
+        def delete(copy: str) -> None:
             with contextlib.suppress(FileNotFoundError):
                 self.fs.delete_file(copy)
+
+        self.map(delete, copies)
+
+
+@functools.cache
+def _requests() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=16, thread_name_prefix="commit-guard")
 
 
 class CommitGuard:
@@ -168,20 +188,41 @@ class CommitGuard:
         self.kept: list[tuple[str, str]] = []  # (original, copy)
 
     def protect(self, dirs: Iterable[str], since_ms: int) -> None:
-        """Copy every DuckLake file in `dirs` made since `since_ms` (other writers' too: harmless)."""
-        for d in dirs:
-            for name in filter(lambda n: written_since(n, since_ms), self.files.names(d)):
-                copy = f"{self.root}/{len(self.kept)}-{name}"
-                if self.files.keep(f"{d}/{name}", copy):
-                    self.kept.append((f"{d}/{name}", copy))
+        """Copy every DuckLake file in `dirs` made since `since_ms` (other writers' too: harmless).
+        Copies made before one fails are kept track of, so `release` drops them."""
+        dirs = list(dirs)
+        listed = self.files.map(self.files.names, dirs)
+        new = [
+            f"{d}/{n}"
+            for d, names in zip(dirs, listed, strict=True)
+            for n in names
+            if written_since(n, since_ms)
+        ]
+        wanted = [
+            (original, f"{self.root}/{i}-{original.rsplit('/', 1)[1]}") for i, original in enumerate(new)
+        ]
+        outcomes = self.files.map(self._keep, wanted)
+        self.kept = [pair for pair, outcome in zip(wanted, outcomes, strict=True) if outcome is True]
+        failed = [outcome for outcome in outcomes if isinstance(outcome, OSError)]
+        if failed:
+            raise failed[0]
+
+    def _keep(self, pair: tuple[str, str]) -> bool | OSError:
+        try:
+            return self.files.keep(*pair)
+        except OSError as exc:
+            return exc
 
     def restore(self) -> list[str]:
         """Put back every guarded file that is gone; returns the restored paths."""
-        return [
-            original
-            for original, copy in self.kept
-            if not self.files.exists(original) and self.files.put_back(copy, original)
-        ]
+
+        def put_back(pair: tuple[str, str]) -> str | None:
+            original, copy = pair
+            return (
+                original if not self.files.exists(original) and self.files.put_back(copy, original) else None
+            )
+
+        return [original for original in self.files.map(put_back, self.kept) if original]
 
     def release(self) -> None:
         self.files.drop(self.root, [copy for _original, copy in self.kept])
