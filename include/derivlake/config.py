@@ -197,12 +197,14 @@ class LakeSettings:
     @classmethod
     def from_env(cls) -> LakeSettings:
         home = Path(os.environ.get("DERIVLAKE_HOME") or PROJECT_ROOT / ".local" / "data")
+        data_path = os.environ.get("DERIVLAKE_DATA_PATH", "")
         return cls(
             home=home.resolve(),
             catalog=os.environ.get("DERIVLAKE_CATALOG", ""),
-            data_path=os.environ.get("DERIVLAKE_DATA_PATH", ""),
+            data_path=data_path,
             spill_dir=os.environ.get("DERIVLAKE_DUCKDB_TEMP_DIR", ""),
-            s3=S3Settings.from_env(),
+            # read only for a bucket: AWS_* variables set for other tools must not stop a local lake
+            s3=S3Settings.from_env() if data_path.startswith("s3://") else S3Settings(),
         )
 
 

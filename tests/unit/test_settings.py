@@ -60,6 +60,8 @@ def test_an_s3_compatible_endpoint_is_reached_by_path_and_aws_by_host(
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "minio:9000/bucket")
     with pytest.raises(ConfigError, match="is not a URL like http://minio:9000"):
         S3Settings.from_env()
+    monkeypatch.delenv("DERIVLAKE_DATA_PATH", raising=False)
+    assert LakeSettings.from_env().s3 == S3Settings()  # a local lake does not read them
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
     monkeypatch.setenv("DERIVLAKE_S3_URL_STYLE", "path")
     monkeypatch.setenv("DERIVLAKE_DATA_PATH", "s3://lake/prod/")
