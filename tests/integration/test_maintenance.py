@@ -62,6 +62,9 @@ def test_merge_compacts_partitions_and_records_table_stats(lake_settings: LakeSe
     )
     part = next(p for p in result.partitions if p["table"] == "market.options_ticker")
     assert before == 40 and result.files_before >= 40
+    # the 40 drain files, and the ops tables' one file per commit, merged into fewer
+    assert result.files_merged >= 40 and result.files_written < result.files_merged
+    assert result.files_after == result.files_before - result.files_merged + result.files_written
     assert part["rows"] == 40 * ROWS_PER_BATCH
     assert part["files"] <= 2 * math.ceil(part["bytes"] / target), part
     assert result.as_metadata()["tables"]["market.options_ticker"]["rows"] == 40 * ROWS_PER_BATCH

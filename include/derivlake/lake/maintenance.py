@@ -80,7 +80,9 @@ class MergeOutOfMemory(LakeError):
 @dataclass
 class MaintenanceResult:
     files_before: int = 0
-    files_after: int = 0
+    files_after: int = 0  # drains committing during the run add to it
+    files_merged: int = 0  # small files the merges replaced ...
+    files_written: int = 0  # ... by these
     partitions: list[dict[str, object]] = field(default_factory=list)
     deleted_files: int = 0
     orphaned_files: int = 0
@@ -97,6 +99,8 @@ class MaintenanceResult:
         return {
             "files_before": self.files_before,
             "files_after": self.files_after,
+            "files_merged": self.files_merged,
+            "files_written": self.files_written,
             "deleted_files": self.deleted_files,
             "orphaned_files_deleted": self.orphaned_files,
             "seconds": round(self.seconds, 2),
@@ -163,8 +167,9 @@ def _configure(con: duckdb.DuckDBPyConnection, config: MaintenanceConfig) -> Non
             )
 
 
-def _merge(con: duckdb.DuckDBPyConnection, table: str, config: MaintenanceConfig) -> None:
+def _merge(con: duckdb.DuckDBPyConnection, table: str, config: MaintenanceConfig) -> tuple[int, int]:
     """Merge one table's small files (its own commit); a sort that runs out of memory is retried on one thread.
+    Returns the files replaced and the files written.
 
     Not through the commit guard: DuckLake keeps a merge's files when its COMMIT raises (tested)."""
     import duckdb
@@ -183,10 +188,12 @@ def _merge(con: duckdb.DuckDBPyConnection, table: str, config: MaintenanceConfig
             continue
         finally:
             con.execute(f"SET threads = {threads}")
-        if merged:  # one row per merge: (schema, table, files processed, files created)
-            log.info("merge %s: %d files -> %d in %.1fs with threads=%d", table, sum(r[2] for r in merged),
-                     sum(r[3] for r in merged), time.monotonic() - t0, attempt)  # fmt: skip
-        return
+        # one row per merge: (schema, table, files processed, files created)
+        replaced, written = sum(r[2] for r in merged), sum(r[3] for r in merged)
+        if merged:
+            log.info("merge %s: %d files -> %d in %.1fs with threads=%d", table, replaced, written,
+                     time.monotonic() - t0, attempt)  # fmt: skip
+        return replaced, written
     limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
     raise MergeOutOfMemory(
         f"merge {table}: sorting files of up to {config.target_file_size_bytes / 2**20:.0f} MB does not fit "
@@ -279,7 +286,9 @@ def _maintain(settings: LakeSettings, config: MaintenanceConfig) -> MaintenanceR
         result.files_before = sum(p["files"] for p in partition_stats(con))
         for table in lake_tables(con):  # ops tables too: they also collect one small file per commit
             with commit_lock(settings, f"merge {table}", exclusive=True):
-                _merge(con, table, config)
+                replaced, written = _merge(con, table, config)
+            result.files_merged += replaced
+            result.files_written += written
         _retrying(con, "expire", f"CALL ducklake_expire_snapshots('lake', older_than => {older_than(config.snapshot_retention, settings.is_sqlite)})",
                   config.conflict_retries)  # fmt: skip
         deleted = _retrying(con, "cleanup", f"CALL ducklake_cleanup_old_files('lake', older_than => {older_than(config.file_grace, settings.is_sqlite)})",
@@ -294,7 +303,8 @@ def _maintain(settings: LakeSettings, config: MaintenanceConfig) -> MaintenanceR
     finally:
         con.close()
     result.seconds = time.monotonic() - t0
-    log.info("maintenance: files %d -> %d in %d partitions, %d unreferenced and %d orphaned files deleted, %.1fs",
-             result.files_before, result.files_after, len(result.partitions), result.deleted_files,
-             result.orphaned_files, result.seconds)  # fmt: skip
+    log.info("maintenance: merged %d files into %d; %d files at the start, %d at the end (with what drains "
+             "committed meanwhile) in %d partitions; %d unreferenced and %d orphaned files deleted, %.1fs",
+             result.files_merged, result.files_written, result.files_before, result.files_after,
+             len(result.partitions), result.deleted_files, result.orphaned_files, result.seconds)  # fmt: skip
     return result
