@@ -433,10 +433,10 @@ def test_a_drain_during_a_merge_waits_for_it_and_the_merge_does_not_start_over(
     merging = threading.Event()
     real_merge = maintenance._merge
 
-    def merge_and_tell(con, table: str, config: MaintenanceConfig) -> None:
+    def merge_and_tell(con, table: str, config: MaintenanceConfig) -> tuple[int, int]:
         if table == "market.options_ticker":
             merging.set()
-        real_merge(con, table, config)
+        return real_merge(con, table, config)
 
     monkeypatch.setattr(maintenance, "_merge", merge_and_tell)
     config = MaintenanceConfig(target_file_size_bytes=64 * 2**20, file_grace=timedelta(0), threads=1)
