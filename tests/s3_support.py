@@ -47,8 +47,11 @@ class S3Server:
 
     def new_bucket(self) -> str:
         name = f"lake-{uuid.uuid4().hex[:12]}"
-        urllib.request.urlopen(urllib.request.Request(f"{self.url}/{name}", method="PUT"), timeout=10).read()
+        self.make_bucket(name)
         return name
+
+    def make_bucket(self, name: str) -> None:
+        self.put(name, "", b"")  # PUT /<bucket>: CreateBucket
 
     def lake(self, home: Path, catalog: str = "", bucket: str | None = None) -> LakeSettings:
         """A lake whose files go to a fresh bucket (or `bucket`, which need not exist)."""
@@ -59,15 +62,12 @@ class S3Server:
         request = urllib.request.Request(f"{self.url}/{bucket}/{key}", data=body, method="PUT")
         urllib.request.urlopen(request, timeout=10).read()
 
-    def keys(self, bucket: str, prefix: str = "") -> list[str]:
-        return list_keys(self.url, bucket, prefix)
-
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=30)
 
 
-def list_keys(url: str, bucket: str, prefix: str = "") -> list[str]:
+def _list_keys(url: str, bucket: str, prefix: str) -> list[str]:
     """Every object key under `prefix`, through the S3 API (pages of ListObjectsV2)."""
     keys: list[str] = []
     token = None
@@ -84,7 +84,7 @@ def list_keys(url: str, bucket: str, prefix: str = "") -> list[str]:
 def lake_objects(lake: LakeSettings) -> list[str]:
     """The objects under a test lake's `s3://` data path, as `s3://bucket/key`."""
     bucket, _, prefix = lake.data_dir.removeprefix("s3://").partition("/")
-    return [f"s3://{bucket}/{k}" for k in list_keys(f"http://{lake.s3.endpoint}", bucket, prefix)]
+    return [f"s3://{bucket}/{k}" for k in _list_keys(f"http://{lake.s3.endpoint}", bucket, prefix)]
 
 
 def start_s3_server(port: int, log: Path) -> S3Server:

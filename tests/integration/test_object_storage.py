@@ -39,20 +39,17 @@ def _bucket(lake: LakeSettings) -> str:
     return lake.data_dir.removeprefix("s3://").split("/", 1)[0]
 
 
-def test_a_drain_lands_every_message_once_in_the_bucket(
-    kafka: KafkaSettings, s3_lake: LakeSettings, s3_server: S3Server
-) -> None:
+def test_a_drain_lands_every_message_once_in_the_bucket(kafka: KafkaSettings, s3_lake: LakeSettings) -> None:
     produce_tickers(kafka, 0, 5000)
     first = drain_topic(kafka, s3_lake, "deribit.ticker", FAST)
     produce_tickers(kafka, 5000, 3000)
     second = drain_topic(kafka, s3_lake, "deribit.ticker", FAST)
     assert (first.messages, second.messages) == (5000, 3000)
     assert lake_provenance(s3_lake) == _all_offsets(kafka, "deribit.ticker")
-    keys = s3_server.keys(_bucket(s3_lake), "lake/")
     con = open_lake(s3_lake, read_only=True)
     files = {f for (f,) in con.execute("SELECT data_file FROM ducklake_list_files('lake', 'options_ticker', schema => 'market')").fetchall()}  # fmt: skip
     con.close()
-    assert files and files <= {f"s3://{_bucket(s3_lake)}/{k}" for k in keys}  # every data file is an object
+    assert files and files <= set(lake_objects(s3_lake))  # every data file is an object
     assert not Path(s3_lake.lake_dir, "data").exists()  # and nothing went to a local directory
 
 
@@ -76,7 +73,7 @@ def test_maintenance_merges_in_the_bucket_and_sweeps_its_orphans(
     result = maintain(s3_lake, config)
     part = next(p for p in result.partitions if p["table"] == "market.options_ticker")
     assert result.files_before >= 8 > part["files"] == 1 and result.orphaned_files == 2
-    assert not {orphan, guard_copy} & set(s3_server.keys(bucket, "lake/"))
+    assert not {f"s3://{bucket}/{k}" for k in (orphan, guard_copy)} & set(lake_objects(s3_lake))
     assert lake_provenance(s3_lake) == _all_offsets(kafka, "deribit.ticker")
 
 
@@ -124,7 +121,7 @@ def test_a_missing_bucket_fails_the_drain_commits_nothing_and_the_next_run_resum
     con = open_lake(lake, read_only=True)  # the catalog exists: the lake's first write failed
     assert lake_tables(con) == []
     con.close()
-    s3_server.put(bucket, "", b"")  # the bucket is made
+    s3_server.make_bucket(bucket)
     assert drain_topic(kafka, lake, "deribit.ticker", FAST).messages == 2000
     assert lake_provenance(lake) == _all_offsets(kafka, "deribit.ticker")
 
