@@ -185,6 +185,11 @@ def data_files(lake: LakeSettings) -> list[str]:
     return [str(f) for f in Path(lake.data_dir).rglob("*.parquet")]
 
 
+def guard_copies(lake: LakeSettings) -> list[str]:
+    """The commit guard's copies (links on disk, objects in a bucket) still under the data path."""
+    return [f for f in data_files(lake) if "/.commit-guard/" in f]
+
+
 def postgres_lake(server: PostgresServer, home: Path) -> LakeSettings:
     return LakeSettings(home=home, catalog=server.catalog_spec(server.new_database()))
 

@@ -11,7 +11,7 @@ import pytest
 from derivlake.config import LakeSettings
 from derivlake.lake.catalog import open_lake
 from derivlake.lake.commit_guard import guarded_commit, now_ms
-from tests.conftest import data_files, unreferenced_files
+from tests.conftest import guard_copies, unreferenced_files
 from tests.postgres_support import CommitReplyCutter
 
 ROW = "(TIMESTAMP '2026-11-30 08:00', 'market', 'trades', DATE '2026-11-30', 7, 1, 100)"
@@ -29,10 +29,6 @@ def store(request: pytest.FixtureRequest, postgres_server, tmp_path: Path):
         return request.getfixturevalue("s3_server").lake(tmp_path / "home", catalog)
 
     return lake
-
-
-def _guard_copies(lake: LakeSettings) -> list[str]:
-    return [f for f in data_files(lake) if "/.commit-guard/" in f]
 
 
 @pytest.mark.parametrize("guarded", [True, False])
@@ -74,7 +70,7 @@ def test_a_commit_whose_reply_is_lost_keeps_its_files_only_when_guarded(
         reader.close()
     if guarded:
         assert unreferenced_files(direct) == set()
-        assert _guard_copies(direct) == []
+        assert guard_copies(direct) == []
 
 
 def test_a_commit_that_fails_before_the_catalog_applies_it_leaves_only_orphans(
@@ -100,7 +96,7 @@ def test_a_commit_that_fails_before_the_catalog_applies_it_leaves_only_orphans(
         assert reader.execute("SELECT count(*) FROM ops.table_stats").fetchone() == (0,)
     finally:
         reader.close()
-    assert len(unreferenced_files(lake)) == 1 and _guard_copies(lake) == []
+    assert len(unreferenced_files(lake)) == 1 and guard_copies(lake) == []
 
 
 def test_without_hard_links_the_commit_goes_through_unguarded_and_says_so(
@@ -130,4 +126,4 @@ def test_without_hard_links_the_commit_goes_through_unguarded_and_says_so(
         con.close()
         subprocess.run(["umount", str(elsewhere)], check=False)
     assert "commit guard unavailable" in caplog.text and "Invalid cross-device link" in caplog.text
-    assert _guard_copies(lake) == []
+    assert guard_copies(lake) == []

@@ -22,7 +22,7 @@ from derivlake.ingest.offsets import OffsetOutOfRange
 from derivlake.kafka_io import BrokerUnavailable
 from derivlake.lake.catalog import CatalogBusy, open_lake
 from derivlake.lake.maintenance import MaintenanceConfig, maintain
-from tests.conftest import catalog_write_lock, data_files, free_port, subscription_data, unreferenced_files
+from tests.conftest import catalog_write_lock, free_port, guard_copies, subscription_data, unreferenced_files
 from tests.integration.drain_support import (
     drain_env,
     lake_provenance,
@@ -513,7 +513,7 @@ def test_a_commit_whose_reply_is_lost_keeps_its_files_and_is_not_redone(
     assert "deribit.ticker: 40000 messages" in out, out
     assert lake_provenance(direct) == _all_offsets(kafka, "deribit.ticker")
     assert unreferenced_files(direct) == set()  # what was put back is what the catalog committed
-    assert not [f for f in data_files(direct) if "/.commit-guard/" in f]  # the copies are gone
+    assert guard_copies(direct) == []  # the copies are gone
 
 
 def test_a_retry_with_the_run_id_of_an_earlier_try_tells_its_batches_apart(
