@@ -1,6 +1,5 @@
 """
 ### End-of-day options chain
-
 Builds the chain of business day **D** = [D-1 08:00, D 08:00) UTC once the lake's ticker and trade
 ingestion has passed D 08:00: `reports.options_chain` (one row per series alive at the snapshot),
 `reports.options_chain_expiry`, and CSV + HTML (smiles, ATM term structure, OI by strike) under
@@ -16,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from airflow.sdk import Asset, Param, PokeReturnValue, dag, task
 
 CHAIN = Asset("lake://reports/options_chain")
+READS = [Asset(f"lake://market/{t}") for t in ("options_ticker", "trades", "index_prices")]
 GATE_TIMEOUT_S = float(os.environ.get("DERIVLAKE_CHAIN_GATE_TIMEOUT_S") or 6 * 3600)
 GATE_POKE_S = float(os.environ.get("DERIVLAKE_CHAIN_GATE_POKE_S") or 60)
 
@@ -52,7 +52,7 @@ def eod_options_chain() -> None:
             raise AirflowSensorTimeout(str(exc)) from None
         return PokeReturnValue(is_done=done, xcom_value=as_of.isoformat())
 
-    @task(outlets=[CHAIN])
+    @task(inlets=READS, outlets=[CHAIN])  # inlets: the lineage the Assets view shows
     def build(as_of: str, outlet_events=None) -> dict:
         """Build and store the chain; the asset event carries the counts and the file paths."""
         from datetime import date

@@ -62,6 +62,9 @@ def test_dag_shape(airflow_db) -> None:
     assert gate.mode == "reschedule" and build.upstream_task_ids == {"lake_complete"}
     assert gate.owner == "derivlake" and build.retries == 2 and build.execution_timeout is not None
     assert [o.uri for o in build.outlets] == ["lake://reports/options_chain"]
+    assert {i.uri for i in build.inlets} == {
+        "lake://market/options_ticker", "lake://market/trades", "lake://market/index_prices"
+    }  # fmt: skip
     assert "as_of_date" in dag.params
     assert len(DAG_FILE.read_text().splitlines()) <= 70, "the DAG file stays thin"
 
