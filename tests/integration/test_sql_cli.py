@@ -139,9 +139,69 @@ def test_csv_and_json_to_stdout_stream_in_bounded_memory(lake_with_rows: LakeSet
         assert done.returncode == 0, done.stderr
         peak_mb[rows] = int(done.stderr.split()[-1])
         lines[rows] = done.stdout
-    assert lines[100_000].count("\n") == (100_001 if fmt == "csv" else 1)
-    assert lines[100_000].startswith("i,symbol,x\n0,BTC-27JUN25-0-C,0.0\n" if fmt == "csv" else '[{"i":0,')
+    assert lines[100_000].count("\n") == (100_001 if fmt == "csv" else 100_002)
+    assert lines[100_000].startswith(
+        "i,symbol,x\n0,BTC-27JUN25-0-C,0.0\n" if fmt == "csv" else '[\n\t{"i":0,'
+    )
     if fmt == "json":
         assert len(json.loads(lines[2_000_000])) == 2_000_000
     # measured: streamed, the two peaks are within a few MB; materialised, 2M rows took 440-540 MB more
     assert peak_mb[2_000_000] - peak_mb[100_000] < 60, peak_mb
+
+
+TYPED = r"""SELECT TIMESTAMP '2025-03-06 07:59:00.123456' AS ts, TIMESTAMPTZ '2025-03-06 07:59:00.5+00' AS tz,
+       DATE '2025-03-06' AS d, 'a\x00b'::BLOB AS raw, 9007199254740993::HUGEINT AS big, [1, 2] AS levels,
+       true AS ok, INTERVAL 90 MINUTE AS span, NULL::DOUBLE AS missing, 'x,"y"' AS text"""
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_stdout_holds_the_same_bytes_as_the_output_file(
+    lake_with_rows: LakeSettings, tmp_path: Path, fmt: str
+) -> None:
+    """Every type comes out as DuckDB writes it to a file: microseconds, dates, blobs, 128-bit integers,
+    lists (through pandas they were cut to milliseconds, became datetimes, `{}`, floats and numpy reprs)."""
+    out = tmp_path / f"typed.{fmt}"
+    assert sql(lake_with_rows, TYPED, "--format", fmt, "--output", str(out)).returncode == 0
+    shown = sql(lake_with_rows, TYPED, "--format", fmt)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == out.read_text()
+    if fmt == "json":
+        row = json.loads(shown.stdout)[0]
+        assert row["ts"] == "2025-03-06 07:59:00.123456" and row["d"] == "2025-03-06"
+        assert row["big"] == 9007199254740993 and row["levels"] == [1, 2] and row["missing"] is None
+    else:
+        assert shown.stdout.splitlines()[1].startswith(
+            "2025-03-06 07:59:00.123456,2025-03-06 07:59:00.5+00,2025-03-06,"
+        )
+
+
+def test_statements_params_and_pipes(lake_with_rows: LakeSettings, tmp_path: Path) -> None:
+    # parquet with a parameter (the parameter used to be bound after the parquet COPY ran)
+    out = tmp_path / "btc.parquet"
+    q = "SELECT price FROM market.index_prices WHERE index_name = $name"
+    done = sql(lake_with_rows, q, "--param", "name=btc_usd", "--format", "parquet", "--output", str(out))
+    assert done.returncode == 0, done.stderr
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(out).column("price").to_pylist() == [90000.5]
+    bad = sql(lake_with_rows, q, "--param", "name")
+    assert bad.returncode == 2 and bad.stderr == "error: --param 'name' is not NAME=VALUE\n"
+    # statements that are not a query, and several statements: the last one's result is written
+    shown = sql(lake_with_rows, "DESCRIBE market.index_prices", "--format", "csv")
+    assert shown.returncode == 0 and shown.stdout.splitlines()[1].startswith("index_name,VARCHAR,"), (
+        shown.stderr
+    )
+    pragma = sql(lake_with_rows, "PRAGMA version", "--format", "json")
+    assert pragma.returncode == 0 and json.loads(pragma.stdout)[0]["library_version"], pragma.stderr
+    two = sql(lake_with_rows, "SET threads = 1; SELECT current_setting('threads') AS t", "--format", "csv")
+    assert two.stdout == "t\n1\n", two.stderr
+    # the prompt: each result follows the one before it (DuckDB opening stdout itself overwrote them)
+    prompt = sql(lake_with_rows, "--format", "csv", stdin="SELECT 1 AS a;\nSELECT 2 AS b;\n")
+    assert prompt.stdout == "a\n1\nb\n2\n", prompt.stderr
+    # a reader that stops early is no error
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "include"), **lake_env(lake_with_rows)}
+    head = subprocess.run(
+        f"{sys.executable} -m derivlake sql --format csv 'SELECT * FROM range(3000000)' | head -2",
+        shell=True, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert head.stdout == "range\n0\n" and head.stderr == "", head.stderr

@@ -7,13 +7,12 @@ prompt reads statements ending in `;` (also from a pipe), `.quit` to leave.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TextIO
 
 from derivlake.config import LakeSettings
-
-CHUNK_VECTORS = 32  # of 2,048 rows: a chunk of csv/json output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,28 +81,18 @@ def init_script(settings: LakeSettings) -> str:
     return "\n".join(lines) + "\n"
 
 
+COPY_OPTIONS = {"csv": "FORMAT csv", "json": "FORMAT json, ARRAY true", "parquet": "FORMAT parquet"}
+
+
 def run_query(
     con, query: str, fmt: str, output: Path | None, max_rows: int, out: TextIO, params=None
 ) -> None:
-    if fmt == "parquet":
-        if output is None:
-            raise ValueError("--format parquet needs --output FILE")
-        con.execute(f"COPY ({query}) TO '{output}' (FORMAT parquet)")
-        print(f"wrote {output}", file=out)
+    if fmt in COPY_OPTIONS:
+        copy_result(con, query, fmt, output, out, params)
         return
     if params:  # parameters bind on execute; materialise once and render from there
         con.execute(f"CREATE OR REPLACE TEMP TABLE _result AS {query}", params)
         query = "SELECT * FROM _result"
-    if fmt in ("csv", "json"):
-        if output is not None:
-            if fmt == "csv":
-                con.sql(query).write_csv(str(output))
-            else:
-                con.execute(f"COPY ({query}) TO '{output}' (FORMAT json, ARRAY true)")
-            print(f"wrote {output}", file=out)
-            return
-        stream(con.execute(query), fmt, out)
-        return
     rel = con.sql(query)
     if rel is None:  # a statement without a result (SET, PRAGMA, ...)
         return
@@ -117,22 +106,63 @@ def run_query(
         print(text, file=out)
 
 
-def stream(result, fmt: str, out: TextIO) -> None:
-    """CSV or a JSON array, written a chunk at a time: memory holds one chunk, whatever the result's size."""
-    if fmt == "json":
-        out.write("[")
-    first = True
-    while True:
-        df = result.fetch_df_chunk(CHUNK_VECTORS)
-        if fmt == "csv" and (first or not df.empty):  # the header even for no rows
-            out.write(df.to_csv(index=False, header=first))
-        elif fmt == "json" and not df.empty:
-            out.write(("" if first else ",") + df.to_json(orient="records", date_format="iso")[1:-1])
-        if df.empty:
-            break
-        first = False
-    if fmt == "json":
-        out.write("]\n")
+def copy_result(con, query: str, fmt: str, output: Path | None, out: TextIO, params=None) -> None:
+    """csv, json and parquet are DuckDB's own writers, to a file or, through a pipe, to `out`: the
+    values come out as DuckDB prints them (microseconds, dates, lists, blobs, 128-bit integers)
+    wherever they go, and DuckDB streams the result, so memory holds a chunk, whatever its size."""
+    import duckdb
+
+    if fmt == "parquet" and output is None:
+        raise ValueError("--format parquet needs --output FILE")
+    *before, last = con.extract_statements(query)
+    for statement in before:  # `SET ...; SELECT ...`: only the last statement's result is written
+        con.execute(statement)
+    text = f"SELECT * FROM ({last.query.strip().rstrip(';')})"  # SHOW and DESCRIBE too, unlike COPY (...)
+    options = COPY_OPTIONS[fmt] if output is not None else f"{COPY_OPTIONS[fmt]}, USE_TMP_FILE false"
+    try:
+        con.execute(f"{text} LIMIT 0", params)  # binds the query: its errors are raised here
+    except duckdb.ParserException:  # PRAGMA, CALL, EXPLAIN, SET, ...: not a subquery; small results
+        result = con.execute(last.query, params)
+        if result.description is None:  # a statement without a result (SET, ...)
+            return
+        con.register("_result", result.fetch_arrow_table())
+        text, params = "FROM _result", None
+    if output is None:
+        _copy_to_stream(con, f"COPY ({text}) TO '{{target}}' ({options})", params, out)
+        return
+    target = str(output).replace("'", "''")
+    con.execute(f"COPY ({text}) TO '{target}' ({options})", params)
+    print(f"wrote {output}", file=out)
+
+
+def _copy_to_stream(con, copy_sql: str, params, out: TextIO) -> None:
+    """Run a COPY into a pipe and pass what it writes on to `out` (DuckDB opening stdout itself
+    would truncate a redirected file and write over what is already in it)."""
+    import shutil
+    import threading
+
+    read_end, write_end = os.pipe()
+    failed: list[BaseException] = []
+
+    def copy() -> None:
+        try:
+            con.execute(copy_sql.format(target=f"/dev/fd/{write_end}"), params)
+        except BaseException as exc:  # handed to the caller's thread below
+            failed.append(exc)
+        finally:
+            os.close(write_end)
+
+    out.flush()
+    writer = threading.Thread(target=copy, name="sql-copy", daemon=True)
+    writer.start()
+    try:
+        with os.fdopen(read_end, "rb") as source:  # closed on error, it stops the COPY (EPIPE)
+            shutil.copyfileobj(source, out.buffer, 1 << 16)
+            out.buffer.flush()
+    finally:
+        writer.join()
+    if failed:
+        raise failed[0]
 
 
 def interactive(con, args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
@@ -171,9 +201,16 @@ def run(args: argparse.Namespace) -> int:
         query = args.file.read_text().strip().rstrip(";") if args.file else args.query
         if query is None:
             return interactive(con, args, sys.stdin, sys.stdout)
+        bad = [p for p in args.param if "=" not in p]
+        if bad:
+            print(f"error: --param {bad[0]!r} is not NAME=VALUE", file=sys.stderr)
+            return 2
         params = dict(p.split("=", 1) for p in args.param) or None
         try:
             run_query(con, query, args.format, args.output, args.max_rows, sys.stdout, params)
+        except BrokenPipeError:  # `sql ... | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            return 0
         except Exception as exc:
             print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
             return 1
