@@ -41,8 +41,8 @@ def reference_reason(spec: TopicNormalizer, value: bytes, key: bytes | None) -> 
     except (UnicodeDecodeError, ValueError):
         return "malformed_json"
     doc = doc if isinstance(doc, dict) else {}
-    if spec.key_fallback and doc.get(spec.key_fallback) is None and key is not None:
-        doc[spec.key_fallback] = key.decode()
+    if spec.key_fallback and doc.get(spec.key_fallback) in (None, ""):
+        doc[spec.key_fallback] = (key or b"").decode() or None
     for path in spec.checked:
         node, duck_type = doc, spec.fields
         for part in path.split("."):
@@ -53,6 +53,9 @@ def reference_reason(spec: TopicNormalizer, value: bytes, key: bytes | None) -> 
                 return f"missing_field:{path}"
         elif not castable(node, duck_type):
             return f"wrong_type:{path}"
+    for path in spec.ms_timestamps:  # epoch ms between 2000-01-01 and 3000-01-02
+        if doc.get(path) is not None and not 946_684_800_000 <= int(doc[path]) <= 32_503_766_400_000:
+            return f"out_of_range:{path}"
     if spec.symbol_field:
         symbol = str(doc[spec.symbol_field])
         if not re.fullmatch(spec.symbol_pattern, symbol):
@@ -96,6 +99,11 @@ def cases(kind: str) -> list[tuple[bytes | None, bytes]]:
         json.dumps(make(4, instrument_name=12345)).encode(),
         json.dumps(make(5, instrument_name="XYZ-31DEC99-100-C")).encode(),
         json.dumps(make(6, instrument_name="BTC-PERPETUAL-X")).encode(),
+        # epoch ms in ns, µs, negative, a boolean: an int64 overflow stopped the whole drain
+        json.dumps(make(12, timestamp=1_735_000_000_000_000_000)).encode(),
+        json.dumps(make(13, timestamp=1_735_000_000_000_000)).encode(),
+        json.dumps(make(14, timestamp=-9_300_000_000_000_000)).encode(),
+        json.dumps(make(15, timestamp=True)).encode(),
     ]
     if kind == "deribit.ticker":
         bad_values += [
@@ -120,6 +128,9 @@ def cases(kind: str) -> list[tuple[bytes | None, bytes]]:
         keys.append(None)
         values.append(json.dumps(fill(501)).encode())
         keys.append(None)
+        # an empty account in the value is absent (the key's is taken); an empty key is none
+        values += [json.dumps(fill(502, account_id="")).encode(), json.dumps(fill(503)).encode()]
+        keys += [b"acct-from-key", b""]
     else:
         keys = [b"k"] * len(values)
     return list(zip(keys, values, strict=True))
@@ -153,7 +164,7 @@ def test_every_message_gets_the_fate_a_per_message_reading_gives(kind: str, with
     got = dict(con.execute('SELECT "offset", error FROM quarantine').fetchall())
     assert got == {i: r for i, r in expected.items() if r is not None}
     assert staged.messages == n
-    assert staged.quarantined == len(got) >= (14 if with_malformed else 10)
+    assert staged.quarantined == len(got) >= (18 if with_malformed else 14)
     quarantined_raw = dict(con.execute('SELECT "offset", raw_value FROM quarantine').fetchall())
     assert quarantined_raw == {i: msgs[i][1] for i in got}  # the exact bytes are kept
 

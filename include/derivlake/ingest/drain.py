@@ -37,7 +37,7 @@ from derivlake.lake.catalog import catalog_connection_lost, is_connection_lost, 
 from derivlake.lake.commit_guard import guarded_commit, now_ms
 from derivlake.normalize import normalizer_for
 from derivlake.normalize.core import ARROW_BATCH_ROWS, StagedBatch, stage_batch
-from derivlake.normalize.spec import Output
+from derivlake.normalize.spec import MS_TIMESTAMP_MAX, Output
 
 if TYPE_CHECKING:
     import duckdb
@@ -204,12 +204,15 @@ def _received_at_us(msgs: list) -> pa.Array:
 
 
 def _header_us(headers: list | None) -> int | None:
+    """The header's µs, or None (then the Kafka timestamp) when it is not a number of µs before the
+    year 3000: one bad header must not stop the topic's drain (an int64 overflow did)."""
     for k, v in headers or ():
         if k == "received_at" and v:
             try:
-                return int(v)
+                us = int(v)
             except ValueError:
                 return None
+            return us if 0 <= us < MS_TIMESTAMP_MAX * 1000 else None
     return None
 
 
@@ -345,6 +348,7 @@ class Drain:
             consumer.assign([TopicPartition(self.topic.name, s.partition, s.next_offset) for s in starts])
             batch = self._new_batch()
             idle_since = time.monotonic()
+            idle_stop = ""
             last_log = time.monotonic()
             # A three-stage pipeline (DuckDB releases the GIL): while a batch is read, the one before
             # is parsed on its own connection and the one before that commits. At most three batches
@@ -387,7 +391,8 @@ class Drain:
                             self._note_bound(consumer, p, bound)
                     position.update(batch.add(data, bound, done))
                 elif time.monotonic() - idle_since > self.settings.idle_timeout_s:
-                    result.stopped_early = f"no data or end-of-partition for {self.settings.idle_timeout_s}s"
+                    # noted only after the last flush: set now, it would drop the batches read so far
+                    idle_stop = f"no data or end-of-partition for {self.settings.idle_timeout_s}s"
                     # librdkafka reports a broker that went away through logs, not through consume()
                     broker_gone = self._broker_gone(consumer)
                     break
@@ -418,6 +423,7 @@ class Drain:
             inflight.clear()
             if last_ok and len(batch):
                 self._flush(batch, stager.submit(self._stage, batch), stored, result)
+            result.stopped_early = result.stopped_early or idle_stop
             result.offsets = dict(stored)
             if broker_gone:  # what was read is committed; the rest waits for the broker
                 raise BrokerUnavailable(

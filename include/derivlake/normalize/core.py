@@ -18,7 +18,7 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from derivlake.normalize.spec import SQL_DIR, TopicNormalizer
+from derivlake.normalize.spec import MS_TIMESTAMP_MAX, MS_TIMESTAMP_MIN, SQL_DIR, TopicNormalizer
 
 if TYPE_CHECKING:
     import duckdb
@@ -70,6 +70,11 @@ def reason_expression(spec: TopicNormalizer) -> str:
         whens.append(
             f"WHEN {typed} IS NULL AND {raw} IS NOT NULL AND json_type({raw}) <> 'NULL' THEN 'wrong_type:{path}'"
         )
+    for path in spec.ms_timestamps:
+        typed = _path_expr("t", path)
+        whens.append(
+            f"WHEN {typed} NOT BETWEEN {MS_TIMESTAMP_MIN} AND {MS_TIMESTAMP_MAX} THEN 'out_of_range:{path}'"
+        )
     if spec.kind == "deribit.book":
         bad_level = (
             "len(l) <> 3 OR l[1] NOT IN ('new', 'change', 'delete') OR TRY_CAST(l[2] AS DOUBLE) IS NULL "
@@ -100,9 +105,9 @@ def parse_query(spec: TopicNormalizer, source: str = "raw_batch", guarded: bool 
         transform = f"CASE WHEN json_valid(txt) THEN {transform} END"
     fix = "t0"
     if spec.key_fallback:
-        # the Kafka key carries the account; the exchange's own payload does not
+        # the Kafka key carries the account; the exchange's own payload does not (empty is absent)
         fb = spec.key_fallback
-        fix = f"struct_update(t0, {fb} := coalesce(t0.{fb}, try(decode(key))))"
+        fix = f"struct_update(t0, {fb} := coalesce(nullif(t0.{fb}, ''), nullif(try(decode(key)), '')))"
     paths = ", ".join(_sql_str("$." + p) for p in spec.checked)
     return f"""
         WITH decoded AS (

@@ -14,6 +14,9 @@ from pathlib import Path
 SQL_DIR = Path(__file__).with_name("sql")
 
 MONTHS = "JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC"
+# Epoch-ms fields are taken in [2000-01-01, 3000-01-02] (Deribit's perpetuals expire 3000-01-01 08:00):
+# a value in µs or ns is quarantined, not written to a partition of the year 56949 or overflowing
+MS_TIMESTAMP_MIN, MS_TIMESTAMP_MAX = 946_684_800_000, 32_503_766_400_000
 # Base currencies the venue lists (Deribit, incl. the USDC-linear alts); anything else is unknown.
 KNOWN_CURRENCIES = (
     "BTC", "ETH", "SOL", "USDC", "USDT", "XRP", "AVAX", "MATIC", "DOGE", "LTC", "ADA", "DOT", "LINK",
@@ -76,6 +79,11 @@ class TopicNormalizer:
     def structure(self) -> str:
         """The json_transform structure (lenient: a mistyped value becomes NULL, so `checked` tells)."""
         return json.dumps(self.fields)
+
+    @property
+    def ms_timestamps(self) -> tuple[str, ...]:
+        """Checked paths holding epoch milliseconds (range-checked before `ms_ts` converts them)."""
+        return tuple(p for p in self.checked if p.endswith("timestamp"))
 
     @property
     def checked(self) -> tuple[str, ...]:
