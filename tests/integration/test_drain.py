@@ -162,6 +162,28 @@ def test_a_trade_id_repeated_with_another_exchange_time_is_kept(kafka: KafkaSett
     assert (r1.rows["market.trades"], r1.duplicates, r2.rows["market.trades"], r2.duplicates) == (2, 0, 0, 2)
 
 
+def test_an_instrument_spec_that_changes_back_is_a_new_version(kafka: KafkaSettings, lake_settings) -> None:
+    """A repeat of the instrument's latest version is the duplicate, not a repeat of any older one: a
+    spec deactivated and reactivated used to lose its reactivation (matched against the first version)."""
+    spec = {
+        "instrument_name": "BTC-27DEC24-100000-C", "kind": "option", "base_currency": "BTC",
+        "expiration_timestamp": 1_735_286_400_000, "strike": 100000.0, "option_type": "call", "is_active": True,
+    }  # fmt: skip
+    off = {**spec, "is_active": False}
+    key = [b"BTC-27DEC24-100000-C"] * 3
+    produce(kafka, "deribit.instruments", [json.dumps(v).encode() for v in (spec, spec, off)], key)
+    r1 = drain_topic(kafka, lake_settings, "deribit.instruments", FAST)
+    produce(kafka, "deribit.instruments", [json.dumps(v).encode() for v in (off, spec, spec)], key)
+    r2 = drain_topic(kafka, lake_settings, "deribit.instruments", FAST)
+    got = (r1.rows["market.instruments"], r1.duplicates, r2.rows["market.instruments"], r2.duplicates)
+    assert got == (2, 1, 1, 2)
+    con = open_lake(lake_settings, read_only=True)
+    versions = con.execute(
+        "SELECT is_active FROM market.instruments ORDER BY valid_from, kafka_partition, kafka_offset"
+    ).fetchall()
+    assert versions == [(True,), (False,), (True,)]  # the latest version is the active one
+
+
 def test_fixture_capture_yields_its_option_ticker_and_book_rows(
     kafka: KafkaSettings, lake_settings, fixtures_dir
 ):

@@ -694,14 +694,18 @@ def offset_moves(stored: dict[int, int], new_offsets: dict[int, int]) -> str:
 def dedup_query(out: Output, stage: str) -> str:
     """The rows of the registered `stage` that are not upstream duplicates of one another or of
     the lake's rows (in the partitions the batch touches)."""
+    if out.versions_of:
+        return (SQL / "dedup_versions.sql").read_text().format(
+            stage=stage, key=", ".join(out.dedup_key), table=out.table, entity=out.versions_of,
+            message_key=MESSAGE_KEY,
+        )  # fmt: skip
     keys = (*out.dedup_key, *(("timestamp",) if out.dedup_same_time else ()))
     match = " ".join(f"AND x.{k} IS NOT DISTINCT FROM s.{k}" for k in out.dedup_key)
     if out.dedup_same_time:  # `=`: DuckDB prunes the lake's files by the batch's time range only then
         match += " AND x.timestamp = s.timestamp"
-    partitioned = out.table != "market.instruments"
     return (SQL / "dedup.sql").read_text().format(
         stage=stage, key=", ".join(keys), table=out.table, key_match=match, message_key=MESSAGE_KEY,
-        date_filter=f"x.date IN (SELECT DISTINCT date FROM {stage})" if partitioned else "true",
+        date_filter=f"x.date IN (SELECT DISTINCT date FROM {stage})",
     )  # fmt: skip
 
 

@@ -22,6 +22,6 @@ SPEC = TopicNormalizer(
     },
     required=("instrument_name", "kind", "base_currency", "expiration_timestamp"),
     type_checked=("strike", "contract_size", "tick_size", "creation_timestamp", "is_active"),
-    outputs=(Output("market.instruments", "instruments.sql", dedup_key=VERSION_KEY),),
+    outputs=(Output("market.instruments", "instruments.sql", dedup_key=VERSION_KEY, versions_of="instrument_name"),),
     symbol_field="instrument_name",
 )  # fmt: skip

@@ -50,6 +50,8 @@ class Output:
     # A re-sent message repeats its exchange timestamp: matching it too lets the lake lookup read only
     # the files of the batch's time range, so it costs the same late in a day as early (market data)
     dedup_same_time: bool = False
+    # Versioned rows (instrument specs): a row repeating the entity's latest version is the duplicate
+    versions_of: str | None = None
 
     @property
     def sql(self) -> str:
