@@ -117,10 +117,18 @@ def test_quarantine_threshold_fails_the_run_after_committing(kafka: KafkaSetting
         "deribit.ticker",
         [b"not json"] * 30 + [json.dumps(ticker_payload(i)).encode() for i in range(70)],
     )
-    with pytest.raises(QuarantineThresholdExceeded, match=r"30 of 100 .*malformed_json x30 \(e\.g\. offset"):
+    example = r"malformed_json x30 \(e\.g\. partition:offset (\d+):(\d+)\)"
+    with pytest.raises(QuarantineThresholdExceeded, match=r"30 of 100 .*" + example) as failed:
         drain_topic(kafka, lake_settings, "deribit.ticker", replace(FAST, quarantine_max_ratio=0.1))
     # nothing lost: the bad ones are in quarantine, the good ones in their table, offsets moved on
     con = open_lake(lake_settings, read_only=True)
+    # the example names one message (an offset alone does not, on a topic of several partitions)
+    partition, offset = re.search(example, str(failed.value)).groups()
+    found = con.execute(
+        'SELECT raw_value FROM ops.quarantine WHERE partition = ? AND "offset" = ?',
+        [int(partition), int(offset)],
+    ).fetchall()
+    assert found == [(b"not json",)]
     assert con.execute("SELECT count(*) FROM ops.quarantine").fetchone()[0] == 30
     assert con.execute("SELECT count(*) FROM market.options_ticker").fetchone()[0] == 70
 

@@ -629,7 +629,9 @@ class Drain:
                 [self.run_id],
             )
         reasons = con.execute(
-            'SELECT error, count(*), min("offset")::VARCHAR FROM stage_quarantine GROUP BY error'
+            # an example as partition:offset, the first one of the batch (an offset alone names no message)
+            'SELECT error, count(*), arg_min(partition || \':\' || "offset", (partition, "offset")) '
+            "FROM stage_quarantine GROUP BY error"
         ).fetchall()
         parts = sorted(new_offsets)
         (updated,) = con.execute(
@@ -676,7 +678,7 @@ class Drain:
         share = result.quarantined / result.messages
         if share > self.settings.quarantine_max_ratio:
             reasons = ", ".join(
-                f"{reason} x{n} (e.g. offset {result.quarantine_examples.get(reason)})"
+                f"{reason} x{n} (e.g. partition:offset {result.quarantine_examples.get(reason)})"
                 for reason, n in result.quarantine_reasons.most_common(5)
             )
             raise QuarantineThresholdExceeded(

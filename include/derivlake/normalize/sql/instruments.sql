@@ -1,5 +1,5 @@
 -- Slowly changing: every message is a version valid from its receive time; identical repeats are
--- dropped at commit (see the dedup of instruments in ingest/commit.sql).
+-- dropped at commit (ingest/sql/dedup_versions.sql).
 SELECT
     'deribit' AS exchange, t.instrument_name, t.kind, t.base_currency, t.quote_currency,
     t.settlement_currency, t.counter_currency,
