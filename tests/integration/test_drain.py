@@ -298,8 +298,9 @@ class _RetainedLog:
         return (max(low, self._log_start), high) if tp.partition == self._partition else (low, high)
 
 
+@pytest.mark.parametrize("reset", ["earliest", "latest"])
 def test_stored_offset_before_the_log_start_stops_until_reset(
-    kafka: KafkaSettings, lake_settings, monkeypatch: pytest.MonkeyPatch
+    kafka: KafkaSettings, lake_settings, monkeypatch: pytest.MonkeyPatch, reset: str
 ) -> None:
     from derivlake.ingest.drain import Drain
 
@@ -327,14 +328,19 @@ def test_stored_offset_before_the_log_start_stops_until_reset(
         drain_topic(kafka, lake_settings, "deribit.ticker", FAST)
     assert lake_provenance(lake_settings) == sorted(first)  # nothing was drained
 
-    drain_topic(kafka, lake_settings, "deribit.ticker", FAST, reset_offsets="earliest")
-    assert lake_provenance(lake_settings) == sorted(
-        set(_all_offsets(kafka, "deribit.ticker")) - {(0, o) for o in gone}
-    )
+    drain_topic(kafka, lake_settings, "deribit.ticker", FAST, reset_offsets=reset)
     con = open_lake(lake_settings, read_only=True)
-    assert con.execute(
+    [(partition, old, new, reason, affected)] = con.execute(
         "SELECT partition, old_offset, new_offset, reason, messages_affected FROM ops.offset_resets"
-    ).fetchall() == [(0, gone[0], gone[-1] + 1, "retention; reset to earliest", 2)]
+    ).fetchall()
+    assert (partition, old, reason) == (0, gone[0], f"retention; reset to {reset}")
+    # latest also skips the unread messages retention left before the log end: they count as affected
+    skipped = [o for o in new_on_0 if gone[-1] < o < new]
+    assert new == gone[-1] + 1 if reset == "earliest" else new >= gone[-1] + 1, (new, new_on_0)
+    assert affected == len(gone) + len(skipped)
+    assert lake_provenance(lake_settings) == sorted(
+        set(_all_offsets(kafka, "deribit.ticker")) - {(0, o) for o in gone + skipped}
+    )
 
 
 def test_locked_catalog_commits_nothing_and_the_next_run_resumes(kafka: KafkaSettings, lake_settings) -> None:

@@ -173,7 +173,9 @@ def resolve_starts(
                 f"{message}. Nothing was drained. To accept it, rerun with --reset-offsets earliest|latest "
                 "(or the DAG param reset_offsets); the reset is recorded in ops.offset_resets"
             )
-        new = low if reset == "earliest" else high
+        new = low if reset == "earliest" else max(high, low)
+        if reason == "retention" and reset == "latest":  # the unread messages still there are skipped too
+            affected += new - low
         resets.append(OffsetReset(p, offset, new, f"{reason}; reset to {reset}", affected))
         starts.append(PartitionStart(p, new, new, low, high))
     return starts, resets
