@@ -71,3 +71,25 @@ def test_catalog_errors_are_shortened_to_their_cause(raw: str, short: str) -> No
     from derivlake.lake.catalog import short_cause
 
     assert short_cause(Exception(raw)) == short
+
+
+@pytest.mark.parametrize(
+    ("message", "lost"),
+    [
+        ("Failed to execute query: server closed the connection unexpectedly", True),
+        ("Failed to execute query: SSL connection has been closed unexpectedly", True),
+        ("could not receive data from server: Connection timed out", True),
+        ("FATAL: terminating connection due to administrator command", True),
+        ("Transaction conflict: cannot commit, another transaction changed the table", False),
+        ("Catalog Error: Table with name nope does not exist", False),
+    ],
+)
+def test_lost_connections_are_told_from_other_catalog_errors(message: str, lost: bool) -> None:
+    """A COMMIT whose connection was lost may have been applied: only those are checked for on retry
+    (and guarded against DuckLake deleting the files the catalog then references)."""
+    import duckdb
+
+    from derivlake.lake.catalog import is_connection_lost
+
+    assert is_connection_lost(duckdb.IOException(message)) is lost
+    assert not is_connection_lost(RuntimeError(message))  # not from DuckDB: not the catalog connection

@@ -77,6 +77,10 @@ _CONNECTION_LOST = (
     "could not connect to server",
     "unable to connect to postgres",
     "ssl syscall error",
+    "ssl connection has been closed unexpectedly",
+    "could not receive data from server",
+    "could not send data to server",
+    "connection timed out",
 )
 
 
