@@ -1,6 +1,6 @@
 """
 ### End-of-day options chain
-Builds the chain of business day **D** = [D-1 08:00, D 08:00) UTC once the lake's ticker and trade
+Builds the chain of business day **D** = [D-1 08:00, D 08:00) UTC once the lake's ticker, trade and index
 ingestion has passed D 08:00: `reports.options_chain` (one row per series alive at the snapshot),
 `reports.options_chain_expiry`, and CSV + HTML (smiles, ATM term structure, OI by strike) under
 `$DERIVLAKE_HOME/reports/chain/<D>/`. Rerunning a date replaces it. Param `as_of_date` (YYYY-MM-DD),
@@ -35,7 +35,7 @@ GATE_POKE_S = float(os.environ.get("DERIVLAKE_CHAIN_GATE_POKE_S") or 60)
 def eod_options_chain() -> None:
     @task.sensor(poke_interval=GATE_POKE_S, timeout=GATE_TIMEOUT_S + 2 * GATE_POKE_S, mode="reschedule")
     def lake_complete(params: dict, ti=None, dag_run=None, **context) -> PokeReturnValue:
-        """Wait, without holding a worker slot, until ops.ingest_runs shows ticker and trades past D 08:00."""
+        """Wait, without a worker slot, until ops.ingest_runs shows ticker, trades, index past D 08:00."""
         from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
         from derivlake.reports.completeness import AsOfDateError, GateTimeout, poke_gate

@@ -35,13 +35,14 @@ def lake(airflow_db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LakeSet
     return settings
 
 
-def _ingested(settings: LakeSettings, trades_until: str) -> None:
+def _ingested(settings: LakeSettings, trades_until: str, index_until: str = "2024-03-08 08:00:01") -> None:
     con = open_lake(settings)
     try:
         con.execute(
             "INSERT INTO ops.ingest_runs (run_id, topic, max_event_ts) VALUES "
-            "('r1', 'deribit.ticker', TIMESTAMP '2024-03-08 08:00:03'), ('r2', 'deribit.trades', ?)",
-            [trades_until],
+            "('r1', 'deribit.ticker', TIMESTAMP '2024-03-08 08:00:03'), ('r2', 'deribit.trades', ?), "
+            "('r3', 'deribit.index', ?)",
+            [trades_until, index_until],
         )
     finally:
         con.close()
@@ -96,16 +97,30 @@ def test_dag_test_builds_the_chain(lake: LakeSettings) -> None:
     assert extras[-1]["html"] == str(csv.with_suffix(".html"))
 
 
+@pytest.mark.parametrize(
+    ("trades_until", "index_until", "lagging"),
+    [
+        ("2024-03-08 07:59:00", "2024-03-08 08:00:01", "deribit.trades"),
+        # the delivery price of the series expiring at 08:00 is the index TWAP 07:30-08:00
+        ("2024-03-08 08:00:00", "2024-03-08 07:59:00", "deribit.index"),
+    ],
+)
 def test_dag_gate_times_out_naming_the_lagging_topic(
-    lake: LakeSettings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, capfd
+    lake: LakeSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capfd,
+    trades_until: str,
+    index_until: str,
+    lagging: str,
 ) -> None:
-    _ingested(lake, "2024-03-08 07:59:00")
+    _ingested(lake, trades_until, index_until)
     monkeypatch.setenv("DERIVLAKE_CHAIN_GATE_TIMEOUT_S", "0")
     dag = load_dag()
     run = dag.test(run_conf={"as_of_date": D.isoformat()})
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert run.state == "failed" and states["lake_complete"] == "failed", states
-    assert "deribit.trades ingested up to 2024-03-08T07:59:00" in _logs(caplog, capfd)
+    assert f"{lagging} ingested up to 2024-03-08T07:59:00" in _logs(caplog, capfd)
 
 
 def test_dag_rejects_a_future_date(lake: LakeSettings, caplog: pytest.LogCaptureFixture, capfd) -> None:

@@ -67,15 +67,35 @@ def test_25_delta_risk_reversal(lake: LakeSettings) -> None:
 
 
 def test_most_traded_options_match_the_feed(lake: LakeSettings) -> None:
-    contracts: dict[str, float] = defaultdict(float)
+    """USD notional: an inverse option's price is in coin (x the index), a linear one's in USDC already,
+    as the instrument's quote currency in the feed says."""
+    quoted_in: dict[str, str] = {}
+    trades: list[dict] = []
     for msg in iter_messages(CONFIG):
-        if msg.kind == "deribit.trades" and msg.fault is None:
+        if msg.fault is not None:
+            continue
+        if msg.kind == "deribit.instruments":
+            spec = json.loads(msg.value)
+            quoted_in[spec["instrument_name"]] = spec["quote_currency"]
+        elif msg.kind == "deribit.trades":
             trade = json.loads(msg.value)
             if trade["instrument_name"].endswith(("-C", "-P")):
-                contracts[trade["instrument_name"]] += trade["amount"]
+                trades.append(trade)
+    contracts: dict[str, float] = defaultdict(float)
+    count: dict[str, int] = defaultdict(int)
+    usd: dict[str, float] = defaultdict(float)
+    for trade in trades:
+        name = trade["instrument_name"]
+        to_usd = 1.0 if quoted_in[name] == "USDC" else trade["index_price"]
+        contracts[name] += trade["amount"]
+        count[name] += 1
+        usd[name] += trade["amount"] * trade["price"] * to_usd
     expected = sorted(contracts.items(), key=lambda kv: (-round(kv[1], 2), kv[0]))[:10]
+    assert {quoted_in[s] == "USDC" for s, _ in expected} == {True, False}, "linear and inverse options both"
     rows = run(lake, "most_traded_options")
-    assert [(r[0], r[2]) for r in rows] == [(s, round(a, 2)) for s, a in expected]
+    assert [(r[0], r[1], r[2]) for r in rows] == [(s, count[s], round(a, 2)) for s, a in expected]
+    for r in rows:  # rounded to whole dollars: at most half a dollar off, summed in another order
+        assert r[3] == pytest.approx(usd[r[0]], abs=0.5 + 1e-9 * usd[r[0]]), r
 
 
 def test_book_depth_around_the_mid_matches_a_plain_rebuild(lake: LakeSettings) -> None:

@@ -102,3 +102,42 @@ def test_spill_directories_of_other_hosts_go_once_nothing_in_them_changed_for_th
     assert not idle.exists() and not empty.exists()
     assert busy.exists() and mine.exists() and other.exists()
     assert remove_abandoned(tmp_path / "missing", idle_s=3600) == 0
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has ended (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_host_whose_name_extends_ours_keeps_its_spill_directories(tmp_path: Path, monkeypatch) -> None:
+    """Pods `airflow-worker` and `airflow-worker-<n>` on one spill root: `duckdb-airflow-worker-<n>-...`
+    is the other pod's (its pid lives in that pod's namespace), not the directory of our dead pid <n>."""
+    import socket
+
+    from derivlake.lake.spill import remove_abandoned, spill_directory
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "airflow-worker")
+    dead = _dead_pid()
+    theirs = tmp_path / f"duckdb-airflow-worker-{dead}-4242-abcdef012345"
+    mine_dead = tmp_path / f"duckdb-airflow-worker-{dead}-0123456789ab"
+    mine_live = tmp_path / f"duckdb-airflow-worker-{os.getppid()}-ba9876543210"
+    for d in (theirs, mine_dead, mine_live):
+        d.mkdir()
+        (d / "duckdb_temp_storage_DEFAULT-0.tmp").write_bytes(b"x")
+    new = Path(spill_directory(tmp_path))
+    assert new.name.startswith(f"duckdb-airflow-worker-{os.getpid()}-")
+    assert theirs.is_dir() and mine_live.is_dir()
+    assert not mine_dead.exists()
+    # and for maintenance the other pod's directory is another host's: it goes once idle
+    old = 0.0
+    for path in (
+        theirs / "duckdb_temp_storage_DEFAULT-0.tmp",
+        theirs,
+        mine_live / "duckdb_temp_storage_DEFAULT-0.tmp",
+        mine_live,
+    ):
+        os.utime(path, (old, old))
+    assert remove_abandoned(tmp_path, idle_s=3600) == 1
+    assert not theirs.exists() and mine_live.is_dir()

@@ -28,12 +28,13 @@ def test_topic_kind_matches_on_suffix() -> None:
     assert topic_kind("deribit.ticker") == "deribit.ticker"
     assert topic_kind("t1a2b3c4d.deribit.trades") == "deribit.trades"
     assert topic_kind("prod-deribit.ticker") == "deribit.ticker"
+    assert topic_kind("p.deribit.index") == "deribit.index"
     assert topic_kind("deribit.book") is None
-    assert topic_kind("deribit.index") is None
+    assert topic_kind("deribit.instruments") is None
 
 
-def _status(ticker: datetime | None, trades: datetime | None) -> Completeness:
-    return Completeness(D, SNAP, {"deribit.ticker": ticker, "deribit.trades": trades})
+def _status(ticker: datetime | None, trades: datetime | None, index: datetime | None = SNAP) -> Completeness:
+    return Completeness(D, SNAP, {"deribit.ticker": ticker, "deribit.trades": trades, "deribit.index": index})
 
 
 def test_complete_only_when_every_topic_passed_the_snapshot() -> None:
@@ -59,24 +60,51 @@ def test_gate_waits_then_times_out_naming_the_lagging_topic() -> None:
 def test_check_completeness_reads_ingest_runs(lake_settings: LakeSettings) -> None:
     con = open_lake(lake_settings)
     try:
-        assert check_completeness(con, D).lagging == {"deribit.ticker": None, "deribit.trades": None}
+        assert check_completeness(con, D).lagging == {
+            "deribit.ticker": None, "deribit.trades": None, "deribit.index": None
+        }  # fmt: skip
         con.execute(
             "INSERT INTO ops.ingest_runs (run_id, topic, max_event_ts) VALUES "
             "('r1', 'p.deribit.ticker', TIMESTAMP '2024-03-08 07:00:00'), "
             "('r2', 'p.deribit.ticker', TIMESTAMP '2024-03-08 08:00:01'), "
             "('r3', 'p.deribit.trades', TIMESTAMP '2024-03-08 07:59:00'), "
-            "('r4', 'p.deribit.book', TIMESTAMP '2024-03-09 00:00:00')"
+            "('r4', 'p.deribit.book', TIMESTAMP '2024-03-09 00:00:00'), "
+            "('r5', 'p.deribit.index', TIMESTAMP '2024-03-08 09:00:00')"
         )
         status = check_completeness(con, D)
         assert status.watermarks["deribit.ticker"] == datetime(2024, 3, 8, 8, 0, 1)
         assert list(status.lagging) == ["deribit.trades"]
         con.execute(
             "INSERT INTO ops.ingest_runs (run_id, topic, max_event_ts) VALUES "
-            "('r5', 'p.deribit.trades', TIMESTAMP '2024-03-08 08:00:00')"
+            "('r6', 'p.deribit.trades', TIMESTAMP '2024-03-08 08:00:00')"
         )
         assert check_completeness(con, D).complete
         assert not check_completeness(con, date(2024, 3, 9)).complete
         assert first_data_date(con) is None
+    finally:
+        con.close()
+
+
+def test_the_gate_waits_for_the_index_of_the_delivery_price(lake_settings: LakeSettings) -> None:
+    """Series expiring at D 08:00 settle at the index TWAP 07:30-08:00: quotes and trades past 08:00 are
+    not enough while the index topic has not reached 08:00."""
+    con = open_lake(lake_settings)
+    try:
+        con.execute(
+            "INSERT INTO ops.ingest_runs (run_id, topic, max_event_ts) VALUES "
+            "('r1', 'p.deribit.ticker', TIMESTAMP '2024-03-08 08:10:00'), "
+            "('r2', 'p.deribit.trades', TIMESTAMP '2024-03-08 08:10:00'), "
+            "('r3', 'p.deribit.index', TIMESTAMP '2024-03-08 07:45:00')"
+        )
+        status = check_completeness(con, D)
+        assert list(status.lagging) == ["deribit.index"]
+        with pytest.raises(GateTimeout, match=r"deribit\.index ingested up to 2024-03-08T07:45:00"):
+            gate(status, waited_s=60, timeout_s=60)
+        con.execute(
+            "INSERT INTO ops.ingest_runs (run_id, topic, max_event_ts) VALUES "
+            "('r4', 'p.deribit.index', TIMESTAMP '2024-03-08 08:00:00')"
+        )
+        assert check_completeness(con, D).complete
     finally:
         con.close()
 

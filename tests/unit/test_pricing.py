@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -22,6 +23,7 @@ from derivlake.pricing import (
     coin_delta,
     coin_to_usd,
     greeks,
+    implied_vol,
     is_call_from_option_type,
     payoff_coin,
     payoff_usd,
@@ -333,6 +335,59 @@ def test_option_type_mapping() -> None:
         black_price(100.0, 110.0, 0.5, 0.5, ["P", "call"]), black_price(100.0, 110.0, 0.5, 0.5, [False, True])
     )
     assert payoff_coin(5_000.0, 10_000.0, "put") == pytest.approx(1.0)
+
+
+FLAGS = ["put", "call", "P", "c", "Put", "CALL", " p "]
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [pd.Series(FLAGS), np.array(FLAGS, dtype=object)],
+    ids=["pandas-series", "numpy-object"],
+)
+def test_string_flags_in_object_arrays(flags) -> None:
+    """pandas (and DuckDB's .df()) give VARCHAR columns as object arrays: a put must stay a put."""
+    assert np.asarray(flags).dtype == object
+    F, K, T, sigma, S = 100.0, 120.0, 0.75, 0.5, 80.0
+    vollib_flags = [f.strip()[0].lower() for f in FLAGS]
+    np.testing.assert_allclose(
+        black_price(F, K, T, sigma, flags),
+        [undiscounted_black(F, K, sigma, T, f) for f in vollib_flags],
+        rtol=1e-12,
+    )
+    np.testing.assert_allclose(
+        greeks(F, K, T, sigma, flags).delta,
+        [vollib_greeks.delta(f, F, K, T, 0.0, sigma) for f in vollib_flags],
+        rtol=1e-12,
+    )
+    np.testing.assert_array_equal(
+        payoff_usd(S, K, flags), [max(S - K, 0.0) if f == "c" else max(K - S, 0.0) for f in vollib_flags]
+    )
+    price = np.array([undiscounted_black(F, K, sigma, T, f) for f in vollib_flags])
+    np.testing.assert_allclose(implied_vol(price, F, K, T, flags).iv, sigma, rtol=1e-8)
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        pd.Series(["call", None]),
+        pd.Series(["put", np.nan]),
+        pd.Series(["call", "straddle"]),
+        np.array(["put", True], dtype=object),
+        np.array([1, 0], dtype=object),
+    ],
+    ids=["none", "nan", "unknown", "string-and-bool", "ints"],
+)
+def test_object_arrays_of_anything_but_option_types_are_rejected(flags) -> None:
+    with pytest.raises(ValueError, match=r"unknown option type.*expected 'call'/'put' or 'C'/'P'"):
+        greeks(100.0, 110.0, 0.5, 0.5, flags)
+
+
+def test_object_arrays_of_booleans_stay_flags() -> None:
+    flags = np.array([False, True, np.True_], dtype=object)
+    np.testing.assert_array_equal(
+        black_price(100.0, 110.0, 0.5, 0.5, flags), black_price(100.0, 110.0, 0.5, 0.5, [False, True, True])
+    )
 
 
 # ------------------------------------------------------------------------------- real Deribit tickers

@@ -79,7 +79,7 @@ class MergeOutOfMemory(LakeError):
 
 @dataclass
 class MaintenanceResult:
-    files_before: int = 0
+    files_before: int = 0  # of every table merged (ops and reports too), like the two counts below
     files_after: int = 0  # drains committing during the run add to it
     files_merged: int = 0  # small files the merges replaced ...
     files_written: int = 0  # ... by these
@@ -218,6 +218,15 @@ def older_than(age: timedelta, sqlite: bool) -> str:
     return f"now() - INTERVAL {int((age + timedelta(days=1 if sqlite else 0)).total_seconds())} SECOND"
 
 
+def table_files(con: duckdb.DuckDBPyConnection, tables: list[str]) -> int:
+    """Live data files of `tables`; counted over the tables merged, as `files_merged`/`files_written` are."""
+    sql = (SQL / "table_files.sql").read_text()
+    return sum(
+        con.execute(sql.format(schema=schema, name=name)).fetchone()[0]
+        for schema, name in (table.split(".") for table in tables)
+    )
+
+
 def partition_stats(con: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
     """Rows, files and bytes per table and date partition, from the catalog's file list."""
     stats = []
@@ -283,8 +292,9 @@ def _maintain(settings: LakeSettings, config: MaintenanceConfig) -> MaintenanceR
     result = MaintenanceResult()
     try:
         _configure(con, config)
-        result.files_before = sum(p["files"] for p in partition_stats(con))
-        for table in lake_tables(con):  # ops tables too: they also collect one small file per commit
+        tables = lake_tables(con)  # ops tables too: they also collect one small file per commit
+        result.files_before = table_files(con, tables)
+        for table in tables:
             with commit_lock(settings, f"merge {table}", exclusive=True):
                 replaced, written = _merge(con, table, config)
             result.files_merged += replaced
@@ -297,14 +307,15 @@ def _maintain(settings: LakeSettings, config: MaintenanceConfig) -> MaintenanceR
         result.orphaned_files = delete_orphans(con, config.orphan_grace)
         _remove_abandoned_dirs(settings, config.orphan_grace)
         result.partitions = partition_stats(con)
-        result.files_after = sum(p["files"] for p in result.partitions)
+        result.files_after = table_files(con, tables)
         if result.partitions:  # an empty lake has nothing to record
             _record_table_stats(con, settings, result.partitions, config.conflict_retries)
     finally:
         con.close()
     result.seconds = time.monotonic() - t0
     log.info("maintenance: merged %d files into %d; %d files at the start, %d at the end (with what drains "
-             "committed meanwhile) in %d partitions; %d unreferenced and %d orphaned files deleted, %.1fs",
+             "committed meanwhile) in the tables merged; %d date partitions; %d unreferenced and %d orphaned "
+             "files deleted, %.1fs",
              result.files_merged, result.files_written, result.files_before, result.files_after,
              len(result.partitions), result.deleted_files, result.orphaned_files, result.seconds)  # fmt: skip
     return result

@@ -14,6 +14,7 @@ killed while it spilled) by maintenance, once nothing in it has changed for the 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import time
@@ -31,14 +32,27 @@ def _alive(pid: int) -> bool:
     return True
 
 
+_PID_SUFFIX = re.compile(r"([0-9]+)-[0-9a-f]+")  # what follows `duckdb-<host>-` in a name of ours
+
+
+def _own_pid(name: str, prefix: str) -> int | None:
+    """The pid in this host's spill directory name `<prefix><pid>-<hex>`, None for any other name: the
+    directory of a host whose name extends ours (`airflow-worker-311` beside `airflow-worker`) starts
+    with our prefix too, but its remainder (`311-<pid>-<hex>`) is not `<pid>-<hex>`."""
+    if not name.startswith(prefix):
+        return None
+    match = _PID_SUFFIX.fullmatch(name[len(prefix) :])
+    return int(match.group(1)) if match else None
+
+
 def spill_directory(root: Path) -> str:
     """A new, unused spill directory under `root` for one connection; stale ones of dead processes on
     this host are removed first (another host's, on a shared volume, are left to that host)."""
     prefix = f"duckdb-{socket.gethostname()}-"
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob(f"{prefix}*"):
-        pid = stale.name[len(prefix) :].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        pid = _own_pid(stale.name, prefix)
+        if pid is not None and pid != os.getpid() and not _alive(pid):
             shutil.rmtree(stale, ignore_errors=True)
     return str(root / f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:12]}")
 
@@ -51,7 +65,7 @@ def remove_abandoned(root: Path, idle_s: float) -> int:
     cutoff = time.time() - idle_s
     removed = 0
     for d in root.glob("duckdb-*") if root.is_dir() else ():
-        if d.name.startswith(prefix) or not d.is_dir():
+        if _own_pid(d.name, prefix) is not None or not d.is_dir():
             continue  # this host's: removed by the next connection once their process is dead
         try:
             newest = max([d.stat().st_mtime, *(f.stat().st_mtime for f in d.iterdir())])

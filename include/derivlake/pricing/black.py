@@ -44,14 +44,22 @@ def is_call_from_option_type(option_type: ArrayLike) -> NDArray[np.bool_]:
     is_put = (codes == "put") | (codes == "p")
     if not np.all(is_call | is_put):
         bad = np.unique(codes[~(is_call | is_put)])
-        raise ValueError(f"unknown option type(s): {bad.tolist()}")
+        raise ValueError(
+            f"unknown option type(s): {bad.tolist()}; expected 'call'/'put' or 'C'/'P' (any case)"
+        )
     return is_call
 
 
 def as_is_call(is_call: ArrayLike) -> NDArray[np.bool_]:
-    """Call flags as booleans; strings go through ``is_call_from_option_type`` (bool('put') would be True)."""
+    """Call flags as booleans; strings go through ``is_call_from_option_type`` (bool('put') would be True).
+
+    pandas and DuckDB's ``.df()`` hand strings over as object arrays: only an object array of booleans is
+    taken as flags, anything else in one must be an option type (None, NaN or numbers raise ValueError).
+    """
     arr = np.asarray(is_call)
-    return is_call_from_option_type(arr) if arr.dtype.kind in "US" else arr.astype(bool)
+    if arr.dtype.kind == "O" and all(isinstance(v, bool | np.bool_) for v in arr.flat):
+        return arr.astype(bool)
+    return is_call_from_option_type(arr) if arr.dtype.kind in "USO" else arr.astype(bool)
 
 
 def _inputs(

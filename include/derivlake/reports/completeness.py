@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-REQUIRED_TOPIC_KINDS: tuple[str, ...] = ("deribit.ticker", "deribit.trades")
+# the chain reads quotes, trades and, for the series expiring at D 08:00, the index TWAP 07:30-08:00
+REQUIRED_TOPIC_KINDS: tuple[str, ...] = ("deribit.ticker", "deribit.trades", "deribit.index")
 GATE_TIMEOUT_ENV = "DERIVLAKE_CHAIN_GATE_TIMEOUT_S"
 GATE_POKE_ENV = "DERIVLAKE_CHAIN_GATE_POKE_S"
 DEFAULT_GATE_TIMEOUT_S = 6 * 3600.0
