@@ -84,7 +84,9 @@ def test_analyst_file_with_parameters_and_the_duckdb_init_script(
     lake_with_rows: LakeSettings, tmp_path: Path
 ) -> None:
     query = tmp_path / "q.sql"
-    query.write_text("SELECT price FROM market.index_prices WHERE index_name = $name;\n")
+    query.write_text(
+        "-- an analyst's note\nSELECT price FROM market.index_prices WHERE index_name = $name -- eth\n"
+    )
     done = sql(lake_with_rows, "--file", str(query), "--param", "name=eth_usd", "--format", "csv")
     assert done.returncode == 0 and done.stdout == "price\n2200.25\n", done.stderr
     init = tmp_path / "lake.sql"

@@ -117,7 +117,8 @@ def copy_result(con, query: str, fmt: str, output: Path | None, out: TextIO, par
     *before, last = con.extract_statements(query)
     for statement in before:  # `SET ...; SELECT ...`: only the last statement's result is written
         con.execute(statement)
-    text = f"SELECT * FROM ({last.query.strip().rstrip(';')})"  # SHOW and DESCRIBE too, unlike COPY (...)
+    # a subquery takes SHOW and DESCRIBE too, unlike COPY (...); the newline ends a trailing `-- comment`
+    text = f"SELECT * FROM ({last.query.strip().rstrip(';')}\n)"
     options = COPY_OPTIONS[fmt] if output is not None else f"{COPY_OPTIONS[fmt]}, USE_TMP_FILE false"
     try:
         con.execute(f"{text} LIMIT 0", params)  # binds the query: its errors are raised here
