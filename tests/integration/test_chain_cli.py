@@ -34,7 +34,10 @@ def test_report_chain_rejects_bad_dates(lake: LakeSettings, capsys: pytest.Captu
     assert main(["report", "chain", "--date", "2024-02-30"]) == 1
     assert "is not a date" in capsys.readouterr().err
     assert main(["report", "chain", "--date", "2024-03-01"]) == 1
-    assert "before the lake's first data (2024-03-07)" in capsys.readouterr().err
+    assert (
+        "before the lake's first data: its snapshot 2024-03-01 08:00 UTC precedes the first option quote "
+        "(2024-03-07 " in capsys.readouterr().err
+    )
 
 
 @pytest.mark.parametrize("product", ["margin", "exports"])

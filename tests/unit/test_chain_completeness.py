@@ -14,7 +14,7 @@ from derivlake.reports.completeness import (
     GateTimeout,
     business_day_of,
     check_completeness,
-    first_data_date,
+    first_quote_time,
     gate,
     resolve_as_of_date,
     topic_kind,
@@ -80,7 +80,7 @@ def test_check_completeness_reads_ingest_runs(lake_settings: LakeSettings) -> No
         )
         assert check_completeness(con, D).complete
         assert not check_completeness(con, date(2024, 3, 9)).complete
-        assert first_data_date(con) is None
+        assert first_quote_time(con) is None
     finally:
         con.close()
 
@@ -116,6 +116,7 @@ def test_business_day_of_a_run() -> None:
 
 
 NOW = datetime(2024, 3, 10, 12)
+FIRST = datetime(2024, 1, 31, 9, 30)  # the lake's first option quote
 
 
 @pytest.mark.parametrize(
@@ -126,26 +127,30 @@ NOW = datetime(2024, 3, 10, 12)
         ("2024-3-1", "is not a date"),
         ("20240301", "is not a date"),
         ("2024-03-11", "is in the future"),
-        ("2024-01-31", "before the lake's first data \\(2024-02-01\\)"),
+        # the quotes begin after the first partition's 08:00: that day's chain would be empty (the date
+        # alone, the first partition's, was accepted)
+        (
+            "2024-01-31",
+            "before the lake's first data: its snapshot 2024-01-31 08:00 UTC precedes the first "
+            "option quote \\(2024-01-31 09:30:00\\)",
+        ),
+        ("2024-01-30", "before the lake's first data"),
     ],
 )
 def test_as_of_date_validation_errors(raw: str, message: str) -> None:
     with pytest.raises(AsOfDateError, match=message):
-        resolve_as_of_date(raw, default=D, now=NOW, first_date=date(2024, 2, 1))
+        resolve_as_of_date(raw, default=D, now=NOW, first_quote=FIRST)
 
 
 def test_as_of_date_accepts_and_defaults() -> None:
-    assert resolve_as_of_date("", default=D, now=NOW, first_date=date(2024, 2, 1)) == D
-    assert resolve_as_of_date(None, default=D, now=NOW, first_date=date(2024, 2, 1)) == D
-    assert resolve_as_of_date(" 2024-03-10 ", default=D, now=NOW, first_date=date(2024, 2, 1)) == date(
-        2024, 3, 10
-    )
+    assert resolve_as_of_date("", default=D, now=NOW, first_quote=FIRST) == D
+    assert resolve_as_of_date(None, default=D, now=NOW, first_quote=FIRST) == D
+    assert resolve_as_of_date("2024-02-01", default=D, now=NOW, first_quote=FIRST) == date(2024, 2, 1)
+    assert resolve_as_of_date(" 2024-03-10 ", default=D, now=NOW, first_quote=FIRST) == date(2024, 3, 10)
     with pytest.raises(AsOfDateError, match="in the future"):  # D 08:00 not reached yet
-        resolve_as_of_date(
-            "2024-03-10", default=D, now=datetime(2024, 3, 10, 7, 59), first_date=date(2024, 2, 1)
-        )
+        resolve_as_of_date("2024-03-10", default=D, now=datetime(2024, 3, 10, 7, 59), first_quote=FIRST)
     with pytest.raises(AsOfDateError, match="no option quotes"):
-        resolve_as_of_date("2024-03-08", default=D, now=NOW, first_date=None)
+        resolve_as_of_date("2024-03-08", default=D, now=NOW, first_quote=None)
 
 
 def test_a_scheduled_gate_waits_for_the_first_drains_and_an_asked_date_does_not(lake_settings) -> None:

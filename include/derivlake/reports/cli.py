@@ -21,13 +21,13 @@ def run(args: argparse.Namespace) -> int:
     from derivlake.config import LakeSettings
     from derivlake.lake.catalog import open_lake
     from derivlake.reports.chain import build_chain
-    from derivlake.reports.completeness import first_data_date, resolve_as_of_date
+    from derivlake.reports.completeness import first_quote_time, resolve_as_of_date
 
     settings = LakeSettings.from_env()
     con = open_lake(settings)
     try:
         now = datetime.now(UTC).replace(tzinfo=None)
-        as_of = resolve_as_of_date(args.date, default=now.date(), now=now, first_date=first_data_date(con))
+        as_of = resolve_as_of_date(args.date, default=now.date(), now=now, first_quote=first_quote_time(con))
         result = build_chain(con, as_of, reports_dir=settings.reports_dir, html=not args.no_html)
     finally:
         con.close()

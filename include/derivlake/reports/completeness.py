@@ -115,19 +115,23 @@ def business_day_of(ts: datetime) -> date:
     return (ts.replace(tzinfo=None) - timedelta(hours=8)).date()
 
 
-def first_data_date(con: duckdb.DuckDBPyConnection) -> date | None:
-    """The first date partition of option quotes in the lake (None: no data at all, or not even the
-    table yet: the first drain attached the catalog and is still creating the tables)."""
+def first_quote_time(con: duckdb.DuckDBPyConnection) -> datetime | None:
+    """The lake's first option quote (None: no data at all, or not even the table yet: the first drain
+    attached the catalog and is still creating the tables). Read from the first date partition only."""
     from derivlake.lake.catalog import lake_tables
 
     if "market.options_ticker" not in lake_tables(con):
         return None
-    return con.execute("SELECT min(date) FROM market.options_ticker").fetchone()[0]
+    return con.execute(
+        "SELECT min(timestamp) FROM market.options_ticker WHERE date = (SELECT min(date) FROM market.options_ticker)"
+    ).fetchone()[0]
 
 
-def resolve_as_of_date(raw: str | None, *, default: date, now: datetime, first_date: date | None) -> date:
-    """Validate the `as_of_date` param (empty -> `default`): a real date, not in the future, not before the
-    lake's first data. The business day D is complete only at D 08:00 UTC, so D must be <= the business day
+def resolve_as_of_date(
+    raw: str | None, *, default: date, now: datetime, first_quote: datetime | None
+) -> date:
+    """Validate the `as_of_date` param (empty -> `default`): a real date, not in the future, and with the
+    lake's first quote at or before its 08:00 snapshot (else the chain would be empty). The business day D is complete only at D 08:00 UTC, so D must be <= the business day
     of `now`."""
     text = (raw or "").strip()
     if not text:
@@ -145,12 +149,15 @@ def resolve_as_of_date(raw: str | None, *, default: date, now: datetime, first_d
             f"as_of_date {day} is in the future: business day {day} ends at {day} 08:00 UTC and the latest "
             f"complete business day at {now:%Y-%m-%d %H:%M} UTC is {latest}"
         )
-    if first_date is None:
+    if first_quote is None:
         raise AsOfDateError(
             "the lake holds no option quotes yet (market.options_ticker is empty): run a drain"
         )
-    if day < first_date:
-        raise AsOfDateError(f"as_of_date {day} is before the lake's first data ({first_date})")
+    if BusinessDay(day).snapshot < first_quote:
+        raise AsOfDateError(
+            f"as_of_date {day} is before the lake's first data: its snapshot {day} 08:00 UTC precedes the "
+            f"first option quote ({first_quote:%Y-%m-%d %H:%M:%S}), so its chain would be empty"
+        )
     return day
 
 
@@ -180,13 +187,13 @@ def poke_gate(
             raise
         con = None
     try:
-        first = first_data_date(con) if con is not None else None
+        first = first_quote_time(con) if con is not None else None
         if first is None and not asked:
             as_of = default
             status = Completeness(as_of, BusinessDay(as_of).snapshot, dict.fromkeys(REQUIRED_TOPIC_KINDS))
         else:
             now = datetime.now(UTC).replace(tzinfo=None)
-            as_of = resolve_as_of_date(raw_as_of, default=default, now=now, first_date=first)
+            as_of = resolve_as_of_date(raw_as_of, default=default, now=now, first_quote=first)
             status = check_completeness(con, as_of)
     finally:
         if con is not None:
