@@ -7,6 +7,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 export PATH="$ROOT/.venv/bin:$PATH"
 export PYTHONPATH="$ROOT/include"
+OWN_HOME=$([ -z "${DERIVLAKE_HOME:-}" ] && echo 1 || true)
 export DERIVLAKE_HOME="${DERIVLAKE_HOME:-$ROOT/.local/data}"
 export DERIVLAKE_BROKER_PORT="${DERIVLAKE_BROKER_PORT:-9092}"
 export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$DERIVLAKE_BROKER_PORT}"
@@ -32,6 +33,16 @@ cleanup() {
   python -m derivlake broker stop || true
 }
 trap cleanup EXIT INT TERM
+
+# The embedded broker keeps its topics in memory: the lake of an earlier demo holds offsets of topics that
+# went with it, and its drains would stop until reset ("belongs to the topic's earlier incarnation"). The
+# demo's own lake starts over; the earlier one is kept beside it (one generation).
+if [ -n "$OWN_HOME" ] && [ -e "$DERIVLAKE_HOME/lake" ]; then
+  rm -rf "$DERIVLAKE_HOME.prev"
+  mv "$DERIVLAKE_HOME" "$DERIVLAKE_HOME.prev"
+  mkdir -p "$DERIVLAKE_HOME"
+  echo "[demo] the lake of an earlier demo (offsets of a broker that is gone) moved to $DERIVLAKE_HOME.prev"
+fi
 
 echo "[demo] 1/5 broker"
 python -m derivlake broker start

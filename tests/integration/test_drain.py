@@ -19,7 +19,7 @@ import pytest
 from derivlake.config import DrainSettings, KafkaSettings, LakeSettings
 from derivlake.ingest.drain import QuarantineThresholdExceeded, TopicMissing, drain_topic
 from derivlake.ingest.offsets import OffsetOutOfRange
-from derivlake.kafka_io import BrokerUnavailable
+from derivlake.kafka_io import BrokerUnavailable, ensure_topics
 from derivlake.lake.catalog import CatalogBusy, open_lake
 from derivlake.lake.maintenance import MaintenanceConfig, maintain
 from tests.conftest import catalog_write_lock, free_port, guard_copies, subscription_data, unreferenced_files
@@ -280,6 +280,46 @@ def test_stored_offset_past_the_log_end_stops_until_reset(kafka: KafkaSettings, 
     drain_topic(kafka, lake_settings, "deribit.ticker", FAST, reset_offsets="latest")
     con = open_lake(lake_settings, read_only=True)
     assert con.execute("SELECT partition, messages_affected FROM ops.offset_resets").fetchall() == [(0, 1000)]
+
+
+@pytest.mark.parametrize("reset", ["earliest", "latest"])
+def test_a_recreated_topic_stops_until_reset_even_past_its_stored_offsets(
+    kafka: KafkaSettings, lake_settings, reset: str
+) -> None:
+    """Deleted and created again (or an in-memory broker restarted), a topic starts its offsets over.
+    Once the new log grew past the stored offsets, the drain used to go on from them, skipping the
+    new topic's first messages: the topic id (KIP-516) the offsets belong to now tells."""
+    from confluent_kafka.admin import AdminClient
+
+    produce_tickers(kafka, 0, 30)
+    drain_topic(kafka, lake_settings, "deribit.ticker", FAST)
+    topic = kafka.topic("deribit.ticker").name
+    admin = AdminClient(kafka.client_config())
+    admin.delete_topics([topic])[topic].result(15)
+    ensure_topics(kafka)
+    produce_tickers(kafka, 1000, 300)  # every partition's new log passes its stored offset
+    new = set(_all_offsets(kafka, "deribit.ticker"))
+    with pytest.raises(OffsetOutOfRange, match=rf"{re.escape(topic)}\[\d\]: stored offset \d+ belongs to the "
+                       r"topic's earlier incarnation \(topic id \S+; the broker's is now \S+: the topic was"):  # fmt: skip
+        drain_topic(kafka, lake_settings, "deribit.ticker", FAST)
+    before = len(lake_provenance(lake_settings))
+    assert before == 30  # nothing drained
+    result = drain_topic(kafka, lake_settings, "deribit.ticker", FAST, reset_offsets=reset)
+    con = open_lake(lake_settings, read_only=True)
+    resets = con.execute("SELECT reason, messages_affected FROM ops.offset_resets").fetchall()
+    ids = con.execute(
+        "SELECT count(DISTINCT topic_id) FROM ops.kafka_topics WHERE topic = ?", [topic]
+    ).fetchone()
+    con.close()
+    assert {r for r, _n in resets} == {f"recreated; reset to {reset}"} and ids == (2,)
+    if reset == "earliest":  # the new topic whole, once
+        assert result.messages == len(new) == 300
+        assert len(lake_provenance(lake_settings)) == before + 300
+    else:  # from the new log's end: what it skipped is counted
+        assert result.messages == 0 and sum(n for _r, n in resets) == 300
+    # and the next run goes on from the new offsets, with nothing to reset
+    produce_tickers(kafka, 2000, 30)
+    assert drain_topic(kafka, lake_settings, "deribit.ticker", FAST).messages == 30
 
 
 class _RetainedLog:

@@ -84,6 +84,9 @@ class _StallingDrain(Drain):
     def _partitions(self, consumer) -> list[int]:
         return [0, 1]
 
+    def _topic_id(self) -> None:  # no broker to ask
+        return None
+
 
 def test_a_stalled_partition_ends_the_drain_with_what_was_read_committed(lake_settings: LakeSettings) -> None:
     topic = TopicSpec("deribit.ticker", "deribit.ticker", 2, "ticker")

@@ -28,6 +28,8 @@ from derivlake.ingest.offsets import (
     PartitionStart,
     ensure_offset_rows,
     record_resets,
+    record_topic_id,
+    recorded_topic_id,
     resolve_starts,
     stored_offsets,
 )
@@ -334,12 +336,16 @@ class Drain:
         gc.disable()
         try:
             partitions = self._partitions(consumer)
-            self._with_retries("offset rows", lambda: self._init_offsets(partitions))
-            starts, resets = resolve_starts(consumer, self.con, self.topic, partitions, self.reset_offsets)
+            topic_id = self._topic_id()
+            self._with_retries("offset rows", lambda: self._init_offsets(partitions, topic_id))
+            starts, resets = resolve_starts(
+                consumer, self.con, self.topic, partitions, self.reset_offsets, topic_id=topic_id
+            )
             if resets:
+                recreated = topic_id if any(r.reason.startswith("recreated") for r in resets) else None
                 self._with_retries(
                     "offset reset",
-                    lambda: record_resets(self.con, self.lake, self.topic, resets, self.run_id),
+                    lambda: record_resets(self.con, self.lake, self.topic, resets, self.run_id, recreated),
                 )
             # the old values of the compare-and-set: exactly what the start positions came from
             stored = {s.partition: s.stored for s in starts}
@@ -460,11 +466,38 @@ class Drain:
     def _new_batch(self, rows_per_message: float = 0.0) -> _Batch:
         return _Batch(self.topic.name, self.spec.exploded_lists, rows_per_message)
 
-    def _init_offsets(self, partitions: list[int]) -> None:
+    def _init_offsets(self, partitions: list[int], topic_id: str | None) -> None:
         begun = now_ms()
         self.con.execute("BEGIN")
         ensure_offset_rows(self.con, self.topic, partitions, self.run_id)
-        guarded_commit(self.con, self.lake, ("ops.kafka_offsets", "ops.offset_row_claims"), begun)
+        recorded = recorded_topic_id(self.con, self.topic)
+        # a new id is taken here only while no offset of the old one is stored (else resolve_starts
+        # calls the topic recreated, and a reset records the new id)
+        if (
+            topic_id
+            and topic_id != recorded
+            and (recorded is None or all(o < 0 for o in stored_offsets(self.con, self.topic).values()))
+        ):
+            record_topic_id(self.con, self.topic, topic_id, self.run_id)
+        guarded_commit(
+            self.con, self.lake, ("ops.kafka_offsets", "ops.offset_row_claims", "ops.kafka_topics"), begun
+        )
+
+    def _topic_id(self) -> str | None:
+        """The topic's id on the broker (KIP-516), or None where the broker has none to give."""
+        from confluent_kafka import TopicCollection
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient(logged(self.kafka.client_config()))
+        try:
+            found = admin.describe_topics(TopicCollection([self.topic.name]), request_timeout=10)
+            topic_id = str(found[self.topic.name].result(timeout=15).topic_id or "")
+        except Exception as exc:  # an old broker, or no DescribeTopics permission: no check
+            log.warning(
+                "%s: no topic id from the broker (%s): a recreated topic goes unnoticed", self.topic.name, exc
+            )
+            return None
+        return topic_id if topic_id.strip("A=") else None  # the all-zero id: the broker has none
 
     def _note_bound(self, consumer, partition: int, bound: dict[int, int]) -> None:
         from confluent_kafka import TopicPartition

@@ -83,6 +83,22 @@ def ensure_offset_rows(
         )
 
 
+def recorded_topic_id(con: duckdb.DuckDBPyConnection, topic: TopicSpec) -> str | None:
+    """The topic id the lake's offsets of `topic` belong to (None: never recorded)."""
+    row = con.execute(
+        "SELECT topic_id FROM ops.kafka_topics WHERE topic = ? ORDER BY recorded_at DESC LIMIT 1",
+        [topic.name],
+    ).fetchone()
+    return row[0] if row else None
+
+
+def record_topic_id(con: duckdb.DuckDBPyConnection, topic: TopicSpec, topic_id: str, run_id: str) -> None:
+    """In the caller's transaction."""
+    con.execute(
+        "INSERT INTO ops.kafka_topics VALUES (?, ?, now()::TIMESTAMP, ?)", [topic.name, topic_id, run_id]
+    )
+
+
 def stored_offsets(con: duckdb.DuckDBPyConnection, topic: TopicSpec) -> dict[int, int]:
     rows = con.execute(
         "SELECT partition, min(next_offset), max(next_offset) FROM ops.kafka_offsets WHERE topic = ? "
@@ -122,16 +138,21 @@ def resolve_starts(
     partitions: list[int],
     reset: str | None,
     timeout_s: float = 10.0,
+    topic_id: str | None = None,
 ) -> tuple[list[PartitionStart], list[OffsetReset]]:
     """Where each partition's drain starts; out-of-range stored offsets raise unless `reset` is given.
 
     `reset` is 'earliest' or 'latest'; the resets it makes are returned for `record_resets`, which the
     caller commits before it drains (with the next batch would not do: a run with nothing to drain
-    would forget them).
+    would forget them). `topic_id` is the topic's id on the broker now: when the lake's offsets belong
+    to another id, the topic was created again and every stored offset is out of range, wherever it
+    falls in the new log (one below the new log end used to be taken as is, skipping messages).
     """
     from confluent_kafka import TopicPartition
 
     stored = stored_offsets(con, topic)
+    recorded = recorded_topic_id(con, topic)
+    recreated = bool(topic_id and recorded and topic_id != recorded and any(o >= 0 for o in stored.values()))
     # every partition's listed offsets before any probe: a ListOffsets request sent behind a probe's
     # fetch waits out that fetch's long poll on the broker connection
     listed = {
@@ -146,10 +167,18 @@ def resolve_starts(
             starts.append(PartitionStart(p, offset, low, low, listed_high))
             continue
         high = listed_high
-        if offset > listed_high:
+        if offset > listed_high or (recreated and reset == "latest"):
             high = _probe_log_end(consumer, topic.name, p, listed_high, timeout_s)
         problem = None
-        if offset < low:
+        if recreated:
+            problem = (
+                f"{topic.name}[{p}]: stored offset {offset} belongs to the topic's earlier incarnation "
+                f"(topic id {recorded}; the broker's is now {topic_id}: the topic was deleted and created "
+                "again, or an in-memory broker restarted); the messages it stood for are not in this log",
+                "recreated",
+                0,
+            )
+        elif offset < low:
             problem = (
                 f"{topic.name}[{p}]: stored offset {offset} is before the log start {low}: "
                 f"{low - offset} unread messages were deleted by retention",
@@ -174,7 +203,7 @@ def resolve_starts(
                 "(or the DAG param reset_offsets); the reset is recorded in ops.offset_resets"
             )
         new = low if reset == "earliest" else max(high, low)
-        if reason == "retention" and reset == "latest":  # the unread messages still there are skipped too
+        if reset == "latest" and reason in ("retention", "recreated"):  # unread messages skipped too
             affected += new - low
         resets.append(OffsetReset(p, offset, new, f"{reason}; reset to {reset}", affected))
         starts.append(PartitionStart(p, new, new, low, high))
@@ -187,11 +216,15 @@ def record_resets(
     topic: TopicSpec,
     resets: list[OffsetReset],
     run_id: str,
+    topic_id: str | None = None,
 ) -> None:
     """One transaction: each reset in `ops.offset_resets`, and its stored offset moved as a
-    compare-and-set. If another drain moved one first, nothing is reset and ConcurrentDrain says so."""
+    compare-and-set. If another drain moved one first, nothing is reset and ConcurrentDrain says so.
+    `topic_id`, when the topic was created again: the id the offsets now belong to."""
     begun = now_ms()
     con.execute("BEGIN")
+    if topic_id is not None:
+        record_topic_id(con, topic, topic_id, run_id)
     for r in resets:
         con.execute(
             "INSERT INTO ops.offset_resets VALUES (?, ?, ?, ?, ?, ?, now()::TIMESTAMP, ?)",
@@ -210,7 +243,7 @@ def record_resets(
                 f"{topic.name}[{r.partition}]: another drain moved the stored offset {r.old_offset} while "
                 "this one reset it; nothing was reset. Rerun to see where the partition stands"
             )
-    guarded_commit(con, lake, ("ops.offset_resets", "ops.kafka_offsets"), begun)
+    guarded_commit(con, lake, ("ops.offset_resets", "ops.kafka_offsets", "ops.kafka_topics"), begun)
 
 
 def _resets_recorded(

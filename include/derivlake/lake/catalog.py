@@ -389,7 +389,9 @@ def bootstrap(con: duckdb.DuckDBPyConnection, settings: LakeSettings) -> None:
 
     def create() -> None:
         existing = set(lake_tables(con))
-        if existing.issuperset((*PARTITIONED_TABLES, "ops.table_stats", "ops.offset_row_claims")):
+        if existing.issuperset(
+            (*PARTITIONED_TABLES, "ops.table_stats", "ops.offset_row_claims", "ops.kafka_topics")
+        ):
             return
         from derivlake.lake.commit_guard import guarded_commit, now_ms
 

@@ -82,6 +82,11 @@ CREATE TABLE IF NOT EXISTS ops.kafka_offsets (
 -- the rows made. (bootstrap inserts the row.)
 CREATE TABLE IF NOT EXISTS ops.offset_row_claims (claimed_at TIMESTAMP, run_id VARCHAR);
 
+-- The Kafka topic id (KIP-516) the stored offsets of each topic belong to, newest row last: a topic
+-- deleted and created again under its name (or an in-memory broker restarted) has a new id, and offsets
+-- of the old one mean nothing in it.
+CREATE TABLE IF NOT EXISTS ops.kafka_topics (topic VARCHAR, topic_id VARCHAR, recorded_at TIMESTAMP, run_id VARCHAR);
+
 CREATE TABLE IF NOT EXISTS ops.ingest_runs (
     run_id VARCHAR, topic VARCHAR, batch_no INTEGER, started_at TIMESTAMP, committed_at TIMESTAMP,
     messages BIGINT, rows BIGINT, bytes BIGINT, quarantined BIGINT, duplicates BIGINT, late BIGINT,
