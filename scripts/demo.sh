@@ -36,12 +36,13 @@ trap cleanup EXIT INT TERM
 
 # The embedded broker keeps its topics in memory: the lake of an earlier demo holds offsets of topics that
 # went with it, and its drains would stop until reset ("belongs to the topic's earlier incarnation"). The
-# demo's own lake starts over; the earlier one is kept beside it (one generation).
+# demo starts over, lake and Airflow's run history together (with the old history, the day's chain would
+# count as built); the earlier ones are kept in .local/prev (one generation).
 if [ -n "$OWN_HOME" ] && [ -e "$DERIVLAKE_HOME/lake" ]; then
-  rm -rf "$DERIVLAKE_HOME.prev"
-  mv "$DERIVLAKE_HOME" "$DERIVLAKE_HOME.prev"
-  mkdir -p "$DERIVLAKE_HOME"
-  echo "[demo] the lake of an earlier demo (offsets of a broker that is gone) moved to $DERIVLAKE_HOME.prev"
+  rm -rf "$ROOT/.local/prev" && mkdir -p "$ROOT/.local/prev"
+  mv "$DERIVLAKE_HOME" "$AIRFLOW_HOME" "$ROOT/.local/prev/" 2>/dev/null || true
+  mkdir -p "$DERIVLAKE_HOME" "$AIRFLOW_HOME"
+  echo "[demo] the lake and Airflow state of an earlier demo (its broker is gone) moved to $ROOT/.local/prev"
 fi
 
 echo "[demo] 1/5 broker"
