@@ -42,3 +42,18 @@ def test_ingest_dag_drains_every_topic_and_its_asset_events_carry_the_counts(
     assert len(events) == 8  # one per lake table fed by the seven topics
     con = open_lake(lake_settings, read_only=True)
     assert con.execute("SELECT count(*) FROM market.options_ticker").fetchone()[0] == 120
+
+
+def test_kafka_default_with_a_host_and_no_port_gives_the_host_alone(airflow_db, monkeypatch) -> None:
+    """A `kafka_default` connection holding only a host (no port, no bootstrap.servers in its extra)
+    bootstraps from that host, where librdkafka uses Kafka's default port 9092 (was `broker1:None`)."""
+    from derivlake.ingest.airflow_task import kafka_from_connection
+
+    conn = {"conn_type": "kafka", "host": "broker1", "extra": {"security.protocol": "SASL_SSL"}}
+    monkeypatch.setenv("AIRFLOW_CONN_KAFKA_DEFAULT", json.dumps(conn))
+    settings = kafka_from_connection(KafkaSettings(bootstrap_servers="127.0.0.1:1"))
+    assert settings.bootstrap_servers == "broker1"
+    assert settings.extra == {"security.protocol": "SASL_SSL"}
+
+    monkeypatch.setenv("AIRFLOW_CONN_KAFKA_DEFAULT", json.dumps({**conn, "port": 9093}))
+    assert kafka_from_connection(KafkaSettings()).bootstrap_servers == "broker1:9093"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections import Counter
 from pathlib import Path
 
 from derivlake.config import KafkaSettings
@@ -66,7 +67,7 @@ def instrument_names(fake: FakeDeribit | GapDeribit) -> tuple[str, ...]:
     return tuple(sorted({m["params"]["data"]["instrument_name"] for m in fake.data}))
 
 
-def run_bridge(fake: FakeDeribit | GapDeribit, kafka: KafkaSettings, **config: object):
+def run_bridge(fake: FakeDeribit | GapDeribit | LiveDeribit, kafka: KafkaSettings, **config: object):
     """Run the bridge against `fake` served on a free local port, into the real broker."""
     from websockets.asyncio.server import serve
 
@@ -76,8 +77,8 @@ def run_bridge(fake: FakeDeribit | GapDeribit, kafka: KafkaSettings, **config: o
     async def main():
         async with serve(fake.handler, "127.0.0.1", port):
             cfg = BridgeConfig(
-                url=f"ws://127.0.0.1:{port}", instruments=instrument_names(fake), interval="raw",
-                duration_s=30, **config,
+                **{"url": f"ws://127.0.0.1:{port}", "instruments": instrument_names(fake), "interval": "raw",
+                   "duration_s": 30, **config},
             )  # fmt: skip
             return await DeribitBridge(cfg, sink, kafka).run()
 
@@ -266,3 +267,198 @@ def test_bridge_resnapshots_a_book_after_a_change_id_gap(kafka: KafkaSettings, f
     assert last == fake.venue_change_id
     assert careful == fake.venue and careful["bids"][0.0001] == 5.0
     assert 0.0001 not in changes_only["bids"] and changes_only["asks"] == fake.venue["asks"]
+
+
+class LiveDeribit:
+    """A venue that honours subscriptions. It streams the capture's notifications of the channels
+    subscribed on this connection and, as the capture has no index notifications, one
+    `deribit_price_index.<base>_usd` notification per ticker frame in Deribit's documented shape
+    (`index_name`, `price`, `timestamp`) from that frame's own `index_price` and `timestamp`.
+    `get_instruments` serves `listings[currency][k]` at the k-th fetch (the last one repeats): a test
+    expires and lists series between fetches. `repeat` streams the capture again and again."""
+
+    def __init__(
+        self,
+        fixtures_dir: Path,
+        listings: dict[str, list[list[dict]]] | None = None,
+        repeat: bool = False,
+        drop_after_subscribes: int | None = None,
+    ) -> None:
+        base = FakeDeribit(fixtures_dir)
+        self.data, self.rest = base.data, base.rest
+        self.listings = listings or {cur: [res] for cur, res in self.rest.items()}
+        self.repeat = repeat
+        self.drop_after_subscribes = drop_after_subscribes  # close the first connection after that many
+        self.fetches: Counter[str] = Counter()
+        self.requests: list[tuple[int, str, object]] = []  # (connection, method, channels or currency)
+        self.sent: list[dict] = []  # notifications, in the order sent
+        self.connections = 0
+
+    @staticmethod
+    def index_of(msg: dict) -> dict | None:
+        if not msg["params"]["channel"].startswith("ticker."):
+            return None
+        data = msg["params"]["data"]
+        name = data["instrument_name"].split("-")[0].lower() + "_usd"
+        index = {"timestamp": data["timestamp"], "price": data["index_price"], "index_name": name}
+        return {"jsonrpc": "2.0", "method": "subscription",
+                "params": {"channel": f"deribit_price_index.{name}", "data": index}}  # fmt: skip
+
+    async def handler(self, ws) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        self.connections += 1
+        conn = self.connections
+        subscribed: set[str] = set()
+        lock = asyncio.Lock()
+        stream: asyncio.Task | None = None
+        subscribes = 0
+
+        async def send(msg: dict) -> None:
+            async with lock:
+                await ws.send(json.dumps(msg))
+            if msg.get("method") == "subscription":
+                self.sent.append(msg)
+
+        async def run_stream() -> None:
+            while True:
+                for msg in self.data:
+                    for m in (msg, self.index_of(msg)):
+                        if m is not None and m["params"]["channel"] in subscribed:
+                            await send(m)
+                    await asyncio.sleep(0.001)
+                if not self.repeat:
+                    return
+                await asyncio.sleep(0.05)
+
+        try:
+            async for raw in ws:
+                req = json.loads(raw)
+                method, rid, params = req["method"], req.get("id"), req.get("params") or {}
+                if method == "public/get_instruments":
+                    cur = params["currency"]
+                    self.requests.append((conn, method, cur))
+                    steps = self.listings.get(cur, [[]])
+                    result = steps[min(self.fetches[cur], len(steps) - 1)]
+                    self.fetches[cur] += 1
+                    await send({"jsonrpc": "2.0", "id": rid, "result": result})
+                elif method in ("public/subscribe", "public/unsubscribe"):
+                    self.requests.append((conn, method, params["channels"]))
+                    if method == "public/subscribe":
+                        subscribed.update(params["channels"])
+                        subscribes += 1
+                    else:
+                        subscribed.difference_update(params["channels"])
+                    await send({"jsonrpc": "2.0", "id": rid, "result": params["channels"]})
+                    if stream is None:
+                        stream = asyncio.create_task(run_stream())
+                    if conn == 1 and subscribes == self.drop_after_subscribes:
+                        await ws.close()  # a network blip: the bridge reconnects
+                        return
+                else:  # set_heartbeat, test
+                    await send({"jsonrpc": "2.0", "id": rid, "result": "ok"})
+        except ConnectionClosed:
+            pass
+        finally:
+            if stream is not None:
+                stream.cancel()
+
+
+def test_bridge_subscribes_the_index_channels_and_lands_them_in_deribit_index(
+    kafka: KafkaSettings, fixtures_dir: Path
+) -> None:
+    """The chain's completeness gate waits for `deribit.index` and the delivery price is its TWAP: the
+    bridge follows the index of every instrument it follows, inverse (`btc_usd`) and USDC-linear
+    (`sol_usdc`, from the spec's `price_index`), and produces it as the index normalizer reads it."""
+    import re
+
+    from derivlake.normalize.index import SPEC
+
+    fake = LiveDeribit(fixtures_dir)
+    names = (*instrument_names(fake), "SOL_USDC-PERPETUAL")
+    n_index = sum(1 for m in fake.data if m["params"]["channel"].startswith("ticker."))
+    stats = run_bridge(
+        fake, kafka, currencies=("BTC", "ETH", "USDC"), instruments=names,
+        max_messages=len(fake.data) + n_index, max_reconnects=0,
+    )  # fmt: skip
+
+    subscribed = {c for _, method, chans in fake.requests if method == "public/subscribe" for c in chans}
+    assert {c for c in subscribed if c.startswith("deribit_price_index.")} == {
+        "deribit_price_index.btc_usd",
+        "deribit_price_index.eth_usd",
+        "deribit_price_index.sol_usdc",
+    }
+    sent = [
+        m["params"]["data"] for m in fake.sent if m["params"]["channel"].startswith("deribit_price_index.")
+    ]
+    assert len(sent) == n_index > 0 and stats.per_channel["deribit_price_index"] == n_index
+    got = consume_all(kafka, "deribit.index")
+    assert sorted(m.value() for m in got) == sorted(
+        json.dumps(d, separators=(",", ":")).encode() for d in sent
+    )
+    for m in got:
+        value = json.loads(m.value())
+        assert set(SPEC.required) <= value.keys() and re.match(SPEC.symbol_pattern, value["index_name"])
+        assert m.key() == value["index_name"].encode()
+        assert dict(m.headers())["channel"] == f"deribit_price_index.{value['index_name']}".encode()
+
+
+def test_bridge_fetches_instruments_again_after_expiry_and_on_reconnect(
+    kafka: KafkaSettings, fixtures_dir: Path
+) -> None:
+    """A long-running bridge must drop series that expired at 08:00 and follow new listings: the list is
+    fetched again on a schedule (here every 0.3 s) and on every reconnect, the expired series
+    unsubscribed, the new ones subscribed, and only new or changed specs produced again."""
+    a, b, c, d = (dict(x) for x in LiveDeribit(fixtures_dir).rest["BTC"][:4])
+    listed = {**a, "instrument_name": "BTC-1JAN30-50000-C", "expiration_timestamp": 1893484800000}
+    listings = {
+        "BTC": [
+            [a, b, c, d],  # the first connection's fetch (the bridge follows the first 3)
+            [listed, b, c, d],  # the scheduled fetch: `a` expired, `listed` is new
+            [listed, c, d],  # on reconnect: `b` expired while the bridge was away
+        ]
+    }
+    fake = LiveDeribit(fixtures_dir, listings=listings, drop_after_subscribes=2)
+    stats = run_bridge(
+        fake, kafka, currencies=("BTC",), instruments=None, instrument_limit=3, refresh_s=0.3,
+        duration_s=3, backoff_initial_s=0.1,
+    )  # fmt: skip
+
+    def chans(*specs: dict) -> list[str]:
+        return [f"{fam}.{s['instrument_name']}.raw" for fam in ("ticker", "book", "trades") for s in specs]
+
+    first = [r for r in fake.requests if r[0] == 1]
+    assert first == [
+        (1, "public/get_instruments", "BTC"),
+        (1, "public/subscribe", [*chans(a, b, c), "deribit_price_index.btc_usd"]),
+        (1, "public/get_instruments", "BTC"),
+        (1, "public/unsubscribe", sorted(chans(a))),
+        (1, "public/subscribe", chans(listed)),
+    ]
+    second = [r for r in fake.requests if r[0] == 2]
+    assert second[:2] == [
+        (2, "public/get_instruments", "BTC"),
+        (2, "public/subscribe", [*chans(listed, c, d), "deribit_price_index.btc_usd"]),
+    ]
+    # later fetches of the same listing change nothing
+    assert {r[1] for r in second[2:]} == {"public/get_instruments"} and len(second) > 2
+    assert stats.reconnects == 1 and stats.listed == 1 and stats.delisted == 1
+    produced = [json.loads(m.value())["instrument_name"] for m in consume_all(kafka, "deribit.instruments")]
+    names = [s["instrument_name"] for s in (a, b, c, listed, d)]
+    assert produced == names
+
+
+def test_next_refresh_is_hourly_and_just_after_each_0800_expiry() -> None:
+    from datetime import UTC, datetime
+
+    from derivlake.feed.deribit_ws import next_refresh
+
+    def at(h: int, m: int, s: int = 0, day: int = 26) -> float:
+        return datetime(2024, 12, day, h, m, s, tzinfo=UTC).timestamp()
+
+    assert next_refresh(at(7, 59), 3600, 60) == at(8, 1)
+    assert next_refresh(at(7, 30), 3600, 60) == at(8, 1)
+    assert next_refresh(at(8, 0, 30), 3600, 60) == at(8, 1)  # the listing may not be out yet at 08:00
+    assert next_refresh(at(8, 1), 3600, 60) == at(9, 1)
+    assert next_refresh(at(12, 0), 3600, 60) == at(13, 0)
+    assert next_refresh(at(23, 30), 86400, 60) == at(8, 1, day=27)

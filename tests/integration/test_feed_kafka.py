@@ -134,6 +134,30 @@ def test_broker_stopped_mid_run_raises_with_the_lost_count(tmp_path: Path) -> No
     assert f"{info.value.lost} message(s) lost" in str(info.value)
 
 
+def test_a_produce_the_client_refuses_stops_the_feed_and_every_lost_message_is_counted(
+    kafka: KafkaSettings,
+) -> None:
+    """`send_many` raising a KafkaError (a fatal idempotence error after a broker restart; here a message
+    over `message.max.bytes`, which the client refuses the same way) must not skip the accounting: the
+    batch's refused message and the ones after it count as lost, and `close()` settles the rest."""
+    sink = KafkaSink(kafka, overrides={"message.max.bytes": 1000, "batch.size": 1000})
+    topic = kafka.topic("deribit.ticker").name
+
+    def batch(values: list[bytes]) -> None:
+        n = len(values)
+        sink.send_many([topic] * n, [b"k"] * n, values, [[] for _ in range(n)])
+
+    batch([b"small"] * 10)
+    with pytest.raises(DeliveryFailed) as running:
+        batch([b"small"] * 5 + [b"x" * 2000] + [b"small"] * 4)
+    assert not running.value.final and "MSG_SIZE_TOO_LARGE" in running.value.first_error
+    with pytest.raises(DeliveryFailed) as info:
+        sink.close()
+    assert info.value.final and kafka.bootstrap_servers in str(info.value)
+    assert len(consume_all(kafka, "deribit.ticker")) == sink.acked == 15
+    assert info.value.lost == sink.sent - sink.acked == 5
+
+
 def count_fixture(fixtures_dir: Path) -> dict[str, int]:
     """Independent count of the capture's data messages (regex on the raw lines)."""
     counts = {"ticker": 0, "book": 0, "trades": 0, "instruments": 0}

@@ -155,6 +155,26 @@ def test_estimated_delivery_price_is_the_index_twap(run) -> None:
         assert t["estimated_delivery_price"] == pytest.approx(running, abs=0.006)
 
 
+def test_estimated_delivery_price_is_the_index_outside_the_expiry_window(run) -> None:
+    """From 08:00 to the next 07:30 a series expiring the next morning estimates the index, not the TWAP
+    of the window that just closed (which `twap` still holds until the next 07:30)."""
+    messages, _ = run
+    expiry = {
+        v["instrument_name"]: v["expiration_timestamp"] for v in values(messages, "deribit.instruments")
+    }
+    window_ms = 30 * 60_000
+    outside = [
+        t
+        for t in values(messages, "deribit.ticker")
+        if "estimated_delivery_price" in t
+        and not expiry[t["instrument_name"]] - window_ms <= t["timestamp"] < expiry[t["instrument_name"]]
+    ]
+    after_expiry = datetime(2024, 12, 26, 8, tzinfo=UTC).timestamp() * 1000
+    assert [t for t in outside if "-27DEC24-" in t["instrument_name"] and t["timestamp"] >= after_expiry]
+    stale = [t for t in outside if t["estimated_delivery_price"] != t["index_price"]]
+    assert not stale, f"{len(stale)} tickers, e.g. {stale[0]}"
+
+
 def test_deposits_first_and_fills_are_user_trades(run) -> None:
     messages, _ = run
     first_fill = next(i for i, m in enumerate(messages) if m.topic == "desk.fills")

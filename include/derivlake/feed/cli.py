@@ -1,11 +1,23 @@
-"""`python -m derivlake feed simulate|replay|deribit`: the feeds, producing into the configured topics."""
+"""`python -m derivlake feed simulate|replay|deribit`: the feeds, producing into the configured topics.
+
+However a feed ends (its window done, SIGTERM or Ctrl-C, a failed delivery, an error), the producer is
+flushed and the outcome reported: `delivered N of M messages to <broker>, L lost`. The exit status is 0
+only if every message was acknowledged, so a supervisor restarts a feed that lost any.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from derivlake.config import KafkaSettings
+    from derivlake.feed.producer import KafkaSink
+    from derivlake.feed.stop import StopRequest
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +54,57 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from derivlake.config import KafkaSettings
-    from derivlake.feed.producer import KafkaSink
+    from derivlake.feed.producer import DeliveryFailed, KafkaSink
+    from derivlake.feed.stop import StopRequest, stop_on_signals
     from derivlake.kafka_io import wait_for_broker
 
     settings = KafkaSettings.from_env()
-    wait_for_broker(settings)
+    wait_for_broker(settings)  # a signal before this point has nothing to flush: it ends the process
+    sink = KafkaSink(settings)
+    stop = StopRequest()
+    with stop_on_signals(stop):  # SIGTERM (docker stop, demo.sh, systemd) stops the feed like Ctrl-C
+        try:
+            print(_feed(args, sink, settings, stop), flush=True)
+        except DeliveryFailed:
+            pass  # the final count is the sink's, reported below
+        except BaseException:
+            _finish(sink, stop)  # flushed and reported before the error itself
+            raise
+        return _finish(sink, stop)
+
+
+def _finish(sink: KafkaSink, stop: StopRequest) -> int:
+    """Flush (once) and report delivered / lost; 0 if nothing was lost."""
+    from derivlake.feed.producer import DeliveryFailed
+
+    try:
+        sink.close()
+    except DeliveryFailed:
+        pass
+    except KeyboardInterrupt:  # a second signal while flushing
+        unacked = sink.sent - sink.acked
+        print(
+            f"error: interrupted while flushing: {unacked} of {sink.sent} message(s) not acknowledged "
+            f"by the broker {sink.broker}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 130
+    why = f" (stopped by {stop.reason})" if stop else ""
+    print(sink.summary() + why, flush=True)
+    if sink.lost:
+        print(
+            f"error: {sink.lost} message(s) lost: not acknowledged by the broker {sink.broker} "
+            f"(first error: {sink.first_error})",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
+    return 0
+
+
+def _feed(args: argparse.Namespace, sink: KafkaSink, settings: KafkaSettings, stop: StopRequest) -> str:
+    """Run the chosen feed into `sink`; returns its own one-line account."""
     if args.feed_command == "simulate":
         from derivlake.feed.simulator import SimulatorConfig, simulate
 
@@ -62,15 +120,13 @@ def run(args: argparse.Namespace) -> int:
             gap_rate=args.gap_rate,
             trade_rate=args.rate,
         )
-        stats = simulate(config, KafkaSink(settings), settings)
-        print(f"produced {stats.total} messages {dict(stats.messages)}; faults {dict(stats.faults)}")
-        return 0
+        stats = simulate(config, sink, settings, stop)
+        return f"produced {stats.total} messages {dict(stats.messages)}; faults {dict(stats.faults)}"
     if args.feed_command == "replay":
         from derivlake.feed.replay import replay
 
-        rstats = replay(args.path, KafkaSink(settings), settings, speed=args.speed)
-        print(f"replayed {rstats.total} messages {dict(rstats.per_channel)}")
-        return 0
+        rstats = replay(args.path, sink, settings, speed=args.speed, stop=stop)
+        return f"replayed {rstats.total} messages {dict(rstats.per_channel)}"
     from derivlake.feed.deribit_ws import BridgeConfig, run_bridge
 
     cfg = BridgeConfig(
@@ -81,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
         max_messages=args.max_messages,
         duration_s=args.duration,
     )
-    bstats = run_bridge(cfg, KafkaSink(settings), settings)
-    print(f"bridged {bstats.produced} messages {dict(bstats.per_channel)}; reconnects {bstats.reconnects}")
-    return 0
+    bstats = run_bridge(cfg, sink, settings, stop)
+    return (
+        f"bridged {bstats.produced} messages {dict(bstats.per_channel)}; reconnects {bstats.reconnects}, "
+        f"instrument refreshes {bstats.refreshes} (+{bstats.listed} listed, -{bstats.delisted} gone)"
+    )

@@ -3,7 +3,11 @@
 Why each piece: `public/set_heartbeat` + answering `test_request` keeps Deribit from dropping us;
 reconnecting with exponential backoff and resubscribing survives network blips; and a book gap
 (`prev_change_id` != last `change_id`) is repaired by unsubscribing and resubscribing that one channel,
-which makes Deribit send a fresh snapshot. Values go to Kafka exactly as received.
+which makes Deribit send a fresh snapshot. The index channels (`deribit_price_index.<index>`) of the
+followed instruments feed `deribit.index`: the delivery price is the index TWAP and the chain's
+completeness gate waits for that topic. The instrument list is fetched again on every (re)connect, hourly
+and just after each 08:00 UTC expiry, so a long-running bridge drops expired series and follows new
+listings. Values go to Kafka exactly as received.
 """
 
 from __future__ import annotations
@@ -11,16 +15,45 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 from derivlake.config import KafkaSettings
 from derivlake.feed.producer import Sink
+from derivlake.feed.stop import StopRequest
 
 log = logging.getLogger(__name__)
 
-CHANNEL_TOPICS = {"ticker": "deribit.ticker", "book": "deribit.book", "trades": "deribit.trades"}
+CHANNEL_TOPICS = {
+    "ticker": "deribit.ticker",
+    "book": "deribit.book",
+    "trades": "deribit.trades",
+    "deribit_price_index": "deribit.index",
+}
+INSTRUMENT_FAMILIES = ("ticker", "book", "trades")
+DAY_S = 86_400
+EXPIRY_S = 8 * 3600  # every Deribit expiry is at 08:00 UTC
+
+
+def index_name(instrument: dict) -> str | None:
+    """The index an instrument settles on: its `price_index` (`btc_usd`, `sol_usdc`), or for specs
+    without one (older inverse listings) `<base>_usd`."""
+    name = instrument.get("price_index")
+    if name:
+        return str(name)
+    base = instrument.get("base_currency")
+    return f"{str(base).lower()}_usd" if base else None
+
+
+def next_refresh(now_s: float, every_s: float, after_expiry_s: float) -> float:
+    """When to fetch the instruments next: within `every_s`, and `after_expiry_s` past the next 08:00 UTC
+    expiry at the latest (expired series leave and the new ones are listed then)."""
+    expiry = math.floor((now_s - EXPIRY_S) / DAY_S) * DAY_S + EXPIRY_S + DAY_S  # next 08:00 after now
+    if expiry - DAY_S + after_expiry_s > now_s:  # still just after today's 08:00
+        expiry -= DAY_S
+    return min(now_s + every_s, expiry + after_expiry_s)
 
 
 @dataclass(frozen=True)
@@ -36,6 +69,8 @@ class BridgeConfig:
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
     max_reconnects: int | None = None
+    refresh_s: float = 3600.0  # instrument list fetched again at least this often (and on reconnect)
+    refresh_after_expiry_s: float = 60.0  # ... and this long after each 08:00 UTC expiry
 
 
 @dataclass
@@ -45,25 +80,49 @@ class BridgeStats:
     reconnects: int = 0
     gap_resubscribes: int = 0
     test_requests: int = 0
+    refreshes: int = 0  # instrument list fetches after the first
+    listed: int = 0  # instruments subscribed by a refresh (new listings)
+    delisted: int = 0  # instruments unsubscribed by a refresh (expired)
 
 
 class _Stop(Exception):
     pass
 
 
+class RpcError(RuntimeError):
+    """Deribit answered a request with an error."""
+
+
+REFRESH_RETRY_S = 60.0  # a refresh Deribit refused is tried again this much later
+
+
 class DeribitBridge:
-    def __init__(self, config: BridgeConfig, sink: Sink, settings: KafkaSettings | None = None) -> None:
+    def __init__(
+        self,
+        config: BridgeConfig,
+        sink: Sink,
+        settings: KafkaSettings | None = None,
+        stop: StopRequest | None = None,
+    ) -> None:
         self.config = config
         self.sink = sink
         self.settings = settings
+        self.stop = stop
         self.stats = BridgeStats()
         self.instruments: list[dict] = []
+        self._specs: dict[str, dict] = {}  # last spec produced per instrument: only changes go out again
         self._next_id = 0
         self._last_change: dict[str, int | None] = {}  # None: waiting for a snapshot after a gap
         self._deadline: float | None = None
+        self._next_refresh = math.inf  # wall clock (the 08:00 UTC expiry is wall-clock time)
 
     def _topic(self, kind: str) -> str:
         return self.settings.topic(kind).name if self.settings is not None else kind
+
+    def _key_field(self, kind: str) -> str:
+        if self.settings is not None:
+            return self.settings.topic(kind).key_field
+        return "index_name" if kind == "deribit.index" else "instrument_name"
 
     def _produce(self, kind: str, key: str, value: dict, channel: str, received_us: int) -> None:
         headers = [
@@ -88,14 +147,49 @@ class DeribitBridge:
             msg = json.loads(await asyncio.wait_for(ws.recv(), timeout=30))  # type: ignore[attr-defined]
             if msg.get("id") == rid:
                 if "error" in msg:
-                    raise RuntimeError(f"{method} failed: {msg['error']}")
+                    raise RpcError(f"{method} failed: {msg['error']}")
                 return msg.get("result")
             await self._handle(ws, msg)
 
     def channels(self) -> list[str]:
+        """Instrument channels of the followed instruments, then the index channels they settle on."""
         names = [i["instrument_name"] for i in self.instruments]
         iv = self.config.interval
-        return [f"{fam}.{n}.{iv}" for fam in ("ticker", "book", "trades") for n in names]
+        indexes = sorted({n for n in map(index_name, self.instruments) if n})
+        return [f"{fam}.{n}.{iv}" for fam in INSTRUMENT_FAMILIES for n in names] + [
+            f"deribit_price_index.{i}" for i in indexes
+        ]
+
+    async def _subscription(self, ws: object, method: str, channels: list[str]) -> None:
+        for i in range(0, len(channels), 100):
+            await self._call(ws, method, {"channels": channels[i : i + 100]})
+
+    async def _refresh(self, ws: object) -> None:
+        """Fetch the instrument list again; unsubscribe the series gone (expired), subscribe the new."""
+        before = {i["instrument_name"] for i in self.instruments}
+        old = set(self.channels())
+        await self._fetch_instruments(ws)
+        now = {i["instrument_name"] for i in self.instruments}
+        new = self.channels()
+        gone = sorted(old - set(new))
+        added = [c for c in new if c not in old]
+        self.stats.refreshes += 1
+        self.stats.listed += len(now - before)
+        self.stats.delisted += len(before - now)
+        if gone:
+            await self._subscription(ws, "public/unsubscribe", gone)
+        if added:
+            await self._subscription(ws, "public/subscribe", added)
+        for name in before - now:
+            self._last_change.pop(name, None)
+        if gone or added:
+            log.info(
+                "instruments refreshed: %d listed (%s), %d gone (%s)",
+                len(now - before),
+                ", ".join(sorted(now - before)[:5]),
+                len(before - now),
+                ", ".join(sorted(before - now)[:5]),
+            )
 
     async def _fetch_instruments(self, ws: object) -> None:
         wanted = set(self.config.instruments or ())
@@ -108,8 +202,13 @@ class DeribitBridge:
             else:
                 selected += items[: self.config.instrument_limit]
         self.instruments = selected
+        cfg = self.config
+        self._next_refresh = next_refresh(time.time(), cfg.refresh_s, cfg.refresh_after_expiry_s)
         now_us = time.time_ns() // 1000
         for obj in selected:
+            if self._specs.get(obj["instrument_name"]) == obj:
+                continue  # unchanged since the last fetch
+            self._specs[obj["instrument_name"]] = obj
             self._produce(
                 "deribit.instruments", obj["instrument_name"], obj, "public/get_instruments", now_us
             )
@@ -131,8 +230,9 @@ class DeribitBridge:
         if kind is None:
             return
         data = msg["params"]["data"]
+        key_field = self._key_field(kind)
         for item in data if isinstance(data, list) else [data]:
-            self._produce(kind, str(item.get("instrument_name", "")), item, channel, received_us)
+            self._produce(kind, str(item.get(key_field, "")), item, channel, received_us)
             self.stats.per_channel[family] += 1
         if family == "book":
             await self._check_book(ws, data, channel)
@@ -164,35 +264,65 @@ class DeribitBridge:
 
     async def _session(self, ws: object) -> None:
         await self._call(ws, "public/set_heartbeat", {"interval": self.config.heartbeat_s})
-        if not self.instruments:
-            await self._fetch_instruments(ws)
-        chans = self.channels()
-        for i in range(0, len(chans), 100):
-            await self._call(ws, "public/subscribe", {"channels": chans[i : i + 100]})
+        # every (re)connect: the list may have changed while we were away (an 08:00 expiry)
+        await self._fetch_instruments(ws)
+        await self._subscription(ws, "public/subscribe", self.channels())
+        silent_s = self.config.heartbeat_s * 3
+        last = time.monotonic()
         while True:
-            timeout = self.config.heartbeat_s * 3
-            if self._deadline is not None:
-                timeout = min(timeout, max(0.0, self._deadline - time.monotonic()))
-                if timeout == 0:
-                    raise _Stop
+            now = time.monotonic()
+            if self.stop or (self._deadline is not None and now >= self._deadline):
+                raise _Stop  # the stop also cancels the task; this catches a cancel wait_for swallowed
+            if time.time() >= self._next_refresh:
+                try:
+                    await self._refresh(ws)
+                except RpcError as exc:  # keep bridging what we follow; a reconnect also fetches again
+                    log.warning("instrument refresh failed (%s); retrying in %.0fs", exc, REFRESH_RETRY_S)
+                    self._next_refresh = time.time() + REFRESH_RETRY_S
+                last = time.monotonic()
+                continue
+            if now - last >= silent_s:
+                raise ConnectionError("no message within 3 heartbeats")
+            wake = min(
+                last + silent_s,
+                self._deadline if self._deadline is not None else math.inf,
+                now + self._next_refresh - time.time(),
+            )
             try:
-                raw = await asyncio.wait_for(ws.recv(), timeout=timeout)  # type: ignore[attr-defined]
+                raw = await asyncio.wait_for(ws.recv(), timeout=max(0.0, wake - now))  # type: ignore[attr-defined]
             except TimeoutError:
-                if self._deadline is not None and time.monotonic() >= self._deadline:
-                    raise _Stop from None
-                raise ConnectionError("no message within 3 heartbeats") from None
+                continue  # the loop's checks say which deadline passed
+            last = time.monotonic()
             await self._handle(ws, json.loads(raw))
 
     async def run(self) -> BridgeStats:
         """Bridge until max_messages / duration / max_reconnects; reconnects with exponential backoff."""
+        if self.config.duration_s is not None:
+            self._deadline = time.monotonic() + self.config.duration_s
+        task, loop = asyncio.current_task(), asyncio.get_running_loop()
+        assert task is not None
+        unregister = None
+        if self.stop is not None:  # a SIGTERM cancels whatever the bridge awaits (sends are synchronous)
+            unregister = self.stop.on_stop(lambda: loop.call_soon_threadsafe(task.cancel))
+        try:
+            await self._reconnecting()
+        except asyncio.CancelledError:
+            if not self.stop:
+                raise
+            task.uncancel()
+            log.info("stop requested (%s): flushing", self.stop.reason)
+        finally:
+            if unregister is not None:
+                unregister()
+        return self.stats
+
+    async def _reconnecting(self) -> None:
         from websockets.asyncio.client import connect
         from websockets.exceptions import WebSocketException
 
         cfg = self.config
-        if cfg.duration_s is not None:
-            self._deadline = time.monotonic() + cfg.duration_s
         backoff = cfg.backoff_initial_s
-        while True:
+        while not self.stop:
             try:
                 async with connect(cfg.url, max_size=2**24) as ws:
                     before = self.stats.produced
@@ -214,12 +344,17 @@ class DeribitBridge:
                 backoff = min(backoff * 2, cfg.backoff_max_s)
                 # a new session starts from fresh snapshots
                 self._last_change.clear()
-        return self.stats
 
 
-def run_bridge(config: BridgeConfig, sink: Sink, settings: KafkaSettings | None = None) -> BridgeStats:
-    """Blocking entry point of the CLI; `DeliveryFailed` from the sink propagates."""
-    bridge = DeribitBridge(config, sink, settings)
+def run_bridge(
+    config: BridgeConfig,
+    sink: Sink,
+    settings: KafkaSettings | None = None,
+    stop: StopRequest | None = None,
+) -> BridgeStats:
+    """Blocking entry point of the CLI; the sink is flushed whatever ends the run, and `DeliveryFailed`
+    (at the first failed delivery, then with the final count from `close()`) propagates."""
+    bridge = DeribitBridge(config, sink, settings, stop)
     try:
         return asyncio.run(bridge.run())
     finally:

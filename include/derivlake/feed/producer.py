@@ -1,7 +1,9 @@
 """Where the feeds write: an idempotent Kafka producer that accounts for every delivery, or a list.
 
 A feed that drops messages silently would make every downstream count meaningless, so the Kafka sink
-checks every delivery report and `close()` raises `DeliveryFailed` with the number lost.
+counts every delivery report: the first failed one (or a produce the client refuses, e.g. after a fatal
+idempotence error) raises `DeliveryFailed` from the next send, so a long-running feed stops at once for its
+supervisor to restart, and `close()` raises it with the final number lost (`sent - acked`).
 """
 
 from __future__ import annotations
@@ -22,14 +24,16 @@ Headers = list[tuple[str, bytes]]
 
 
 class DeliveryFailed(RuntimeError):
-    """Some messages were not acknowledged by the broker; `lost` says how many."""
+    """Some messages were not acknowledged by the broker; `lost` says how many (so far, if not `final`)."""
 
-    def __init__(self, lost: int, first_error: str) -> None:
-        super().__init__(
-            f"{lost} message(s) lost: not acknowledged by the broker (first error: {first_error})"
-        )
+    def __init__(self, lost: int, first_error: str, broker: str = "", final: bool = True) -> None:
+        by = f"the broker {broker}" if broker else "the broker"
+        what = "lost" if final else "lost so far (stopping the feed)"
+        super().__init__(f"{lost} message(s) {what}: not acknowledged by {by} (first error: {first_error})")
         self.lost = lost
         self.first_error = first_error
+        self.broker = broker
+        self.final = final
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,10 @@ class ListSink:
 # headers); passed by position they skip the keyword parsing, a fifth of the call. -1 is librdkafka's
 # "partitioner decides" and timestamp 0 is "now", both the defaults of the keyword form.
 _ANY_PARTITION = -1
+POLL_EVERY_S = 0.5  # longest a slow feed goes without serving delivery reports
 
+# The producer's tuning. A setting of KAFKA_EXTRA_CONFIG (or a librdkafka alias of it) wins over these: the
+# operator knows their broker (e.g. `enable.idempotence: false` where it lacks IdempotentWrite).
 PRODUCER_DEFAULTS: dict[str, object] = {
     "enable.idempotence": True,
     "linger.ms": 20,
@@ -119,14 +126,30 @@ PRODUCER_DEFAULTS: dict[str, object] = {
     "queue.buffering.max.messages": 500_000,
     "queue.buffering.max.kbytes": 512 * 1024,
 }
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "linger.ms": ("queue.buffering.max.ms",),
+    "compression.type": ("compression.codec",),
+}
+
+
+def producer_config(settings: KafkaSettings, overrides: dict[str, object] | None = None) -> dict[str, object]:
+    """librdkafka config of the feeds' producer: defaults < the settings' extra < the caller's overrides."""
+    extra = settings.extra
+    defaults = {
+        k: v
+        for k, v in PRODUCER_DEFAULTS.items()
+        if k not in extra and not any(a in extra for a in _ALIASES.get(k, ()))
+    }
+    return settings.client_config(**{**defaults, **(overrides or {})})
 
 
 class KafkaSink:
     """Idempotent, batching producer; counts per topic, logs progress, raises on any lost message.
 
-    Every message carries a delivery callback; a success costs one call that only checks `err`, a
-    failure is counted, and only marked messages keep their (topic, partition, offset). A message is
-    acknowledged when its report came back without an error: `acked = sent - lost - still queued`.
+    Every message carries a delivery callback that counts it `acked` or failed; only marked messages keep
+    their (topic, partition, offset). `sent` counts every message handed to the sink, so after `close()`
+    `lost = sent - acked` covers failed reports, messages still queued at the flush timeout and messages
+    the client refused: nothing leaves unaccounted for.
     """
 
     def __init__(
@@ -136,43 +159,66 @@ class KafkaSink:
         flush_timeout_s: float = 60.0,
         progress_every_s: float = 5.0,
     ) -> None:
-        from confluent_kafka import Producer
+        from confluent_kafka import KafkaException, Producer
 
-        self._producer = Producer(
-            logged(settings.client_config(**{**PRODUCER_DEFAULTS, **(overrides or {})}))
-        )
+        self._producer = Producer(logged(producer_config(settings, overrides)))
+        self._refusal = KafkaException  # an `except` operand is evaluated only when something is raised
+        self.broker = settings.bootstrap_servers
         self.flush_timeout_s = flush_timeout_s
         self.progress_every_s = progress_every_s
         self.delivered: list[Delivered] = []
-        self.sent = 0
-        self.lost = 0
+        self.sent = 0  # handed to the sink
+        self.acked = 0  # delivery report came back clean
+        self.failed = 0  # delivery report came back with an error, or the client refused the message
         self.first_error = ""
         self.per_topic: Counter[str] = Counter()
         self._t0 = time.monotonic()
         self._next_log = self._t0 + progress_every_s
+        self._poll_due = self._t0 + POLL_EVERY_S
         self._since_poll = 0
         self._closed = False
 
         def on_delivery(err: object, msg: object) -> None:
-            if err is not None:
+            if err is None:
+                self.acked += 1
+            else:
                 self._failed(err)
 
         self._on_delivery = on_delivery
 
     @property
-    def acked(self) -> int:
-        """Messages whose delivery report came back clean (the rest are lost or still in flight)."""
-        return self.sent - self.lost - (0 if self._closed else len(self._producer))
+    def lost(self) -> int:
+        """Failed so far while running; after `close()` every message not acknowledged."""
+        return self.sent - self.acked if self._closed else self.failed
+
+    def summary(self) -> str:
+        return f"delivered {self.acked} of {self.sent} messages to {self.broker}, {self.lost} lost"
 
     def _failed(self, err: object) -> None:
-        self.lost += 1
+        self.failed += 1
         if not self.first_error:
             self.first_error = str(err)
+
+    def _check(self) -> None:
+        """Stop the feed at the first failed delivery: a supervisor restarts it, instead of a feed that
+        keeps running while everything it sends is lost (e.g. after a broker restart)."""
+        if self.failed:
+            log.error("delivery to %s failed: %s; stopping the feed", self.broker, self.first_error)
+            raise DeliveryFailed(self.failed, self.first_error, self.broker, final=False)
+
+    def _refused(self, exc: Exception) -> DeliveryFailed:
+        """The client refused a produce (a fatal error such as an idempotence failure): that message and
+        the rest of its batch are lost; `close()` settles the ones already queued."""
+        if not self.first_error:
+            self.first_error = str(exc)
+        self.failed += 1
+        return DeliveryFailed(self.failed, str(exc), self.broker, final=False)
 
     def _on_marked(self, err: object, msg: object, mark: str) -> None:
         if err is not None:
             self._failed(err)
             return
+        self.acked += 1
         self.delivered.append(Delivered(msg.topic(), msg.partition(), msg.offset(), mark))  # type: ignore[attr-defined]
 
     def _callback(self, mark: str | None) -> Callable[[object, object], None]:
@@ -189,16 +235,24 @@ class KafkaSink:
                 return
             except BufferError:  # local queue full: let the broker catch up
                 self._producer.poll(0.05)
+                self._check()
 
     def send(self, topic: str, key: bytes, value: bytes, headers: Headers, mark: str | None = None) -> None:
-        self._produce_retrying(topic, key, value, headers, self._callback(mark))
         self.sent += 1
         self.per_topic[topic] += 1
+        try:
+            self._produce_retrying(topic, key, value, headers, self._callback(mark))
+        except self._refusal as exc:
+            raise self._refused(exc) from exc
         self._since_poll += 1
-        if self._since_poll >= 1000:
+        # every 1000 messages, and at least every POLL_EVERY_S for a slow feed (the bridge): a failed
+        # delivery must stop the feed soon, not after another thousand messages
+        if self._since_poll >= 1000 or time.monotonic() >= self._poll_due:
             self._since_poll = 0
+            self._poll_due = time.monotonic() + POLL_EVERY_S
             self._producer.poll(0)
             self._progress()
+            self._check()
 
     def send_many(
         self,
@@ -212,21 +266,26 @@ class KafkaSink:
         if type(self).send is not KafkaSink.send:  # a subclass hooks every send: keep going through it
             send_each(self, topics, keys, values, headers, marks)
             return
-        if marks is None:
-            produce, cb = self._producer.produce, self._on_delivery
-            for topic, key, value, hdrs in zip(topics, keys, values, headers, strict=True):
-                try:
-                    produce(topic, value, key, _ANY_PARTITION, cb, None, 0, hdrs)
-                except BufferError:  # local queue full: let the broker catch up
-                    self._producer.poll(0.05)
-                    self._produce_retrying(topic, key, value, hdrs, cb)
-        else:
-            for topic, key, value, hdrs, mark in zip(topics, keys, values, headers, marks, strict=True):
-                self._produce_retrying(topic, key, value, hdrs, self._callback(mark))
+        # counted first: a batch the client refuses halfway is lost as a whole (sent, never acked)
         self.sent += len(topics)
         self.per_topic.update(topics)
+        try:
+            if marks is None:
+                produce, cb = self._producer.produce, self._on_delivery
+                for topic, key, value, hdrs in zip(topics, keys, values, headers, strict=True):
+                    try:
+                        produce(topic, value, key, _ANY_PARTITION, cb, None, 0, hdrs)
+                    except BufferError:  # local queue full: let the broker catch up
+                        self._producer.poll(0.05)
+                        self._produce_retrying(topic, key, value, hdrs, cb)
+            else:
+                for topic, key, value, hdrs, mark in zip(topics, keys, values, headers, marks, strict=True):
+                    self._produce_retrying(topic, key, value, hdrs, self._callback(mark))
+        except self._refusal as exc:
+            raise self._refused(exc) from exc
         self._producer.poll(0)
         self._progress()
+        self._check()
 
     def _progress(self) -> None:
         now = time.monotonic()
@@ -238,19 +297,23 @@ class KafkaSink:
             )
 
     def close(self) -> None:
-        """Wait for every delivery report; raise `DeliveryFailed` if any message was not acknowledged."""
-        remaining = self._producer.flush(self.flush_timeout_s)
-        if remaining:
-            self.lost += remaining
-            self.first_error = self.first_error or f"{remaining} still queued after {self.flush_timeout_s}s"
-        self._closed = True
-        elapsed = time.monotonic() - self._t0
-        log.info(
-            "done: %d messages in %.1fs (%.0f msg/s), %d lost",
-            self.sent,
-            elapsed,
-            self.sent / max(elapsed, 1e-9),
-            self.lost,
-        )
+        """Wait for every delivery report (once; later calls only re-check); raise `DeliveryFailed` if any
+        message was not acknowledged."""
+        if not self._closed:
+            remaining = self._producer.flush(self.flush_timeout_s)
+            if remaining:
+                self.first_error = (
+                    self.first_error or f"{remaining} still queued after {self.flush_timeout_s}s"
+                )
+            self._closed = True
+            elapsed = time.monotonic() - self._t0
+            log.info(
+                "done: %d messages in %.1fs (%.0f msg/s), %d acked, %d lost",
+                self.sent,
+                elapsed,
+                self.sent / max(elapsed, 1e-9),
+                self.acked,
+                self.lost,
+            )
         if self.lost:
-            raise DeliveryFailed(self.lost, self.first_error)
+            raise DeliveryFailed(self.lost, self.first_error or "not acknowledged", self.broker)

@@ -1,13 +1,15 @@
 """Replay a Deribit capture into the topics, as the exchange sent it.
 
-Each `ticker.*` / `book.*` notification's `data` becomes one message, each trade of a `trades.*`
-notification one message (Deribit batches trades), each object of a REST `get_instruments` result one
-`deribit.instruments` message; `received_at` is the capture's local receive time.
+Each `ticker.*` / `book.*` / `deribit_price_index.*` notification's `data` becomes one message, each trade
+of a `trades.*` notification one message (Deribit batches trades), each object of a REST `get_instruments`
+result one `deribit.instruments` message; `received_at` is the capture's local receive time. (The shared
+2021 capture has no index notifications; a capture that has them replays them into `deribit.index`.)
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -15,14 +17,17 @@ from pathlib import Path
 
 from derivlake.config import KafkaSettings
 from derivlake.feed.capture import CaptureRecord, read_capture
-from derivlake.feed.producer import Sink
+from derivlake.feed.deribit_ws import CHANNEL_TOPICS  # a capture holds what the live bridge receives
+from derivlake.feed.producer import DeliveryFailed, Sink
+from derivlake.feed.stop import StopRequest
 
-CHANNEL_TOPICS = {"ticker": "deribit.ticker", "book": "deribit.book", "trades": "deribit.trades"}
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class ReplayStats:
-    per_channel: Counter[str] = field(default_factory=Counter)  # "ticker" | "book" | "trades" | "instruments"
+    # channel family ("ticker", "book", "trades", "deribit_price_index") or "instruments" -> messages
+    per_channel: Counter[str] = field(default_factory=Counter)
     per_topic: Counter[str] = field(default_factory=Counter)  # topic kind -> messages
 
     @property
@@ -51,12 +56,40 @@ def data_messages(record: CaptureRecord) -> list[tuple[str, str, dict, str]]:
     return [(family, kind, item, channel) for item in items]
 
 
-def replay(path: Path, sink: Sink, settings: KafkaSettings | None = None, speed: float = 0.0) -> ReplayStats:
-    """Produce every data message of the capture; `speed` X > 0 paces at X times the captured pace."""
+def replay(
+    path: Path,
+    sink: Sink,
+    settings: KafkaSettings | None = None,
+    speed: float = 0.0,
+    stop: StopRequest | None = None,
+) -> ReplayStats:
+    """Produce every data message of the capture; `speed` X > 0 paces at X times the captured pace.
+
+    Ends early when `stop` is set (after the record in hand) or at the first failed delivery; either
+    way the sink is flushed, and `DeliveryFailed` raised with the final count if anything was lost."""
     stats = ReplayStats()
+    try:
+        _replay(path, sink, settings, speed, stop, stats)
+    except DeliveryFailed as exc:
+        log.error("%s: flushing what is queued", exc)  # close() raises the final count
+    sink.close()
+    return stats
+
+
+def _replay(
+    path: Path,
+    sink: Sink,
+    settings: KafkaSettings | None,
+    speed: float,
+    stop: StopRequest | None,
+    stats: ReplayStats,
+) -> None:
     t_first: float | None = None
     wall0 = time.monotonic()
     for record in read_capture(path):
+        if stop:
+            log.info("stop requested (%s): flushing", stop.reason)
+            return
         msgs = data_messages(record)
         if not msgs:
             continue
@@ -64,7 +97,11 @@ def replay(path: Path, sink: Sink, settings: KafkaSettings | None = None, speed:
             t_first = record.local_ts if t_first is None else t_first
             wait = (record.local_ts - t_first) / speed - (time.monotonic() - wall0)
             if wait > 0:
-                time.sleep(wait)
+                if stop is None:
+                    time.sleep(wait)
+                elif not stop.sleep(wait):
+                    log.info("stop requested (%s): flushing", stop.reason)
+                    return
         for family, kind, value, channel in msgs:
             spec = settings.topic(kind) if settings is not None else None
             topic = spec.name if spec else kind
@@ -79,5 +116,3 @@ def replay(path: Path, sink: Sink, settings: KafkaSettings | None = None, speed:
             sink.send(topic, str(value.get(key_field, "")).encode(), _dumps(value), headers)
             stats.per_channel[family] += 1
             stats.per_topic[kind] += 1
-    sink.close()
-    return stats

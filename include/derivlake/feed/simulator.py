@@ -31,7 +31,8 @@ import numpy as np
 from derivlake.config import KafkaSettings
 from derivlake.feed.calendar import ListingPolicy, future_name, listed_expiries, option_name
 from derivlake.feed.market import MARKETS, YEAR_S, MarketSpec, index_path, price_and_greeks, smile_vol
-from derivlake.feed.producer import Delivered, Headers, Sink
+from derivlake.feed.producer import Delivered, DeliveryFailed, Headers, Sink
+from derivlake.feed.stop import StopRequest
 
 log = logging.getLogger(__name__)
 
@@ -992,10 +993,11 @@ class Simulator:
     def _delivery_estimates(
         self, idx: np.ndarray, t_ms: np.ndarray, index: np.ndarray, twap: np.ndarray
     ) -> np.ndarray:
-        """The index TWAP so far (`twap` per row, NaN before any) for instruments expiring at the next
-        08:00 during its window, else the index."""
+        """The index TWAP so far (`twap` per row, NaN before any) during the 07:30-08:00 window before a
+        row's own expiry, else the index. The window is tested against the expiry itself: `twap` holds
+        the last window's average until the next 07:30, which is stale for a series expiring tomorrow."""
         exp = self.a_exp_ms[idx]
-        live = (exp - DAY_MS < t_ms) & (t_ms < exp) & (t_ms % DAY_MS >= TWAP_START_MS) & ~np.isnan(twap)
+        live = (exp - (EXPIRY_MS - TWAP_START_MS) <= t_ms) & (t_ms < exp) & ~np.isnan(twap)
         return np.where(live, twap, index)
 
     def _tick_books(
@@ -1234,7 +1236,8 @@ class Simulator:
                     n += 1
             with _NoGC():
                 blocks = self._steps(t_ms, step_no, n, first)
-            yield from blocks
+            for block in blocks:  # counted as handed out: a run stopped midway counts only what it sent
+                yield self._count(block)
             first = False
             t_ms += n * self.step_ms
             step_no += n
@@ -1344,7 +1347,7 @@ class Simulator:
             self._add_ticks(out, ticks, at, upto)
             at = upto
             out.extend(trade_outs[k])
-            blocks.append(self._count(out.close(t0 + k * self.step_ms, self.latency)))
+            blocks.append(out.close(t0 + k * self.step_ms, self.latency))
         return blocks
 
     def _interleave(
@@ -1451,12 +1454,19 @@ def option_series(config: SimulatorConfig) -> int:
     return sum(1 for i in sim.insts if i.kind == "option")
 
 
-def simulate(config: SimulatorConfig, sink: Sink, settings: KafkaSettings | None = None) -> FeedStats:
+def simulate(
+    config: SimulatorConfig,
+    sink: Sink,
+    settings: KafkaSettings | None = None,
+    stop: StopRequest | None = None,
+) -> FeedStats:
     """Produce the run into `sink`; topic names resolved through `settings.topic(kind)` (kind if None).
 
-    Raises `DeliveryFailed` (from the sink) when any message was not acknowledged. With `realtime`, the
-    window [start, end) goes out as fast as the broker takes it, then the run continues at wall-clock pace
-    until interrupted. Each step goes to the sink as one batch (`send_many`) when the sink has it.
+    Raises `DeliveryFailed` (from the sink) when any message was not acknowledged: at the first failed
+    delivery the run stops, the sink is flushed and the final count raised. With `realtime`, the window
+    [start, end) goes out as fast as the broker takes it, then the run continues at wall-clock pace until
+    interrupted or `stop` is set (checked after each step, so the stats count exactly what was sent). Each
+    step goes to the sink as one batch (`send_many`) when the sink has it.
     """
     run_cfg = config
     if config.realtime:
@@ -1479,7 +1489,12 @@ def simulate(config: SimulatorConfig, sink: Sink, settings: KafkaSettings | None
             if config.realtime and b.step_ms > end_ms:
                 wait = b.step_ms / 1000 - time.time()
                 if wait > 0:
-                    time.sleep(wait)
+                    # stopped while waiting: this step is already counted and at most one step early,
+                    # so it still goes out before the stop
+                    if stop is not None:
+                        stop.sleep(wait)
+                    else:
+                        time.sleep(wait)
             topics = list(map(topic.__getitem__, b.kinds))
             marks = b.marks if b.n_marked else None
             if send_many is not None:
@@ -1489,10 +1504,15 @@ def simulate(config: SimulatorConfig, sink: Sink, settings: KafkaSettings | None
                     topics, b.keys, b.values, b.headers, b.marks, strict=True
                 ):
                     sink.send(t, key, value, headers, mark)
+            if stop:
+                log.info("stop requested (%s): flushing", stop.reason)
+                break
     except KeyboardInterrupt:
         if not config.realtime:
             raise
         log.info("interrupted: flushing")
+    except DeliveryFailed as exc:
+        log.error("%s: flushing what is queued", exc)  # close() raises the final count
     finally:
         sim.stats.elapsed_s = time.monotonic() - t0
     sink.close()

@@ -28,6 +28,14 @@ def asset_uri(table: str) -> str:
     return f"lake://{schema}/{name}"
 
 
+def _host_port(host: str | None, port: int | None) -> str | None:
+    """`host:port`, or the host alone when the connection has no port: librdkafka then uses Kafka's
+    9092 itself, and a host field that already lists `b1:9093,b2:9093` stays valid (no `:None`)."""
+    if not host:
+        return None
+    return f"{host}:{port}" if port else host
+
+
 def kafka_from_connection(base: KafkaSettings, conn_id: str = "kafka_default") -> KafkaSettings:
     """librdkafka settings from the connection's extra (SASL/SSL included); the environment otherwise."""
     from airflow.sdk import Connection
@@ -41,7 +49,7 @@ def kafka_from_connection(base: KafkaSettings, conn_id: str = "kafka_default") -
         return base
     extra = conn.extra_dejson if isinstance(conn.extra_dejson, dict) else json.loads(conn.extra or "{}")
     extra = {str(k): str(v) for k, v in extra.items()}
-    bootstrap = extra.pop("bootstrap.servers", None) or (f"{conn.host}:{conn.port}" if conn.host else None)
+    bootstrap = extra.pop("bootstrap.servers", None) or _host_port(conn.host, conn.port)
     return replace(base, bootstrap_servers=bootstrap or base.bootstrap_servers, extra=extra)
 
 
