@@ -32,6 +32,7 @@ from derivlake.ingest.offsets import (
     recorded_topic_id,
     resolve_starts,
     stored_offsets,
+    topic_recreated,
 )
 from derivlake.kafka_io import BrokerUnavailable
 from derivlake.kafka_log import logged
@@ -471,13 +472,9 @@ class Drain:
         self.con.execute("BEGIN")
         ensure_offset_rows(self.con, self.topic, partitions, self.run_id)
         recorded = recorded_topic_id(self.con, self.topic)
-        # a new id is taken here only while no offset of the old one is stored (else resolve_starts
-        # calls the topic recreated, and a reset records the new id)
-        if (
-            topic_id
-            and topic_id != recorded
-            and (recorded is None or all(o < 0 for o in stored_offsets(self.con, self.topic).values()))
-        ):
+        # a recreated topic's new id is recorded by the reset that accepts it (resolve_starts)
+        stored = stored_offsets(self.con, self.topic)
+        if topic_id and topic_id != recorded and not topic_recreated(recorded, topic_id, stored):
             record_topic_id(self.con, self.topic, topic_id, self.run_id)
         guarded_commit(
             self.con, self.lake, ("ops.kafka_offsets", "ops.offset_row_claims", "ops.kafka_topics"), begun

@@ -92,6 +92,12 @@ def recorded_topic_id(con: duckdb.DuckDBPyConnection, topic: TopicSpec) -> str |
     return row[0] if row else None
 
 
+def topic_recreated(recorded: str | None, topic_id: str | None, stored: dict[int, int]) -> bool:
+    """The broker's topic id differs from the one the lake's stored offsets were read from (an id
+    that changed while no offset was stored yet is just recorded)."""
+    return bool(topic_id and recorded and topic_id != recorded and any(o >= 0 for o in stored.values()))
+
+
 def record_topic_id(con: duckdb.DuckDBPyConnection, topic: TopicSpec, topic_id: str, run_id: str) -> None:
     """In the caller's transaction."""
     con.execute(
@@ -152,7 +158,7 @@ def resolve_starts(
 
     stored = stored_offsets(con, topic)
     recorded = recorded_topic_id(con, topic)
-    recreated = bool(topic_id and recorded and topic_id != recorded and any(o >= 0 for o in stored.values()))
+    recreated = topic_recreated(recorded, topic_id, stored)
     # every partition's listed offsets before any probe: a ListOffsets request sent behind a probe's
     # fetch waits out that fetch's long poll on the broker connection
     listed = {

@@ -131,8 +131,8 @@ def resolve_as_of_date(
     raw: str | None, *, default: date, now: datetime, first_quote: datetime | None
 ) -> date:
     """Validate the `as_of_date` param (empty -> `default`): a real date, not in the future, and with the
-    lake's first quote at or before its 08:00 snapshot (else the chain would be empty). The business day D is complete only at D 08:00 UTC, so D must be <= the business day
-    of `now`."""
+    lake's first quote at or before its 08:00 snapshot (else the chain would be empty). The business day D
+    is complete only at D 08:00 UTC, so D must be <= the business day of `now`."""
     text = (raw or "").strip()
     if not text:
         day = default
