@@ -291,7 +291,10 @@ def _maintain(settings: LakeSettings, config: MaintenanceConfig) -> MaintenanceR
         con.execute(f"SET threads = {int(config.threads)}")
     result = MaintenanceResult()
     try:
-        _configure(con, config)
+        # every commit but the merges under the shared commit lock, as a drain's: none lands beside
+        # another run's merge (on a SQLite catalog that can show a reader a wrong result; README)
+        with commit_lock(settings, "configure the lake"):
+            _configure(con, config)
         tables = lake_tables(con)  # ops tables too: they also collect one small file per commit
         result.files_before = table_files(con, tables)
         for table in tables:
@@ -299,17 +302,19 @@ def _maintain(settings: LakeSettings, config: MaintenanceConfig) -> MaintenanceR
                 replaced, written = _merge(con, table, config)
             result.files_merged += replaced
             result.files_written += written
-        _retrying(con, "expire", f"CALL ducklake_expire_snapshots('lake', older_than => {older_than(config.snapshot_retention, settings.is_sqlite)})",
-                  config.conflict_retries)  # fmt: skip
-        deleted = _retrying(con, "cleanup", f"CALL ducklake_cleanup_old_files('lake', older_than => {older_than(config.file_grace, settings.is_sqlite)})",
-                            config.conflict_retries)  # fmt: skip
+        with commit_lock(settings, "expire snapshots and clean up files"):
+            _retrying(con, "expire", f"CALL ducklake_expire_snapshots('lake', older_than => {older_than(config.snapshot_retention, settings.is_sqlite)})",
+                      config.conflict_retries)  # fmt: skip
+            deleted = _retrying(con, "cleanup", f"CALL ducklake_cleanup_old_files('lake', older_than => {older_than(config.file_grace, settings.is_sqlite)})",
+                                config.conflict_retries)  # fmt: skip
         result.deleted_files = len(deleted)
         result.orphaned_files = delete_orphans(con, config.orphan_grace)
         _remove_abandoned_dirs(settings, config.orphan_grace)
         result.partitions = partition_stats(con)
         result.files_after = table_files(con, tables)
         if result.partitions:  # an empty lake has nothing to record
-            _record_table_stats(con, settings, result.partitions, config.conflict_retries)
+            with commit_lock(settings, "record table stats"):
+                _record_table_stats(con, settings, result.partitions, config.conflict_retries)
     finally:
         con.close()
     result.seconds = time.monotonic() - t0
