@@ -150,9 +150,7 @@ def test_merged_files_are_sorted_by_symbol_then_time_with_narrow_row_groups(
 
 def _writer(lake: LakeSettings, stop, done) -> None:
     # commits as a drain does: on a SQLite catalog under the lake's shared commit lock, which a merge
-    # holds exclusively. Without it (no product writer commits so), a reader of a SQLite catalog twice
-    # saw older batches missing at the snapshot of an insert that landed just before a merge's commit;
-    # the lake itself stayed whole (DuckLake 1.5.5, 2026-12-01; README, "Merges and drains take turns")
+    # holds exclusively (README: "A reader anomaly on a SQLite catalog, not yet explained")
     con = open_lake(lake)
     batch = 0
     while not stop.is_set():
