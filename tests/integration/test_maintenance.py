@@ -150,7 +150,7 @@ def test_merged_files_are_sorted_by_symbol_then_time_with_narrow_row_groups(
 
 def _writer(lake: LakeSettings, stop, done) -> None:
     # commits as a drain does: on a SQLite catalog under the lake's shared commit lock, which a merge
-    # holds exclusively (README: "A reader anomaly on a SQLite catalog, not yet explained")
+    # holds exclusively (unlocked, a commit every half second made merges start over until they gave up)
     con = open_lake(lake)
     batch = 0
     while not stop.is_set():
@@ -490,7 +490,7 @@ def test_a_drain_during_a_merge_waits_for_it_and_the_merge_does_not_start_over(
 
 def test_maintenance_commits_nothing_beside_another_runs_merge_on_sqlite(lake_settings: LakeSettings) -> None:
     """Its options, expiry, cleanup and stats commit under the shared commit lock, as a drain's do: on a
-    SQLite catalog a commit landing just before a merge's commit could show a reader a wrong result."""
+    SQLite catalog a commit landing during another run's merge makes that merge start over."""
     import threading
 
     from derivlake.lake.catalog import commit_lock

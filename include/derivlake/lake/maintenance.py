@@ -291,8 +291,8 @@ def _maintain(settings: LakeSettings, config: MaintenanceConfig) -> MaintenanceR
         con.execute(f"SET threads = {int(config.threads)}")
     result = MaintenanceResult()
     try:
-        # every commit but the merges under the shared commit lock, as a drain's: none lands beside
-        # another run's merge (on a SQLite catalog that can show a reader a wrong result; README)
+        # every commit but the merges under the shared commit lock, as a drain's: none lands during
+        # another run's merge (on a SQLite catalog that makes the merge start over)
         with commit_lock(settings, "configure the lake"):
             _configure(con, config)
         tables = lake_tables(con)  # ops tables too: they also collect one small file per commit
