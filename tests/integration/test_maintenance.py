@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from derivlake.config import DrainSettings, LakeSettings
-from derivlake.lake.catalog import CatalogBusy, locked_commit, open_lake, with_commit_retries
+from derivlake.lake.catalog import CatalogBusy, locked_commit, open_lake
 from derivlake.lake.maintenance import MaintenanceConfig, MergeOutOfMemory, maintain
 from tests.conftest import catalog_write_lock, lake_env, unreferenced_files
 
@@ -37,10 +37,7 @@ def _commit_batch(con, batch: int, lake: LakeSettings | None = None) -> None:
         con.execute(INSERT_BATCH, {"batch": batch, "rows": ROWS_PER_BATCH})
         con.execute("COMMIT")
 
-    if lake is None:
-        with_commit_retries(con, f"batch {batch}", commit, attempts=30, first_delay_s=0.05, max_delay_s=1.0)
-    else:
-        locked_commit(con, lake, f"batch {batch}", commit, attempts=30)
+    locked_commit(con, lake, f"batch {batch}", commit, attempts=30)  # no lake: no lock
 
 
 def _rows_and_batches(lake: LakeSettings) -> tuple[int, int]:
