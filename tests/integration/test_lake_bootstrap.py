@@ -99,3 +99,37 @@ def test_writers_opening_a_fresh_lake_at_once_all_get_it(
         }
         con.close()
     assert failures == []
+
+
+def test_a_reader_sees_its_snapshot_whole_when_a_merge_commits_meanwhile(
+    lake_settings: LakeSettings,
+) -> None:
+    """A merge committing between a reader's first read (which fixes its snapshot) and its read of the
+    merged table: the reader must still see every row of its snapshot. On a SQLite catalog DuckDB's
+    multithreaded catalog scans made it see none of them (the CI failure of 2026-12-01)."""
+    writer = open_lake(lake_settings)
+    prices = "market.index_prices"
+    for batch in range(5):  # five files in one partition
+        writer.execute(
+            f"INSERT INTO {prices} (index_name, timestamp, price, date) SELECT 'btc_usd', "
+            f"TIMESTAMP '2024-01-02' + INTERVAL (range) SECOND, {batch}, DATE '2024-01-02' FROM range(100)"
+        )
+    # the newest file is another table's, so the merged file gets a rowid past every one the reader saw
+    writer.execute("INSERT INTO ops.offset_row_claims VALUES (now()::TIMESTAMP, 'reader test')")
+    reader = open_lake(lake_settings, read_only=True)
+    reader.execute("BEGIN")
+    claims = reader.execute("SELECT count(*) FROM ops.offset_row_claims").fetchone()[0]
+    writer.execute("CALL ducklake_merge_adjacent_files('lake', 'index_prices', schema => 'market')")
+    files = writer.execute(
+        "SELECT count(*) FROM ducklake_list_files('lake', 'index_prices', schema => 'market')"
+    ).fetchone()[0]
+    assert files == 1, "the merge must have replaced the five files for this test to mean anything"
+    writer.execute(
+        f"INSERT INTO {prices} (index_name, timestamp, price, date) "
+        "VALUES ('eth_usd', TIMESTAMP '2024-01-02', 1, DATE '2024-01-02')"
+    )
+    seen = reader.execute(f"SELECT count(*), count(DISTINCT price) FROM {prices}").fetchone()
+    assert seen == (500, 5), f"the reader at its snapshot saw {seen}, not (500 rows, 5 batches)"
+    assert reader.execute("SELECT count(*) FROM ops.offset_row_claims").fetchone()[0] == claims
+    reader.execute("COMMIT")
+    assert reader.execute(f"SELECT count(*) FROM {prices}").fetchone()[0] == 501

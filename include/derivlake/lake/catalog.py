@@ -185,6 +185,15 @@ def extension_path(package_name: str) -> str:
     return found[0]
 
 
+# DuckDB's sqlite extension scans a file database in a transaction that has not written yet through
+# fresh SQLite connections, outside the transaction's own, up to a max rowid read inside it: a reader
+# whose DuckLake snapshot predates a merge read the catalog's file list after the merge's commit, saw the
+# replaced files deleted and the merged ones (new rowids) cut off, and found committed rows missing
+# (2026-12-01). Single-threaded scans read through the transaction's connection: one SQLite snapshot.
+# GLOBAL, because DuckLake queries its catalog on connections of its own.
+SQLITE_SNAPSHOT_READS = "SET GLOBAL sqlite_disable_multithreaded_scans = true"
+
+
 def connect_duckdb(catalog_extension: str | None, spill_root: Path) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the lake's extensions (DuckLake and the catalog database's scanner)
     loaded from disk, never downloaded, spilling into a directory of its own under `spill_root`."""
@@ -203,6 +212,8 @@ def connect_duckdb(catalog_extension: str | None, spill_root: Path) -> duckdb.Du
     )
     for name in filter(None, (catalog_extension, "ducklake")):
         con.execute(f"LOAD '{extension_path(name)}'")
+    if catalog_extension == "sqlite_scanner":
+        con.execute(SQLITE_SNAPSHOT_READS)
     con.execute("SET TimeZone = 'UTC'")
     return con
 
