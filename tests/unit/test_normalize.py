@@ -7,6 +7,7 @@ decides each message on its own with `json.loads`. Both must give every message 
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import duckdb
@@ -56,6 +57,12 @@ def reference_reason(spec: TopicNormalizer, value: bytes, key: bytes | None) -> 
     for path in spec.ms_timestamps:  # epoch ms between 2000-01-01 and 3000-01-02
         if doc.get(path) is not None and not 946_684_800_000 <= int(doc[path]) <= 32_503_766_400_000:
             return f"out_of_range:{path}"
+    for path in spec.doubles:  # NaN, Infinity, "inf", 1e999: parsed, but not finite
+        node = doc
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None and castable(node, "DOUBLE") and not math.isfinite(float(node)):
+            return f"not_finite:{path}"
     if spec.symbol_field:
         symbol = str(doc[spec.symbol_field])
         if not re.fullmatch(spec.symbol_pattern, symbol):
@@ -84,6 +91,7 @@ def fill(i: int, **change) -> dict:
 
 def cases(kind: str) -> list[tuple[bytes | None, bytes]]:
     make = ticker if kind == "deribit.ticker" else fill
+    price, other = ("mark_price", "best_ask_price") if kind == "deribit.ticker" else ("price", "fee")
     bad_values = [
         b'{"instrument_name": "BTC-27DEC24-100000-C", "timest',  # truncated
         b"\xff\xfe not utf-8",
@@ -104,6 +112,13 @@ def cases(kind: str) -> list[tuple[bytes | None, bytes]]:
         json.dumps(make(13, timestamp=1_735_000_000_000_000)).encode(),
         json.dumps(make(14, timestamp=-9_300_000_000_000_000)).encode(),
         json.dumps(make(15, timestamp=True)).encode(),
+        # numbers that parse but are not finite: JSON's NaN / Infinity tokens (json.dumps writes them),
+        # a string DuckDB casts to -inf, an exponent past the double range (in an unknown field: ignored)
+        json.dumps(make(16, **{price: float("nan")})).encode(),
+        json.dumps(make(17, **{other: float("inf")})).encode(),
+        json.dumps(make(18, **{price: "-inf"})).encode(),
+        json.dumps(make(19)).replace('"timestamp"', '"x": 1e999, "timestamp"').encode(),
+        json.dumps(make(20, **{other: 0.125})).replace("0.125", "1e999").encode(),
     ]
     if kind == "deribit.ticker":
         bad_values += [
@@ -112,6 +127,7 @@ def cases(kind: str) -> list[tuple[bytes | None, bytes]]:
             json.dumps(ticker(9, greeks=[0.5])).encode(),
             json.dumps(ticker(10, mark_iv=None, greeks="<absent>")).encode(),  # optional and absent: fine
             json.dumps(ticker(11, mark_price=True)).encode(),
+            json.dumps(ticker(21, greeks={"delta": 0.5, "gamma": float("-inf")})).encode(),
         ]
     else:
         bad_values += [
@@ -164,7 +180,7 @@ def test_every_message_gets_the_fate_a_per_message_reading_gives(kind: str, with
     got = dict(con.execute('SELECT "offset", error FROM quarantine').fetchall())
     assert got == {i: r for i, r in expected.items() if r is not None}
     assert staged.messages == n
-    assert staged.quarantined == len(got) >= (18 if with_malformed else 14)
+    assert staged.quarantined == len(got) >= (22 if with_malformed else 18)
     quarantined_raw = dict(con.execute('SELECT "offset", raw_value FROM quarantine').fetchall())
     assert quarantined_raw == {i: msgs[i][1] for i in got}  # the exact bytes are kept
 
@@ -181,3 +197,39 @@ def test_every_message_gets_the_fate_a_per_message_reading_gives(kind: str, with
         for offset, account in accounts.items():
             key, value = msgs[offset]
             assert account == (json.loads(value).get("account_id") or key.decode())
+
+
+def test_a_book_level_with_a_price_or_amount_that_is_not_a_finite_number_is_quarantined() -> None:
+    spec = normalizer_for("deribit.book")
+    level_lists = [
+        [["new", 95000.5, 10.0]],
+        [["new", float("nan"), 10.0]],
+        [["change", 95000.5, float("inf")]],
+        [["new", "95000.5", "1e999"]],
+        [["delete", 95000.5, 0.0], ["new", "abc", 1.0]],
+        [["new", 95000.5, 10.0], ["new", 94000.0]],
+    ]
+    values = [
+        json.dumps(
+            {"type": "change", "timestamp": 1_735_000_000_000 + i, "instrument_name": "BTC-PERPETUAL",
+             "change_id": i + 1, "prev_change_id": i, "bids": bids, "asks": []}
+        ).encode()
+        for i, bids in enumerate(level_lists)
+    ]  # fmt: skip
+    n = len(values)
+    raw = pa.table(
+        {
+            "kafka_topic": pa.array(["deribit.book"] * n),
+            "kafka_partition": pa.array([0] * n, pa.int32()),
+            "kafka_offset": pa.array(range(n), pa.int64()),
+            "key": pa.array([b"BTC-PERPETUAL"] * n, pa.binary()),
+            "value": pa.array(values, pa.binary()),
+            "received_at_us": pa.array([1_735_000_000_000_000] * n, pa.int64()),
+        }
+    )
+    con = duckdb.connect()
+    staged = stage_batch(con, raw, spec)
+    con.register("quarantine", staged.quarantine)
+    got = dict(con.execute('SELECT "offset", error FROM quarantine').fetchall())
+    assert got == dict.fromkeys(range(1, n), "wrong_type:book_level")
+    assert staged.outputs[0][1].column("kafka_offset").to_pylist() == [0]

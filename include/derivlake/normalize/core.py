@@ -75,10 +75,18 @@ def reason_expression(spec: TopicNormalizer) -> str:
         whens.append(
             f"WHEN {typed} NOT BETWEEN {MS_TIMESTAMP_MIN} AND {MS_TIMESTAMP_MAX} THEN 'out_of_range:{path}'"
         )
+    if spec.doubles:  # a NaN mark or an infinite size would poison every sum over it downstream
+        # x * 0 is NaN for NaN and infinity, else 0 (or NULL): one test per row; the path only for those
+        probe = " + ".join(f"coalesce({_path_expr('t', p)} * 0, 0)" for p in spec.doubles)
+        name = " ".join(
+            f"WHEN NOT isfinite({_path_expr('t', p)}) THEN 'not_finite:{p}'" for p in spec.doubles
+        )
+        whens.append(f"WHEN NOT isfinite({probe}) THEN CASE {name} END")
     if spec.kind == "deribit.book":
         bad_level = (
-            "len(l) <> 3 OR l[1] NOT IN ('new', 'change', 'delete') OR TRY_CAST(l[2] AS DOUBLE) IS NULL "
-            "OR TRY_CAST(l[3] AS DOUBLE) IS NULL"
+            "len(l) <> 3 OR l[1] NOT IN ('new', 'change', 'delete') "
+            "OR NOT coalesce(isfinite(TRY_CAST(l[2] AS DOUBLE)), false) "
+            "OR NOT coalesce(isfinite(TRY_CAST(l[3] AS DOUBLE)), false)"
         )
         whens.append(
             f"WHEN coalesce(list_bool_or(list_transform(t.bids, l -> {bad_level})), false) "

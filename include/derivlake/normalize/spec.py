@@ -88,6 +88,22 @@ class TopicNormalizer:
         return tuple(p for p in self.checked if p.endswith("timestamp"))
 
     @property
+    def doubles(self) -> tuple[str, ...]:
+        """Paths of the DOUBLE fields (nested objects included, lists not): JSON's NaN and Infinity
+        tokens, "NaN" or "inf" strings and 1e999 all parse into them as non-finite numbers."""
+
+        def walk(fields: dict[str, object], prefix: str) -> list[str]:
+            out = []
+            for name, duck_type in fields.items():
+                if isinstance(duck_type, dict):
+                    out += walk(duck_type, f"{prefix}{name}.")
+                elif duck_type == "DOUBLE":
+                    out.append(prefix + name)
+            return out
+
+        return tuple(walk(self.fields, ""))
+
+    @property
     def checked(self) -> tuple[str, ...]:
         """Paths read raw as well, to tell a missing value from a mistyped one (one extra parse)."""
         return tuple(dict.fromkeys(self.required + self.type_checked))
