@@ -1,7 +1,7 @@
 """
 ### End-of-day options chain
-Builds the chain of business day **D** = [D-1 08:00, D 08:00) UTC once the lake's ticker, trade and index
-ingestion has passed D 08:00: `reports.options_chain` (one row per series alive at the snapshot),
+Builds the chain of business day **D** = [D-1 08:00, D 08:00) UTC once every partition of the ticker, trade
+and index topics has passed D 08:00 in the lake, or is quiet (at its log end on the broker): `reports.options_chain` (one row per series alive at the snapshot),
 `reports.options_chain_expiry`, and CSV + HTML (smiles, ATM term structure, OI by strike) under
 `$DERIVLAKE_HOME/reports/chain/<D>/`. Rerunning a date replaces it. Param `as_of_date` (YYYY-MM-DD),
 empty = the business day that ended at this run's 08:00. Same code: `python -m derivlake report chain --date D`.
@@ -35,17 +35,17 @@ GATE_POKE_S = float(os.environ.get("DERIVLAKE_CHAIN_GATE_POKE_S") or 60)
 def eod_options_chain() -> None:
     @task.sensor(poke_interval=GATE_POKE_S, timeout=GATE_TIMEOUT_S + 2 * GATE_POKE_S, mode="reschedule")
     def lake_complete(params: dict, ti=None, dag_run=None, **context) -> PokeReturnValue:
-        """Wait, without a worker slot, until ops.ingest_runs shows ticker, trades, index past D 08:00."""
+        """Wait, without a worker slot, until ticker, trades, index are in the lake past D 08:00."""
         from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
+        from derivlake.ingest.airflow_task import kafka_from_connection
         from derivlake.reports.completeness import AsOfDateError, GateTimeout, poke_gate
 
         run_ts = dag_run.run_after  # 08:05 of D when scheduled, whatever the timetable's logical date
         first = ti.get_first_reschedule_date(context) or ti.start_date or datetime.now(UTC)
-        try:
-            done, as_of = poke_gate(
-                params.get("as_of_date"), run_ts, (datetime.now(UTC) - first).total_seconds()
-            )
+        waited_s = (datetime.now(UTC) - first).total_seconds()
+        try:  # the broker of the kafka_default connection tells quiet partitions
+            done, as_of = poke_gate(params.get("as_of_date"), run_ts, waited_s, kafka=kafka_from_connection())
         except AsOfDateError as exc:
             raise AirflowFailException(str(exc)) from None  # a bad date will not get better with retries
         except GateTimeout as exc:

@@ -36,14 +36,25 @@ def lake(airflow_db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LakeSet
 
 
 def _ingested(settings: LakeSettings, trades_until: str, index_until: str = "2024-03-08 08:00:01") -> None:
+    """Each topic's one partition drained up to a newest event (rows outside the chain: a perpetual's
+    ticker and trade, past 08:00 or at its edge, and an index tick)."""
     con = open_lake(settings)
     try:
-        con.execute(
-            "INSERT INTO ops.ingest_runs (run_id, topic, max_event_ts) VALUES "
-            "('r1', 'deribit.ticker', TIMESTAMP '2024-03-08 08:00:03'), ('r2', 'deribit.trades', ?), "
-            "('r3', 'deribit.index', ?)",
-            [trades_until, index_until],
+        con.executemany(
+            "INSERT INTO ops.kafka_offsets VALUES (?, 0, 10, now()::TIMESTAMP, 'test')",
+            [["deribit.ticker"], ["deribit.trades"], ["deribit.index"]],
         )
+        for table, name, until, topic in (
+            ("market.derivative_ticker", "symbol", "2024-03-08 08:00:03", "deribit.ticker"),
+            ("market.trades", "symbol", trades_until, "deribit.trades"),
+            ("market.index_prices", "index_name", index_until, "deribit.index"),
+        ):
+            value = "'btc_usd'" if name == "index_name" else "'BTC-PERPETUAL'"
+            con.execute(
+                f"INSERT INTO {table} ({name}, timestamp, date, kafka_topic, kafka_partition, kafka_offset) "
+                f"VALUES ({value}, ?::TIMESTAMP, ?::TIMESTAMP::DATE, ?, 0, 9)",
+                [until, until, topic],
+            )
     finally:
         con.close()
 
@@ -105,7 +116,7 @@ def test_dag_test_builds_the_chain(lake: LakeSettings) -> None:
         ("2024-03-08 08:00:00", "2024-03-08 07:59:00", "deribit.index"),
     ],
 )
-def test_dag_gate_times_out_naming_the_lagging_topic(
+def test_dag_gate_times_out_naming_the_lagging_partition(
     lake: LakeSettings,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
@@ -120,7 +131,7 @@ def test_dag_gate_times_out_naming_the_lagging_topic(
     run = dag.test(run_conf={"as_of_date": D.isoformat()})
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert run.state == "failed" and states["lake_complete"] == "failed", states
-    assert f"{lagging} ingested up to 2024-03-08T07:59:00" in _logs(caplog, capfd)
+    assert f"{lagging}[0] ingested up to 2024-03-08T07:59:00" in _logs(caplog, capfd)
 
 
 def test_dag_rejects_a_future_date(lake: LakeSettings, caplog: pytest.LogCaptureFixture, capfd) -> None:

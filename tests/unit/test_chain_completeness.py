@@ -12,6 +12,7 @@ from derivlake.reports.completeness import (
     AsOfDateError,
     Completeness,
     GateTimeout,
+    PartitionMark,
     business_day_of,
     check_completeness,
     first_quote_time,
@@ -33,54 +34,94 @@ def test_topic_kind_matches_on_suffix() -> None:
     assert topic_kind("deribit.instruments") is None
 
 
-def _status(ticker: datetime | None, trades: datetime | None, index: datetime | None = SNAP) -> Completeness:
-    return Completeness(D, SNAP, {"deribit.ticker": ticker, "deribit.trades": trades, "deribit.index": index})
+TOPICS = {
+    "deribit.ticker": "p.deribit.ticker",
+    "deribit.trades": "p.deribit.trades",
+    "deribit.index": "p.deribit.index",
+}
 
 
-def test_complete_only_when_every_topic_passed_the_snapshot() -> None:
-    assert _status(SNAP, datetime(2024, 3, 8, 9)).complete
-    lagging = _status(datetime(2024, 3, 8, 9), datetime(2024, 3, 8, 7, 59, 59))
+def _status(**newest: list[datetime | None]) -> Completeness:
+    """Partitions per kind (ticker, trades, index) by their newest event; index past 08:00 unless given."""
+    newest.setdefault("index", [SNAP])
+    return Completeness(
+        D,
+        SNAP,
+        {
+            f"deribit.{kind}": tuple(PartitionMark(f"p.deribit.{kind}", i, ts) for i, ts in enumerate(marks))
+            for kind, marks in newest.items()
+        },
+    )
+
+
+def test_complete_only_when_every_partition_passed_the_snapshot_or_is_quiet() -> None:
+    assert _status(ticker=[SNAP, SNAP], trades=[datetime(2024, 3, 8, 9)]).complete
+    # one trades partition behind: the topic's newest event (09:00, another partition) does not cover it
+    lagging = _status(ticker=[SNAP], trades=[datetime(2024, 3, 8, 9), datetime(2024, 3, 8, 7, 59, 59)])
     assert not lagging.complete
-    assert list(lagging.lagging) == ["deribit.trades"]
-    assert "deribit.trades ingested up to 2024-03-08T07:59:59" in lagging.describe()
-    assert "deribit.ticker ingested" not in lagging.describe()
-    never = _status(None, SNAP)
+    assert [(k, [m.partition for m in ms]) for k, ms in lagging.lagging.items()] == [("deribit.trades", [1])]
+    assert "p.deribit.trades[1] ingested up to 2024-03-08T07:59:59" in lagging.describe()
+    assert "trades[0]" not in lagging.describe() and "ticker" not in lagging.describe()
+    quiet = PartitionMark("p.deribit.trades", 1, datetime(2024, 3, 8, 7, 59, 59), quiet=True)
+    assert Completeness(D, SNAP, {**lagging.partitions, "deribit.trades": (quiet,)}).complete
+    never = _status(ticker=[], trades=[SNAP, None])
+    assert list(never.lagging) == ["deribit.ticker", "deribit.trades"]
     assert "deribit.ticker ingested up to nothing yet" in never.describe()
+    assert "p.deribit.trades[1] ingested up to nothing yet" in never.describe()
 
 
-def test_gate_waits_then_times_out_naming_the_lagging_topic() -> None:
-    ok = _status(SNAP, SNAP)
-    late = _status(SNAP, datetime(2024, 3, 8, 7, 30))
+def test_gate_waits_then_times_out_naming_the_lagging_partition() -> None:
+    ok = _status(ticker=[SNAP], trades=[SNAP])
+    late = _status(ticker=[SNAP], trades=[SNAP, datetime(2024, 3, 8, 7, 30)])
     assert gate(ok, waited_s=10_000, timeout_s=60) is True
     assert gate(late, waited_s=59, timeout_s=60) is False
-    with pytest.raises(GateTimeout, match=r"deribit\.trades ingested up to 2024-03-08T07:30:00"):
+    with pytest.raises(GateTimeout, match=r"p\.deribit\.trades\[1\] ingested up to 2024-03-08T07:30:00"):
         gate(late, waited_s=60, timeout_s=60)
 
 
-def test_check_completeness_reads_ingest_runs(lake_settings: LakeSettings) -> None:
+def _offsets(con, *partitions: tuple[str, int]) -> None:
+    con.executemany(
+        "INSERT INTO ops.kafka_offsets VALUES (?, ?, 10, now()::TIMESTAMP, 'test')",
+        [list(p) for p in partitions],
+    )
+
+
+def _event(con, kind: str, partition: int, ts: str) -> None:
+    """A committed row of the topic's partition (only the columns the gate reads matter)."""
+    table, name = {"ticker": ("market.options_ticker", "symbol"), "perp": ("market.derivative_ticker", "symbol"),
+                   "trades": ("market.trades", "symbol"), "index": ("market.index_prices", "index_name")}[kind]  # fmt: skip
+    topic = "p.deribit." + ("ticker" if kind == "perp" else kind)
+    con.execute(
+        f"INSERT INTO {table} ({name}, timestamp, date, kafka_topic, kafka_partition, kafka_offset) "
+        "VALUES ('x', ?::TIMESTAMP, ?::TIMESTAMP::DATE, ?, ?, 0)",
+        [ts, ts, topic, partition],
+    )
+
+
+def test_check_completeness_reads_each_partitions_newest_committed_event(lake_settings: LakeSettings) -> None:
     con = open_lake(lake_settings)
     try:
-        assert check_completeness(con, D).lagging == {
-            "deribit.ticker": None, "deribit.trades": None, "deribit.index": None
-        }  # fmt: skip
-        con.execute(
-            "INSERT INTO ops.ingest_runs (run_id, topic, max_event_ts) VALUES "
-            "('r1', 'p.deribit.ticker', TIMESTAMP '2024-03-08 07:00:00'), "
-            "('r2', 'p.deribit.ticker', TIMESTAMP '2024-03-08 08:00:01'), "
-            "('r3', 'p.deribit.trades', TIMESTAMP '2024-03-08 07:59:00'), "
-            "('r4', 'p.deribit.book', TIMESTAMP '2024-03-09 00:00:00'), "
-            "('r5', 'p.deribit.index', TIMESTAMP '2024-03-08 09:00:00')"
-        )
-        status = check_completeness(con, D)
-        assert status.watermarks["deribit.ticker"] == datetime(2024, 3, 8, 8, 0, 1)
-        assert list(status.lagging) == ["deribit.trades"]
-        con.execute(
-            "INSERT INTO ops.ingest_runs (run_id, topic, max_event_ts) VALUES "
-            "('r6', 'p.deribit.trades', TIMESTAMP '2024-03-08 08:00:00')"
-        )
-        assert check_completeness(con, D).complete
-        assert not check_completeness(con, date(2024, 3, 9)).complete
-        assert first_quote_time(con) is None
+        assert check_completeness(con, D, TOPICS).lagging == {kind: () for kind in TOPICS}
+        _offsets(con, *[(t, p) for t in TOPICS.values() for p in (0, 1)])
+        _event(con, "ticker", 0, "2024-03-08 07:00:00")
+        _event(con, "perp", 0, "2024-03-08 08:00:01")  # the topic feeds both ticker tables
+        _event(con, "ticker", 1, "2024-03-08 09:00:00")
+        _event(con, "trades", 0, "2024-03-08 08:30:00")
+        _event(con, "trades", 1, "2024-03-08 07:59:00")
+        _event(con, "trades", 1, "2024-03-07 07:59:00")  # the day before, past its own 08:00: not D's
+        _event(con, "index", 0, "2024-03-08 08:00:00")
+        _event(con, "index", 1, "2024-03-09 00:00:00")
+        status = check_completeness(con, D, TOPICS)
+        assert status.partitions["deribit.ticker"][0].newest == datetime(2024, 3, 8, 8, 0, 1)
+        assert {k: [m.partition for m in ms] for k, ms in status.lagging.items()} == {"deribit.trades": [1]}
+        assert "p.deribit.trades[1] ingested up to 2024-03-08T07:59:00" in status.describe()
+        _event(con, "trades", 1, "2024-03-08 08:00:00")
+        assert check_completeness(con, D, TOPICS).complete
+        assert not check_completeness(con, date(2024, 3, 9), TOPICS).complete
+        # another prefix's topics are not this deployment's
+        other = {k: "q" + v[1:] for k, v in TOPICS.items()}
+        assert check_completeness(con, D, other).lagging == {kind: () for kind in TOPICS}
+        assert first_quote_time(con) == datetime(2024, 3, 8, 7)
     finally:
         con.close()
 
@@ -90,21 +131,16 @@ def test_the_gate_waits_for_the_index_of_the_delivery_price(lake_settings: LakeS
     not enough while the index topic has not reached 08:00."""
     con = open_lake(lake_settings)
     try:
-        con.execute(
-            "INSERT INTO ops.ingest_runs (run_id, topic, max_event_ts) VALUES "
-            "('r1', 'p.deribit.ticker', TIMESTAMP '2024-03-08 08:10:00'), "
-            "('r2', 'p.deribit.trades', TIMESTAMP '2024-03-08 08:10:00'), "
-            "('r3', 'p.deribit.index', TIMESTAMP '2024-03-08 07:45:00')"
-        )
-        status = check_completeness(con, D)
+        _offsets(con, *[(t, 0) for t in TOPICS.values()])
+        _event(con, "ticker", 0, "2024-03-08 08:10:00")
+        _event(con, "trades", 0, "2024-03-08 08:10:00")
+        _event(con, "index", 0, "2024-03-08 07:45:00")
+        status = check_completeness(con, D, TOPICS)
         assert list(status.lagging) == ["deribit.index"]
-        with pytest.raises(GateTimeout, match=r"deribit\.index ingested up to 2024-03-08T07:45:00"):
+        with pytest.raises(GateTimeout, match=r"p\.deribit\.index\[0\] ingested up to 2024-03-08T07:45:00"):
             gate(status, waited_s=60, timeout_s=60)
-        con.execute(
-            "INSERT INTO ops.ingest_runs (run_id, topic, max_event_ts) VALUES "
-            "('r4', 'p.deribit.index', TIMESTAMP '2024-03-08 08:00:00')"
-        )
-        assert check_completeness(con, D).complete
+        _event(con, "index", 0, "2024-03-08 08:00:00")
+        assert check_completeness(con, D, TOPICS).complete
     finally:
         con.close()
 

@@ -36,10 +36,11 @@ def _host_port(host: str | None, port: int | None) -> str | None:
     return f"{host}:{port}" if port else host
 
 
-def kafka_from_connection(base: KafkaSettings, conn_id: str = "kafka_default") -> KafkaSettings:
+def kafka_from_connection(base: KafkaSettings | None = None, conn_id: str = "kafka_default") -> KafkaSettings:
     """librdkafka settings from the connection's extra (SASL/SSL included); the environment otherwise."""
     from airflow.sdk import Connection
 
+    base = base or KafkaSettings.from_env()
     try:
         conn = Connection.get(conn_id)
     except Exception as exc:  # AirflowNotFoundException and friends

@@ -121,7 +121,7 @@ def stored_offsets(con: duckdb.DuckDBPyConnection, topic: TopicSpec) -> dict[int
     return out
 
 
-def _probe_log_end(consumer: Consumer, topic: str, partition: int, listed_end: int, timeout_s: float) -> int:
+def probe_log_end(consumer: Consumer, topic: str, partition: int, listed_end: int, timeout_s: float) -> int:
     """Fetch from just before the listed end: the fetch response carries the real high watermark."""
     from confluent_kafka import TopicPartition
 
@@ -174,7 +174,7 @@ def resolve_starts(
             continue
         high = listed_high
         if offset > listed_high or (recreated and reset == "latest"):
-            high = _probe_log_end(consumer, topic.name, p, listed_high, timeout_s)
+            high = probe_log_end(consumer, topic.name, p, listed_high, timeout_s)
         problem = None
         if recreated:
             problem = (

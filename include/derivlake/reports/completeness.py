@@ -1,19 +1,23 @@
 """Is the lake complete for business day D? The gate before any end-of-day product, and as_of validation.
 
-The drains record, per committed batch, the newest exchange timestamp they wrote (`ops.ingest_runs.
-max_event_ts`). Once every required topic has written an event at or after D 08:00, nothing of the day
-[D-1 08:00, D 08:00) can still be in flight (per-partition order), so the chain may be built.
+Per Kafka partition of the ticker, trade and index topics: a partition is complete for D once the lake
+holds an event of it at or after D 08:00 (a partition is in order, so nothing of it before 08:00 can still
+be in flight), or once it is quiet: the lake's stored offset has reached the partition's log end on the
+broker, asked at least the feed's lateness after D 08:00. A per-topic watermark was not enough: while a
+drain catches up batch by batch, one partition passes 08:00 before another's last quotes are committed.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from derivlake.config import LakeSettings
+from derivlake.config import KafkaSettings, LakeSettings
 from derivlake.reports.chain import BusinessDay
 
 if TYPE_CHECKING:
@@ -22,11 +26,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # the chain reads quotes, trades and, for the series expiring at D 08:00, the index TWAP 07:30-08:00
-REQUIRED_TOPIC_KINDS: tuple[str, ...] = ("deribit.ticker", "deribit.trades", "deribit.index")
+TOPIC_TABLES: dict[str, tuple[str, ...]] = {
+    "deribit.ticker": ("market.options_ticker", "market.derivative_ticker"),
+    "deribit.trades": ("market.trades",),
+    "deribit.index": ("market.index_prices",),
+}
+REQUIRED_TOPIC_KINDS: tuple[str, ...] = tuple(TOPIC_TABLES)
 GATE_TIMEOUT_ENV = "DERIVLAKE_CHAIN_GATE_TIMEOUT_S"
 GATE_POKE_ENV = "DERIVLAKE_CHAIN_GATE_POKE_S"
+GATE_LATENESS_ENV = "DERIVLAKE_CHAIN_GATE_LATENESS_S"
 DEFAULT_GATE_TIMEOUT_S = 6 * 3600.0
 DEFAULT_GATE_POKE_S = 60.0
+DEFAULT_GATE_LATENESS_S = 300.0  # the schedule's 08:05: a quote of 07:59 produced after 08:05 is lost anyway
+NEWEST_EVENTS_SQL = Path(__file__).with_name("sql") / "gate_newest_events.sql"
+
+# (topic, partitions) -> {partition: (log start, log end)}, asked of the broker
+LogEnds = Callable[[str, list[int]], dict[int, tuple[int, int]]]
 
 
 class AsOfDateError(ValueError):
@@ -34,20 +49,43 @@ class AsOfDateError(ValueError):
 
 
 class GateTimeout(RuntimeError):
-    """The lake did not catch up with D 08:00 in time; the message names the lagging topics."""
+    """The lake did not catch up with D 08:00 in time; the message names the lagging partitions."""
+
+
+@dataclass(frozen=True)
+class PartitionMark:
+    """Where one partition's ingestion stands for the business day."""
+
+    topic: str
+    partition: int
+    newest: datetime | None  # newest event of the day committed from it (None: none)
+    quiet: bool = False  # its stored offset had reached the log end when the broker was asked
+
+    def describe(self) -> str:
+        return f"{self.topic}[{self.partition}] ingested up to {self.newest.isoformat() if self.newest else 'nothing yet'}"
 
 
 @dataclass(frozen=True)
 class Completeness:
-    """Where each required topic's ingestion stands against the snapshot of D."""
+    """Where each required topic's partitions stand against the snapshot of D."""
 
     as_of: date
     snapshot: datetime
-    watermarks: dict[str, datetime | None]  # topic kind -> newest event ingested (None: never)
+    partitions: dict[str, tuple[PartitionMark, ...]]  # topic kind -> its partitions (none: never drained)
+    broker_note: str = ""  # why quiet partitions could not be told (broker unreachable), if so
+
+    def _done(self, mark: PartitionMark) -> bool:
+        return mark.quiet or (mark.newest is not None and mark.newest >= self.snapshot)
 
     @property
-    def lagging(self) -> dict[str, datetime | None]:
-        return {k: ts for k, ts in self.watermarks.items() if ts is None or ts < self.snapshot}
+    def lagging(self) -> dict[str, tuple[PartitionMark, ...]]:
+        """Topic kind -> its partitions not complete yet (empty: the topic was never drained)."""
+        out = {}
+        for kind, marks in self.partitions.items():
+            behind = tuple(m for m in marks if not self._done(m))
+            if behind or not marks:
+                out[kind] = behind
+        return out
 
     @property
     def complete(self) -> bool:
@@ -55,14 +93,14 @@ class Completeness:
 
     def describe(self) -> str:
         if self.complete:
-            return f"lake complete for {self.as_of}: all of {', '.join(self.watermarks)} past {self.snapshot}"
+            n = sum(map(len, self.partitions.values()))
+            return f"lake complete for {self.as_of}: all {n} partitions of {', '.join(self.partitions)} past {self.snapshot} or caught up"
         lag = "; ".join(
-            f"{kind} ingested up to {ts.isoformat() if ts else 'nothing yet'}"
-            for kind, ts in self.lagging.items()
+            "; ".join(m.describe() for m in behind) if behind else f"{kind} ingested up to nothing yet"
+            for kind, behind in self.lagging.items()
         )
-        return (
-            f"lake not complete for {self.as_of} (needs events at/after {self.snapshot.isoformat()}): {lag}"
-        )
+        note = f" ({self.broker_note})" if self.broker_note else ""
+        return f"lake not complete for {self.as_of} (needs events at/after {self.snapshot.isoformat()}): {lag}{note}"
 
 
 def topic_kind(topic: str, kinds: tuple[str, ...] = REQUIRED_TOPIC_KINDS) -> str | None:
@@ -73,19 +111,84 @@ def topic_kind(topic: str, kinds: tuple[str, ...] = REQUIRED_TOPIC_KINDS) -> str
     return None
 
 
+def _newest_events(con: duckdb.DuckDBPyConnection, day: BusinessDay, topics: list[str]) -> dict:
+    from derivlake.lake.catalog import lake_tables
+
+    present = set(lake_tables(con))
+    tables = [t for kind in REQUIRED_TOPIC_KINDS for t in TOPIC_TABLES[kind] if t in present]
+    if not tables:
+        return {}
+    template = NEWEST_EVENTS_SQL.read_text()
+    literals = {**day.sql_literals(), "d_next": f"DATE '{(day.as_of + timedelta(days=1)).isoformat()}'"}
+    sql = " UNION ALL ".join(f"({template.format(table=t, **literals)})" for t in tables)
+    newest: dict[tuple[str, int], datetime] = {}
+    for topic, partition, ts in con.execute(sql, {"topics": topics}).fetchall():
+        key = (topic, int(partition))
+        newest[key] = max(ts, newest.get(key, ts))
+    return newest
+
+
 def check_completeness(
-    con: duckdb.DuckDBPyConnection, as_of: date, kinds: tuple[str, ...] = REQUIRED_TOPIC_KINDS
+    con: duckdb.DuckDBPyConnection,
+    as_of: date,
+    topics: dict[str, str],
+    log_ends: LogEnds | None = None,
 ) -> Completeness:
-    """Newest ingested event per required topic kind (max over prefixes and runs) against D 08:00."""
+    """Each partition of the `topics` (kind -> topic name) against D 08:00. `log_ends` asks the broker
+    for the partitions not past 08:00, to tell the quiet ones; the caller gives it only once the feed's
+    lateness after 08:00 has passed (None: no partition counts as quiet)."""
+    day = BusinessDay(as_of)
+    names = list(topics.values())
     rows = con.execute(
-        "SELECT topic, max(max_event_ts) FROM ops.ingest_runs WHERE max_event_ts IS NOT NULL GROUP BY topic"
+        "SELECT topic, partition, max(next_offset) FROM ops.kafka_offsets WHERE topic IN (SELECT unnest(?)) "
+        "GROUP BY ALL ORDER BY ALL",
+        [names],
     ).fetchall()
-    marks: dict[str, datetime | None] = dict.fromkeys(kinds)
-    for topic, ts in rows:
-        kind = topic_kind(topic, kinds)
-        if kind is not None and (marks[kind] is None or ts > marks[kind]):
-            marks[kind] = ts
-    return Completeness(as_of, BusinessDay(as_of).snapshot, marks)
+    stored: dict[str, dict[int, int]] = {name: {} for name in names}
+    for topic, partition, offset in rows:
+        stored[topic][int(partition)] = int(offset)
+    newest = _newest_events(con, day, names)
+    note = ""
+    partitions: dict[str, tuple[PartitionMark, ...]] = {}
+    for kind, topic in topics.items():
+        behind = [p for p in stored[topic] if not (newest.get((topic, p)) or datetime.min) >= day.snapshot]
+        ends: dict[int, tuple[int, int]] = {}
+        if behind and log_ends is not None:
+            try:
+                ends = log_ends(topic, behind)
+            except Exception as exc:  # the broker down: quiet partitions wait, they are not guessed
+                note = f"broker not reachable to tell quiet partitions: {exc}"
+        marks = []
+        for p, offset in stored[topic].items():
+            low, end = ends.get(p, (0, -1))
+            quiet = p in ends and (low if offset < 0 else offset) >= end
+            marks.append(PartitionMark(topic, p, newest.get((topic, p)), quiet))
+        partitions[kind] = tuple(marks)
+    return Completeness(as_of, day.snapshot, partitions, note)
+
+
+def broker_log_ends(kafka: KafkaSettings, timeout_s: float = 5.0) -> LogEnds:
+    """Log start and end of partitions, as the drain bounds them (the Tansu probe included)."""
+
+    def ask(topic: str, partitions: list[int]) -> dict[int, tuple[int, int]]:
+        from confluent_kafka import Consumer, TopicPartition
+
+        from derivlake.ingest.offsets import probe_log_end
+        from derivlake.kafka_log import logged
+
+        consumer = Consumer(
+            logged(kafka.client_config(**{"group.id": "derivlake.chain-gate", "enable.auto.commit": False}))
+        )
+        try:
+            out = {}
+            for p in partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+                out[p] = (low, probe_log_end(consumer, topic, p, high, timeout_s) if high > low else high)
+            return out
+        finally:
+            consumer.close()
+
+    return ask
 
 
 def gate_timeout_s() -> float:
@@ -97,8 +200,13 @@ def gate_poke_s() -> float:
     return float(os.environ.get(GATE_POKE_ENV) or DEFAULT_GATE_POKE_S)
 
 
+def gate_lateness_s() -> float:
+    """How long after D 08:00 a partition at its log end counts as quiet (no 07:59 quote still coming)."""
+    return float(os.environ.get(GATE_LATENESS_ENV) or DEFAULT_GATE_LATENESS_S)
+
+
 def gate(status: Completeness, waited_s: float, timeout_s: float) -> bool:
-    """True when complete; False to wait again; GateTimeout (naming the lagging topics) once out of time."""
+    """True when complete; False to wait again; GateTimeout (naming the lagging partitions) once out of time."""
     if status.complete:
         return True
     if waited_s >= timeout_s:
@@ -167,6 +275,7 @@ def poke_gate(
     waited_s: float,
     *,
     settings: LakeSettings | None = None,
+    kafka: KafkaSettings | None = None,
     timeout_s: float | None = None,
 ) -> tuple[bool, date]:
     """One poke of the DAG's gate: validate the business date (default: the run's), then check the lake.
@@ -178,6 +287,8 @@ def poke_gate(
     """
     from derivlake.lake.catalog import LakeMissing, open_lake
 
+    kafka = kafka or KafkaSettings.from_env()
+    topics = {kind: kafka.topic(kind).name for kind in REQUIRED_TOPIC_KINDS}
     asked = bool((raw_as_of or "").strip())
     default = business_day_of(run_ts)
     try:
@@ -190,11 +301,12 @@ def poke_gate(
         first = first_quote_time(con) if con is not None else None
         if first is None and not asked:
             as_of = default
-            status = Completeness(as_of, BusinessDay(as_of).snapshot, dict.fromkeys(REQUIRED_TOPIC_KINDS))
+            status = Completeness(as_of, BusinessDay(as_of).snapshot, dict.fromkeys(topics, ()))
         else:
             now = datetime.now(UTC).replace(tzinfo=None)
             as_of = resolve_as_of_date(raw_as_of, default=default, now=now, first_quote=first)
-            status = check_completeness(con, as_of)
+            late_enough = now >= BusinessDay(as_of).snapshot + timedelta(seconds=gate_lateness_s())
+            status = check_completeness(con, as_of, topics, broker_log_ends(kafka) if late_enough else None)
     finally:
         if con is not None:
             con.close()
