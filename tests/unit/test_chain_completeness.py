@@ -18,20 +18,10 @@ from derivlake.reports.completeness import (
     first_quote_time,
     gate,
     resolve_as_of_date,
-    topic_kind,
 )
 
 D = date(2024, 3, 8)
 SNAP = datetime(2024, 3, 8, 8)
-
-
-def test_topic_kind_matches_on_suffix() -> None:
-    assert topic_kind("deribit.ticker") == "deribit.ticker"
-    assert topic_kind("t1a2b3c4d.deribit.trades") == "deribit.trades"
-    assert topic_kind("prod-deribit.ticker") == "deribit.ticker"
-    assert topic_kind("p.deribit.index") == "deribit.index"
-    assert topic_kind("deribit.book") is None
-    assert topic_kind("deribit.instruments") is None
 
 
 TOPICS = {

@@ -103,14 +103,6 @@ class Completeness:
         return f"lake not complete for {self.as_of} (needs events at/after {self.snapshot.isoformat()}): {lag}{note}"
 
 
-def topic_kind(topic: str, kinds: tuple[str, ...] = REQUIRED_TOPIC_KINDS) -> str | None:
-    """The logical kind of a (possibly prefixed) Kafka topic name: `t1.deribit.ticker` -> `deribit.ticker`."""
-    for kind in kinds:
-        if topic == kind or topic.endswith("." + kind) or topic.endswith(kind):
-            return kind
-    return None
-
-
 def _newest_events(con: duckdb.DuckDBPyConnection, day: BusinessDay, topics: list[str]) -> dict:
     from derivlake.lake.catalog import lake_tables
 
