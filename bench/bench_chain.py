@@ -126,8 +126,14 @@ def main() -> int:
             t0 = time.perf_counter()
             result = build_chain(con, D, reports_dir=settings.reports_dir)
             build_s.append(time.perf_counter() - t0)
+        from derivlake.reports.completeness import REQUIRED_TOPIC_KINDS, check_completeness
+
+        t0 = time.perf_counter()  # the gate's lake side, once per poke (a minute) while it waits
+        status = check_completeness(con, D, {kind: kind for kind in REQUIRED_TOPIC_KINDS})
+        gate_s = time.perf_counter() - t0
         con.close()
         assert result.series == n_series, (result.series, n_series)
+        print(f"# completeness gate check: {gate_s:.3f}s ({'complete' if status.complete else 'waiting'})")
         print(f"chain_series {result.series}")
         print(f"chain_expiries {result.expiry_count}")
         print(f"chain_build_seconds {min(build_s):.3f}")

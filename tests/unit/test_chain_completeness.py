@@ -57,7 +57,7 @@ def test_complete_only_when_every_partition_passed_the_snapshot_or_is_quiet() ->
     never = _status(ticker=[], trades=[SNAP, None])
     assert list(never.lagging) == ["deribit.ticker", "deribit.trades"]
     assert "deribit.ticker ingested up to nothing yet" in never.describe()
-    assert "p.deribit.trades[1] ingested up to nothing yet" in never.describe()
+    assert "p.deribit.trades[1] ingested nothing of the hour before 08:00 yet" in never.describe()
 
 
 def test_gate_waits_then_times_out_naming_the_lagging_partition() -> None:

@@ -39,6 +39,7 @@ DEFAULT_GATE_TIMEOUT_S = 6 * 3600.0
 DEFAULT_GATE_POKE_S = 60.0
 DEFAULT_GATE_LATENESS_S = 300.0  # the schedule's 08:05: a quote of 07:59 produced after 08:05 is lost anyway
 NEWEST_EVENTS_SQL = Path(__file__).with_name("sql") / "gate_newest_events.sql"
+PROGRESS_WINDOW = timedelta(hours=1)  # how far before 08:00 a lagging partition's newest event is looked for
 
 # (topic, partitions) -> {partition: (log start, log end)}, asked of the broker
 LogEnds = Callable[[str, list[int]], dict[int, tuple[int, int]]]
@@ -62,7 +63,9 @@ class PartitionMark:
     quiet: bool = False  # its stored offset had reached the log end when the broker was asked
 
     def describe(self) -> str:
-        return f"{self.topic}[{self.partition}] ingested up to {self.newest.isoformat() if self.newest else 'nothing yet'}"
+        if self.newest is None:
+            return f"{self.topic}[{self.partition}] ingested nothing of the hour before 08:00 yet"
+        return f"{self.topic}[{self.partition}] ingested up to {self.newest.isoformat()}"
 
 
 @dataclass(frozen=True)
@@ -103,20 +106,24 @@ class Completeness:
         return f"lake not complete for {self.as_of} (needs events at/after {self.snapshot.isoformat()}): {lag}{note}"
 
 
-def _newest_events(con: duckdb.DuckDBPyConnection, day: BusinessDay, topics: list[str]) -> dict:
+def _newest_events(
+    con: duckdb.DuckDBPyConnection, topics: list[str], since: datetime, until: datetime
+) -> dict[tuple[str, int], datetime]:
+    """(topic, partition) -> its newest committed event in [since, until)."""
     from derivlake.lake.catalog import lake_tables
 
     present = set(lake_tables(con))
     tables = [t for kind in REQUIRED_TOPIC_KINDS for t in TOPIC_TABLES[kind] if t in present]
     if not tables:
         return {}
+    ts, day = "TIMESTAMP '{:%Y-%m-%d %H:%M:%S}'".format, "DATE '{:%Y-%m-%d}'".format
+    bounds = {"since": ts(since), "until": ts(until), "date_from": day(since), "date_to": day(until)}
     template = NEWEST_EVENTS_SQL.read_text()
-    literals = {**day.sql_literals(), "d_next": f"DATE '{(day.as_of + timedelta(days=1)).isoformat()}'"}
-    sql = " UNION ALL ".join(f"({template.format(table=t, **literals)})" for t in tables)
+    sql = " UNION ALL ".join(f"({template.format(table=t, **bounds)})" for t in tables)
     newest: dict[tuple[str, int], datetime] = {}
-    for topic, partition, ts in con.execute(sql, {"topics": topics}).fetchall():
+    for topic, partition, at in con.execute(sql, {"topics": topics}).fetchall():
         key = (topic, int(partition))
-        newest[key] = max(ts, newest.get(key, ts))
+        newest[key] = max(at, newest.get(key, at))
     return newest
 
 
@@ -139,7 +146,11 @@ def check_completeness(
     stored: dict[str, dict[int, int]] = {name: {} for name in names}
     for topic, partition, offset in rows:
         stored[topic][int(partition)] = int(offset)
-    newest = _newest_events(con, day, names)
+    # past 08:00 (D's and the next day's files); then, for the partitions not past it, how close they
+    # are: their newest event of the last hour before 08:00 (an older one is reported as nothing)
+    newest = _newest_events(con, names, day.snapshot, day.snapshot + timedelta(days=2))
+    if any((t, p) not in newest for t in names for p in stored[t]):
+        newest = _newest_events(con, names, day.snapshot - PROGRESS_WINDOW, day.snapshot) | newest
     note = ""
     partitions: dict[str, tuple[PartitionMark, ...]] = {}
     for kind, topic in topics.items():
