@@ -1,10 +1,10 @@
 """
 ### End-of-day options chain
 Builds the chain of business day **D** = [D-1 08:00, D 08:00) UTC once every partition of the ticker, trade
-and index topics has passed D 08:00 in the lake, or is quiet (at its log end on the broker): `reports.options_chain` (one row per series alive at the snapshot),
-`reports.options_chain_expiry`, and CSV + HTML (smiles, ATM term structure, OI by strike) under
-`$DERIVLAKE_HOME/reports/chain/<D>/`. Rerunning a date replaces it. Param `as_of_date` (YYYY-MM-DD),
-empty = the business day that ended at this run's 08:00. Same code: `python -m derivlake report chain --date D`.
+and index topics has passed D 08:00 in the lake or is quiet (at its log end on the broker): `reports.options_chain`
+(a row per series alive at 08:00), `reports.options_chain_expiry`, CSV + HTML (smiles, ATM term structure, OI
+by strike) under `$DERIVLAKE_HOME/reports/chain/<D>/`. Rerunning a date replaces it. Param `as_of_date`
+(YYYY-MM-DD), empty = the business day that ended at this run's 08:00. Same code: `python -m derivlake report chain --date D`.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ class PartitionMark:
 
     topic: str
     partition: int
-    newest: datetime | None  # newest event of the day committed from it (None: none)
+    newest: datetime | None  # its newest committed event past 08:00, else of the hour before (None: none)
     quiet: bool = False  # its stored offset had reached the log end when the broker was asked
 
     def describe(self) -> str:
