@@ -35,6 +35,14 @@ def castable(value: object, duck_type: str) -> bool:
     return False
 
 
+def _at(doc: dict, path: str) -> object:
+    """The value at a dotted path, None where any step is absent or not an object."""
+    node: object = doc
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
 def reference_reason(spec: TopicNormalizer, value: bytes, key: bytes | None) -> str | None:
     """The quarantine reason of one message, or None: the rules of core.reason_expression, one by one."""
     try:
@@ -45,9 +53,8 @@ def reference_reason(spec: TopicNormalizer, value: bytes, key: bytes | None) -> 
     if spec.key_fallback and doc.get(spec.key_fallback) in (None, ""):
         doc[spec.key_fallback] = (key or b"").decode() or None
     for path in spec.checked:
-        node, duck_type = doc, spec.fields
+        node, duck_type = _at(doc, path), spec.fields
         for part in path.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
             duck_type = duck_type[part]
         if node is None:
             if path in spec.required:
@@ -58,9 +65,7 @@ def reference_reason(spec: TopicNormalizer, value: bytes, key: bytes | None) -> 
         if doc.get(path) is not None and not 946_684_800_000 <= int(doc[path]) <= 32_503_766_400_000:
             return f"out_of_range:{path}"
     for path in spec.doubles:  # NaN, Infinity, "inf", 1e999: parsed, but not finite
-        node = doc
-        for part in path.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
+        node = _at(doc, path)
         if node is not None and castable(node, "DOUBLE") and not math.isfinite(float(node)):
             return f"not_finite:{path}"
     if spec.symbol_field:

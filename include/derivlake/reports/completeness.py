@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -62,6 +62,9 @@ class PartitionMark:
     newest: datetime | None  # its newest committed event past 08:00, else of the hour before (None: none)
     quiet: bool = False  # its stored offset had reached the log end when the broker was asked
 
+    def passed(self, snapshot: datetime) -> bool:
+        return self.newest is not None and self.newest >= snapshot
+
     def describe(self) -> str:
         if self.newest is None:
             return f"{self.topic}[{self.partition}] ingested nothing of the hour before 08:00 yet"
@@ -78,7 +81,7 @@ class Completeness:
     broker_note: str = ""  # why quiet partitions could not be told (broker unreachable), if so
 
     def _done(self, mark: PartitionMark) -> bool:
-        return mark.quiet or (mark.newest is not None and mark.newest >= self.snapshot)
+        return mark.quiet or mark.passed(self.snapshot)
 
     @property
     def lagging(self) -> dict[str, tuple[PartitionMark, ...]]:
@@ -154,18 +157,19 @@ def check_completeness(
     note = ""
     partitions: dict[str, tuple[PartitionMark, ...]] = {}
     for kind, topic in topics.items():
-        behind = [p for p in stored[topic] if not (newest.get((topic, p)) or datetime.min) >= day.snapshot]
+        marks = [PartitionMark(topic, p, newest.get((topic, p))) for p in stored[topic]]
+        behind = [m.partition for m in marks if not m.passed(day.snapshot)]
         ends: dict[int, tuple[int, int]] = {}
         if behind and log_ends is not None:
             try:
                 ends = log_ends(topic, behind)
             except Exception as exc:  # the broker down: quiet partitions wait, they are not guessed
                 note = f"broker not reachable to tell quiet partitions: {exc}"
-        marks = []
-        for p, offset in stored[topic].items():
-            low, end = ends.get(p, (0, -1))
-            quiet = p in ends and (low if offset < 0 else offset) >= end
-            marks.append(PartitionMark(topic, p, newest.get((topic, p)), quiet))
+        for i, mark in enumerate(marks):
+            if mark.partition in ends:
+                low, end = ends[mark.partition]
+                offset = stored[topic][mark.partition]
+                marks[i] = replace(mark, quiet=(low if offset < 0 else offset) >= end)
         partitions[kind] = tuple(marks)
     return Completeness(as_of, day.snapshot, partitions, note)
 
