@@ -151,6 +151,24 @@ def test_csv_and_json_to_stdout_stream_in_bounded_memory(lake_with_rows: LakeSet
     assert peak_mb[2_000_000] - peak_mb[100_000] < 60, peak_mb
 
 
+def test_no_progress_bar_in_the_output(lake_with_rows: LakeSettings) -> None:
+    """DuckDB turns its progress bar on where `__main__` has no file (a notebook, a REPL, `python -c` as
+    in the test above) and prints it to stdout once a query has run 2 s: on a slow machine it landed in
+    the middle of that test's JSON. Lake connections turn it off (a query's own SET can turn it on)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "include"), **lake_env(lake_with_rows)}
+
+    def from_c(query: str) -> str:
+        launcher = "import sys; from derivlake.cli import main; sys.exit(main(sys.argv[1:]))"
+        args = [sys.executable, "-c", launcher, "sql", query, "--format", "csv"]
+        done = subprocess.run(args, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert from_c("SELECT current_setting('enable_progress_bar') AS bar") == "bar\nfalse\n"
+    # what the setting prevents: the same bar, shown at once
+    assert "100%" in from_c("SET progress_bar_time = 0; SELECT i FROM range(3000000) t(i)")
+
+
 TYPED = r"""SELECT TIMESTAMP '2025-03-06 07:59:00.123456' AS ts, TIMESTAMPTZ '2025-03-06 07:59:00.5+00' AS tz,
        DATE '2025-03-06' AS d, 'a\x00b'::BLOB AS raw, 9007199254740993::HUGEINT AS big, [1, 2] AS levels,
        true AS ok, INTERVAL 90 MINUTE AS span, NULL::DOUBLE AS missing, 'x,"y"' AS text"""

@@ -201,7 +201,9 @@ def connect_duckdb(catalog_extension: str | None, spill_root: Path) -> duckdb.Du
 
     from derivlake.lake.spill import spill_directory
 
-    # memory is capped by configuration (DuckDB's default is 80% of RAM); beyond it DuckDB spills to disk
+    # memory is capped by configuration (DuckDB's default is 80% of RAM); beyond it DuckDB spills to disk.
+    # No progress bar: where `__main__` has no file (a notebook, a REPL, `python -c`) DuckDB prints one to
+    # stdout once a query runs 2 s, into the `sql` command's CSV/JSON stream (seen in CI on a slow machine).
     con = duckdb.connect(
         config={
             "autoinstall_known_extensions": False,
@@ -215,6 +217,7 @@ def connect_duckdb(catalog_extension: str | None, spill_root: Path) -> duckdb.Du
     if catalog_extension == "sqlite_scanner":
         con.execute(SQLITE_SNAPSHOT_READS)
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")  # a session setting: not in the connect config
     return con
 
 

@@ -16,6 +16,7 @@ more than 512 MB on two threads, less on one).
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,26 +117,29 @@ def _retrying(
     return with_commit_retries(con, what, fn, attempts=retries, first_delay_s=0.2, max_delay_s=5.0) or []
 
 
-def delete_orphans(con: duckdb.DuckDBPyConnection, grace: timedelta, attempts: int = 8) -> int:
+def delete_orphans(con: duckdb.DuckDBPyConnection, grace: timedelta, patience_s: float = 60.0) -> int:
     """Delete the Parquet files under the data path that the catalog does not know, older than `grace`.
 
     DuckLake lists the data path, then opens each unknown file for its age; one that vanishes in
     between fails the whole call ("Cannot open file"). Files do vanish: a drain whose commit loses a
     race deletes its own, the commit guard drops its links. Measured: 4 of 30 sweeps failed with
-    files coming and going beside them. The call is then run again: it is idempotent."""
+    files coming and going beside them, and a slow CI machine failed 8 in a row. The call is idempotent:
+    it is run again, for `patience_s` (a sweep is hourly; the chance of a vanish at every try falls
+    geometrically with their number)."""
     import duckdb
 
     # DuckLake compares the files' own modification times here, on either catalog (measured)
     sql = f"CALL ducklake_delete_orphaned_files('lake', older_than => {older_than(grace, sqlite=False)})"
-    for attempt in range(attempts):
+    deadline, attempt = time.monotonic() + patience_s, 0
+    while True:
         try:
             return len(con.execute(sql).fetchall())
         except duckdb.IOException as exc:
-            if "Cannot open file" not in str(exc) or attempt == attempts - 1:
+            if "Cannot open file" not in str(exc) or time.monotonic() > deadline:
                 raise
-            log.info("orphan sweep: a file vanished while the data path was listed, retry %d", attempt + 1)
-            time.sleep(0.05 * 2**attempt)
-    raise ValueError(f"attempts must be at least 1, not {attempts}")
+            attempt += 1
+            log.info("orphan sweep: a file vanished while the data path was listed, retry %d", attempt)
+            time.sleep(min(0.05 * 2**attempt, 1.0) * random.uniform(0.5, 1.0))
 
 
 def _remove_abandoned_dirs(settings: LakeSettings, grace: timedelta) -> None:
