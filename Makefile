@@ -33,7 +33,7 @@ demo: $(STAMP)
 test: $(STAMP) $(S3_STAMP)
 	$(VENV)/bin/ruff check include dags plugins tests bench deploy
 	$(VENV)/bin/ruff format --check include dags plugins tests bench deploy
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=25 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check include dags plugins tests bench deploy
