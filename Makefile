@@ -6,6 +6,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)/include
 export PYTHONDONTWRITEBYTECODE := 1
+# pytest-xdist workers: each starts its own broker, Postgres and S3 servers; most tests wait on
+# timeouts and subprocesses, so two halve the run even on two cores
+TEST_WORKERS ?= 2
 
 .PHONY: venv demo test lint format bench chaos up down clean
 
@@ -33,7 +36,7 @@ demo: $(STAMP)
 test: $(STAMP) $(S3_STAMP)
 	$(VENV)/bin/ruff check include dags plugins tests bench deploy
 	$(VENV)/bin/ruff format --check include dags plugins tests bench deploy
-	$(PY) -m pytest -q --durations=25 $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=25 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check include dags plugins tests bench deploy

@@ -22,6 +22,8 @@ CONFIG = SimulatorConfig(
     seed=5, start=datetime(2025, 3, 6, 0, 0, tzinfo=UTC), end=datetime(2025, 3, 6, 9, 0, tzinfo=UTC)
 )
 AT = "2025-03-06 08:00:00"
+# one worker builds the module's lake (30 s) for all of its tests (`make test` runs pytest-xdist)
+pytestmark = pytest.mark.xdist_group("analyst_lake")
 
 
 @pytest.fixture(scope="module")

@@ -329,6 +329,8 @@ class Drain:
             return self._run()
 
     def _run(self) -> DrainResult:
+        from confluent_kafka import TopicPartition
+
         t0 = time.monotonic()
         result = DrainResult(self.topic.name, self.run_id)
         consumer = self._consumer()
@@ -351,6 +353,8 @@ class Drain:
                 # drains that both stopped there left the rest to nobody (CI lost 200 messages).
                 self._lost_race = False
                 result.races_lost += 1
+                # the next pass assigns them again: none may stay paused
+                consumer.resume([TopicPartition(self.topic.name, p) for p in partitions])
                 log.warning(
                     "%s: %s; resuming from the lake's offsets (race %d)",
                     self.topic.name, result.stopped_early, result.races_lost,
@@ -493,8 +497,6 @@ class Drain:
         finally:
             for pool in (committer, stager):
                 pool.shutdown(wait=True)  # an in-flight commit finishes (or fails) atomically
-            # a next pass assigns them again, and they must not stay paused
-            consumer.resume([TopicPartition(self.topic.name, p) for p in partitions])
         return stored, starts
 
     def _new_batch(self, rows_per_message: float = 0.0) -> _Batch:
