@@ -51,7 +51,7 @@ bench: $(STAMP)
 
 chaos: $(STAMP)
 	@# 200 trials of ~2 s each, on each catalog: longer than the per-test timeout of `make test`
-	DERIVLAKE_CHAOS_TRIALS=200 $(PY) -m pytest -q --timeout 1800 tests/integration/test_drain.py -k kill_9 $(PYTEST_ARGS)
+	DERIVLAKE_CHAOS_TRIALS=200 $(PY) -m pytest -q -n $(TEST_WORKERS) --timeout 1800 tests/integration/test_drain.py -k kill_9 $(PYTEST_ARGS)
 
 up:
 	docker compose up -d --build
