@@ -257,12 +257,12 @@ def test_two_concurrent_drains_of_one_topic_give_exactly_once(kafka: KafkaSettin
         procs = [spawn_drain(env, "--topic", "deribit.ticker") for _ in range(2)]
         outputs += [p.communicate(timeout=240)[0] for p in procs]
         assert all(p.returncode == 0 for p in procs), outputs[-2:]
-    rows = lake_provenance(lake_settings)
-    missing = sorted(set(_all_offsets(kafka, "deribit.ticker")) - set(rows))
+    rows, expected = lake_provenance(lake_settings), _all_offsets(kafka, "deribit.ticker")
+    missing = sorted(set(expected) - set(rows))
     doubled = [r for r, n in Counter(rows).items() if n > 1]
     # on failure, what each drain said: how far it got and whether it lost a race
     assert not missing and not doubled, (missing[:5], len(missing), doubled[:5], outputs)
-    assert len(rows) == produced
+    assert len(rows) == produced and rows == expected
 
 
 def test_a_drain_that_loses_a_race_drains_what_the_winner_left(kafka: KafkaSettings, lake_settings) -> None:
