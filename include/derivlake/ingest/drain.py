@@ -247,7 +247,6 @@ class Drain:
         # the retry must find it there rather than lose the compare-and-set to it
         self._unconfirmed: tuple[int, dict] | None = None
         self._lost_race = False  # another drain moved the offsets a batch started from
-        self._broker_lost: str | None = None  # why the broker stopped answering mid-drain
 
     # -- Kafka ---------------------------------------------------------------------------------
     def _consumer(self):
@@ -345,8 +344,10 @@ class Drain:
             self._with_retries("offset rows", lambda: self._init_offsets(partitions, topic_id))
             bound: dict[int, int] = {}  # fixed at the first fetch of each partition, for every pass
             while True:
-                stored, starts = self._drain_pass(consumer, partitions, topic_id, bound, result, t0)
-                if not self._lost_race or self._broker_lost:
+                stored, starts, broker_lost = self._drain_pass(
+                    consumer, partitions, topic_id, bound, result, t0
+                )
+                if not self._lost_race or broker_lost:
                     break
                 # Another drain of the topic committed offsets this one read from. Its batches need
                 # not cover this one's: each may have won one partition and lost the next, and two
@@ -361,10 +362,10 @@ class Drain:
                 )  # fmt: skip
                 result.stopped_early = ""
             result.offsets = dict(stored)
-            if self._broker_lost:  # what was read is committed; the rest waits for the broker
+            if broker_lost:  # what was read is committed; the rest waits for the broker
                 raise BrokerUnavailable(
                     f"Kafka at {self.kafka.bootstrap_servers} stopped answering during the drain of "
-                    f"{self.topic.name} ({self._broker_lost}); {result.messages} messages were committed, "
+                    f"{self.topic.name} ({broker_lost}); {result.messages} messages were committed, "
                     f"up to offsets {result.offsets}, and the next run resumes from there"
                 )
             result.lag = sum(
@@ -398,9 +399,10 @@ class Drain:
         bound: dict[int, int],
         result: DrainResult,
         t0: float,
-    ) -> tuple[dict[int, int], list[PartitionStart]]:
+    ) -> tuple[dict[int, int], list[PartitionStart], str | None]:
         """Read from the lake's offsets up to the bounds, committing batch by batch; returns the
-        offsets committed and where the pass started. Stops early on a lost race (`_lost_race`)."""
+        offsets committed, where the pass started, and why the broker stopped answering (None: it
+        did not). Stops early on a lost race (`_lost_race`)."""
         from confluent_kafka import KafkaError, TopicPartition
 
         starts, resets = resolve_starts(
@@ -427,6 +429,7 @@ class Drain:
         committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-commit")
         inflight: deque[Future[bool]] = deque()
         position = {s.partition: s.next_offset for s in starts}
+        broker_lost = None
         try:
             while len(done) < len(starts):
                 want = max(1, min(10_000, self.settings.batch_messages - len(batch)))
@@ -464,7 +467,7 @@ class Drain:
                     # noted only after the last flush: set now, it would drop the batches read so far
                     idle_stop = f"no data or end-of-partition for {self.settings.idle_timeout_s}s"
                     # librdkafka reports a broker that went away through logs, not through consume()
-                    self._broker_lost = self._broker_gone(consumer)
+                    broker_lost = self._broker_gone(consumer)
                     break
                 if (
                     batch.nbytes >= self.settings.batch_bytes
@@ -497,7 +500,7 @@ class Drain:
         finally:
             for pool in (committer, stager):
                 pool.shutdown(wait=True)  # an in-flight commit finishes (or fails) atomically
-        return stored, starts
+        return stored, starts, broker_lost
 
     def _new_batch(self, rows_per_message: float = 0.0) -> _Batch:
         return _Batch(self.topic.name, self.spec.exploded_lists, rows_per_message)
