@@ -294,6 +294,8 @@ def test_a_drain_that_loses_a_race_drains_what_the_winner_left(kafka: KafkaSetti
     (other,) = others
     assert other.messages == 100 and other.stopped_early
     assert ours.races_lost == 1 and not ours.stopped_early and ours.messages == 1100, ours
+    assert "1 pass(es) resumed after another drain's commit" in ours.summary()  # what the CLI prints
+    assert f"stopped early: {other.stopped_early}" in other.summary()
     rows = lake_provenance(lake_settings)
     assert len(rows) == len(set(rows)) == 1200 and rows == _all_offsets(kafka, "deribit.ticker")
 

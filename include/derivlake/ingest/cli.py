@@ -35,9 +35,5 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(result.as_metadata()))
         else:
-            print(
-                f"{topic}: {result.messages} messages -> rows {result.rows}, quarantined "
-                f"{result.quarantined}, duplicates {result.duplicates}, late {result.late}, "
-                f"lag {result.lag}, {result.seconds:.1f}s"
-            )
+            print(result.summary())
     return 1 if failures else 0

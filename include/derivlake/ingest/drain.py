@@ -81,6 +81,19 @@ class DrainResult:
     races_lost: int = 0  # passes cut short by another drain of the topic (each resumed after it)
     seconds: float = 0.0
 
+    def summary(self) -> str:
+        """One line for logs and the CLI; a drain cut short or raced says so."""
+        line = (
+            f"{self.topic}: {self.messages} messages ({self.bytes} bytes) in {self.batches} batches, "
+            f"{self.seconds:.1f}s ({self.messages / max(self.seconds, 1e-9):.0f} msg/s); rows {self.rows}; "
+            f"quarantined {self.quarantined}, duplicates {self.duplicates}, late {self.late}, lag {self.lag}"
+        )
+        if self.races_lost:
+            line += f"; {self.races_lost} pass(es) resumed after another drain's commit"
+        if self.stopped_early:
+            line += f"; stopped early: {self.stopped_early}"
+        return line
+
     def as_metadata(self) -> dict[str, object]:
         """Plain values for Airflow asset events and XCom."""
         return {
@@ -381,13 +394,7 @@ class Drain:
             if gc_was_enabled:
                 gc.enable()
         result.seconds = time.monotonic() - t0
-        log.info(
-            "%s: drained %d messages (%d bytes) in %d batches, %.1fs (%.0f msg/s); rows %s; "
-            "quarantined %d, duplicates %d, late %d",
-            self.topic.name, result.messages, result.bytes, result.batches, result.seconds,
-            result.messages / max(result.seconds, 1e-9), result.rows, result.quarantined,
-            result.duplicates, result.late,
-        )  # fmt: skip
+        log.info("drained %s", result.summary())
         self._check_quarantine(result)
         return result
 
