@@ -9,15 +9,15 @@ by strike) under `$DERIVLAKE_HOME/reports/chain/<D>/`. Rerunning a date replaces
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Asset, Param, PokeReturnValue, dag, task
 
+from derivlake.config import ChainGateSettings
+
 CHAIN = Asset("lake://reports/options_chain")
 READS = [Asset(f"lake://market/{t}") for t in ("options_ticker", "trades", "index_prices")]
-GATE_TIMEOUT_S = float(os.environ.get("DERIVLAKE_CHAIN_GATE_TIMEOUT_S") or 6 * 3600)
-GATE_POKE_S = float(os.environ.get("DERIVLAKE_CHAIN_GATE_POKE_S") or 60)
+GATE = ChainGateSettings.from_env()
 
 
 @dag(
@@ -33,7 +33,7 @@ GATE_POKE_S = float(os.environ.get("DERIVLAKE_CHAIN_GATE_POKE_S") or 60)
                                 description="business date D (YYYY-MM-DD); empty: the run's business day")},
 )  # fmt: skip
 def eod_options_chain() -> None:
-    @task.sensor(poke_interval=GATE_POKE_S, timeout=GATE_TIMEOUT_S + 2 * GATE_POKE_S, mode="reschedule")
+    @task.sensor(poke_interval=GATE.poke_s, timeout=GATE.timeout_s + 2 * GATE.poke_s, mode="reschedule")
     def lake_complete(params: dict, ti=None, dag_run=None, **context) -> PokeReturnValue:
         """Wait, without a worker slot, until ticker, trades, index are in the lake past D 08:00."""
         from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout

@@ -268,6 +268,24 @@ class DrainSettings:
 
 
 @dataclass(frozen=True)
+class ChainGateSettings:
+    """The end-of-day chain's wait for a complete lake: its patience, how often it looks, and how long
+    after D 08:00 a partition drained to its log end counts as quiet (no 07:59 quote still coming)."""
+
+    timeout_s: float = 6 * 3600.0
+    poke_s: float = 60.0
+    lateness_s: float = 300.0  # the schedule's 08:05: a quote of 07:59 produced after 08:05 is lost anyway
+
+    @classmethod
+    def from_env(cls) -> ChainGateSettings:
+        return cls(
+            timeout_s=_env_float("DERIVLAKE_CHAIN_GATE_TIMEOUT_S", cls.timeout_s),
+            poke_s=_env_float("DERIVLAKE_CHAIN_GATE_POKE_S", cls.poke_s),
+            lateness_s=_env_float("DERIVLAKE_CHAIN_GATE_LATENESS_S", cls.lateness_s),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     kafka: KafkaSettings
     lake: LakeSettings

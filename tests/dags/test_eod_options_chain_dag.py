@@ -81,6 +81,14 @@ def test_dag_shape(airflow_db) -> None:
     assert len(DAG_FILE.read_text().splitlines()) <= 70, "the DAG file stays thin"
 
 
+def test_a_malformed_gate_setting_is_an_import_error_that_names_it(airflow_db, monkeypatch) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("DERIVLAKE_CHAIN_GATE_POKE_S", "1m")
+    errors = DagBag(dag_folder=str(DAG_FILE)).import_errors
+    assert "DERIVLAKE_CHAIN_GATE_POKE_S='1m' is not a number" in "".join(errors.values()), errors
+
+
 def test_dag_test_builds_the_chain(lake: LakeSettings) -> None:
     _ingested(lake, "2024-03-08 08:00:00")
     dag = load_dag()

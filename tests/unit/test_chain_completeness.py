@@ -6,7 +6,7 @@ from datetime import date, datetime
 
 import pytest
 
-from derivlake.config import LakeSettings
+from derivlake.config import ChainGateSettings, LakeSettings
 from derivlake.lake.catalog import open_lake
 from derivlake.reports.completeness import (
     AsOfDateError,
@@ -186,7 +186,9 @@ def test_a_scheduled_gate_waits_for_the_first_drains_and_an_asked_date_does_not(
     run_ts = datetime(2024, 3, 8, 8, 5)
 
     def poke(raw: str | None, waited_s: float = 0.0) -> tuple[bool, date]:
-        return poke_gate(raw, run_ts, waited_s, settings=lake_settings, timeout_s=60)
+        return poke_gate(
+            raw, run_ts, waited_s, settings=lake_settings, gate_settings=ChainGateSettings(timeout_s=60)
+        )
 
     # no lake at all; then a catalog file the first drain created but has not initialised yet
     for _stage in ("no catalog", "bare catalog"):

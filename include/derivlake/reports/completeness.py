@@ -10,14 +10,13 @@ drain catches up batch by batch, one partition passes 08:00 before another's las
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from derivlake.config import KafkaSettings, LakeSettings
+from derivlake.config import ChainGateSettings, KafkaSettings, LakeSettings
 from derivlake.reports.chain import BusinessDay
 
 if TYPE_CHECKING:
@@ -32,12 +31,6 @@ TOPIC_TABLES: dict[str, tuple[str, ...]] = {
     "deribit.index": ("market.index_prices",),
 }
 REQUIRED_TOPIC_KINDS: tuple[str, ...] = tuple(TOPIC_TABLES)
-GATE_TIMEOUT_ENV = "DERIVLAKE_CHAIN_GATE_TIMEOUT_S"
-GATE_POKE_ENV = "DERIVLAKE_CHAIN_GATE_POKE_S"
-GATE_LATENESS_ENV = "DERIVLAKE_CHAIN_GATE_LATENESS_S"
-DEFAULT_GATE_TIMEOUT_S = 6 * 3600.0
-DEFAULT_GATE_POKE_S = 60.0
-DEFAULT_GATE_LATENESS_S = 300.0  # the schedule's 08:05: a quote of 07:59 produced after 08:05 is lost anyway
 NEWEST_EVENTS_SQL = Path(__file__).with_name("sql") / "gate_newest_events.sql"
 PROGRESS_WINDOW = timedelta(hours=1)  # how far before 08:00 a lagging partition's newest event is looked for
 
@@ -198,20 +191,6 @@ def broker_log_ends(kafka: KafkaSettings, timeout_s: float = 5.0) -> LogEnds:
     return ask
 
 
-def gate_timeout_s() -> float:
-    """The gate's patience, from the environment (tests shorten it)."""
-    return float(os.environ.get(GATE_TIMEOUT_ENV) or DEFAULT_GATE_TIMEOUT_S)
-
-
-def gate_poke_s() -> float:
-    return float(os.environ.get(GATE_POKE_ENV) or DEFAULT_GATE_POKE_S)
-
-
-def gate_lateness_s() -> float:
-    """How long after D 08:00 a partition at its log end counts as quiet (no 07:59 quote still coming)."""
-    return float(os.environ.get(GATE_LATENESS_ENV) or DEFAULT_GATE_LATENESS_S)
-
-
 def gate(status: Completeness, waited_s: float, timeout_s: float) -> bool:
     """True when complete; False to wait again; GateTimeout (naming the lagging partitions) once out of time."""
     if status.complete:
@@ -283,7 +262,7 @@ def poke_gate(
     *,
     settings: LakeSettings | None = None,
     kafka: KafkaSettings | None = None,
-    timeout_s: float | None = None,
+    gate_settings: ChainGateSettings | None = None,
 ) -> tuple[bool, date]:
     """One poke of the DAG's gate: validate the business date (default: the run's), then check the lake.
 
@@ -295,6 +274,7 @@ def poke_gate(
     from derivlake.lake.catalog import LakeMissing, open_lake
 
     kafka = kafka or KafkaSettings.from_env()
+    patience = gate_settings or ChainGateSettings.from_env()
     topics = {kind: kafka.topic(kind).name for kind in REQUIRED_TOPIC_KINDS}
     asked = bool((raw_as_of or "").strip())
     default = business_day_of(run_ts)
@@ -312,10 +292,10 @@ def poke_gate(
         else:
             now = datetime.now(UTC).replace(tzinfo=None)
             as_of = resolve_as_of_date(raw_as_of, default=default, now=now, first_quote=first)
-            late_enough = now >= BusinessDay(as_of).snapshot + timedelta(seconds=gate_lateness_s())
+            late_enough = now >= BusinessDay(as_of).snapshot + timedelta(seconds=patience.lateness_s)
             status = check_completeness(con, as_of, topics, broker_log_ends(kafka) if late_enough else None)
     finally:
         if con is not None:
             con.close()
     log.info("%s (waited %.0fs)", status.describe(), waited_s)
-    return gate(status, waited_s, gate_timeout_s() if timeout_s is None else timeout_s), as_of
+    return gate(status, waited_s, patience.timeout_s), as_of
