@@ -36,7 +36,7 @@ demo: $(STAMP)
 test: $(STAMP) $(S3_STAMP)
 	$(VENV)/bin/ruff check include dags plugins tests bench deploy
 	$(VENV)/bin/ruff format --check include dags plugins tests bench deploy
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=25 $(PYTEST_ARGS)
+	$(PY) -m pytest -q -rs -n $(TEST_WORKERS) --dist loadgroup --durations=25 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check include dags plugins tests bench deploy

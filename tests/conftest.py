@@ -91,7 +91,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     try:
         server = start_postgres(free_port())
     except PostgresUnavailable as exc:
-        _unavailable("DERIVLAKE_REQUIRE_POSTGRES", "the lake on a Postgres catalog", exc)
+        require_or_skip("DERIVLAKE_REQUIRE_POSTGRES", "the lake on a Postgres catalog", exc)
     yield server
     server.stop()
 
@@ -103,13 +103,14 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     try:
         server = start_s3_server(free_port(), tmp_path_factory.mktemp("s3") / "server.log")
     except S3Unavailable as exc:
-        _unavailable("DERIVLAKE_REQUIRE_S3", "the lake in object storage", exc)
+        require_or_skip("DERIVLAKE_REQUIRE_S3", "the lake in object storage", exc)
     yield server
     server.stop()
 
 
-def _unavailable(required_by: str, what: str, exc: Exception) -> NoReturn:
-    """A server the tests start is missing: a failure where `required_by`=1 (CI), else a skip saying so."""
+def require_or_skip(required_by: str, what: str, exc: Exception | str) -> NoReturn:
+    """A part the tests need (a server they start, a browser) is missing: a failure where `required_by`=1
+    (CI), else a skip saying so."""
     if os.environ.get(required_by) == "1":
         pytest.fail(f"{required_by}=1 but {exc}")
     pytest.skip(f"{what} is not tested here: {exc}")
