@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from derivlake.reports.chain import BusinessDay, atm_iv, max_pain
 from derivlake.reports.html import _nice_ticks
@@ -43,4 +44,5 @@ def test_max_pain_minimises_holders_payoff() -> None:
 
 def test_nice_ticks() -> None:
     assert _nice_ticks(0, 10) == [0, 2, 4, 6, 8, 10]
-    assert _nice_ticks(0.13, 0.52)[0] >= 0.13
+    assert _nice_ticks(0.13, 0.52) == pytest.approx([0.2, 0.3, 0.4, 0.5])  # range 0.39 / 5 -> step 0.1
+    assert _nice_ticks(1e4, 1e5) == [2e4, 4e4, 6e4, 8e4, 1e5]  # 18,000 -> step 20,000

@@ -186,9 +186,11 @@ def test_deposits_first_and_fills_are_user_trades(run) -> None:
             v = json.loads(m.value)
             assert m.key == v["account_id"].encode() and v["trade_id"] in trades
             assert {"order_id", "liquidity", "fee", "fee_currency", "underlying_price"} <= v.keys()
+    lo_us, hi_us = (int(t.timestamp()) * 1_000_000 for t in WINDOW)
     for m in messages:
         h = dict(m.headers)
-        assert h["source"] == b"simulator" and int(h["received_at"]) >= 0 and h["channel"]
+        assert h["source"] == b"simulator" and h["channel"]
+        assert lo_us <= int(h["received_at"]) < hi_us + 5_000, h  # µs, when the feed got it: in the run
 
 
 def test_same_seed_same_bytes_and_other_seed_differs() -> None:
