@@ -19,7 +19,14 @@ from derivlake.feed.calendar import (
 )
 from derivlake.feed.market import MARKETS, YEAR_S, smile_vol
 from derivlake.feed.producer import ListSink
-from derivlake.feed.simulator import DAY_MS, REQUIRED_FIELDS, SimulatorConfig, iter_messages, simulate
+from derivlake.feed.simulator import (
+    DAY_MS,
+    REQUIRED_FIELDS,
+    WRONG_TYPES,
+    SimulatorConfig,
+    iter_messages,
+    simulate,
+)
 from derivlake.pricing import implied_vol
 
 # 06:00 -> 10:00 covers the 07:30-08:00 TWAP, the 08:00 expiry and the new listings
@@ -237,10 +244,31 @@ def test_faults_are_counted_and_located() -> None:
             assert ts // DAY_MS < int(dict(m.headers)["received_at"]) // 1000 // DAY_MS
         elif d.mark == "duplicate":
             assert sink.messages[d.offset - 1].value == m.value
+        elif d.mark == "wrong_type":
+            assert any(v.get(name) == bad for name, bad in WRONG_TYPES[m.topic]), v
     assert dict(by_kind) == {k: v for k, v in stats.faults.items() if k != "gap"}
-    # gaps: a change never sent, so the next change of that book does not chain
-    gapped = {name for name, _ in stats.gaps}
-    assert gapped
+    # gaps: a change never sent, so the next change of that book names it as its previous one (a
+    # snapshot taken after it carries its id: the book's state includes the lost change). The next
+    # change may itself be faulted, so the check is that no change links over a gap.
+    faulty = {d.offset for d in stats.faulty}
+    changes = [
+        json.loads(m.value)
+        for i, m in enumerate(sink.messages)
+        if m.topic == "deribit.book" and i not in faulty and b'"type":"change"' in m.value
+    ]
+    gaps = set(stats.gaps)
+    assert gaps and not gaps & {(c["instrument_name"], c["change_id"]) for c in changes}
+    lost_before = {(c["instrument_name"], c["prev_change_id"]) for c in changes}
+    assert len(gaps & lost_before) > len(gaps) // 2  # most gaps are seen at once by the next change
+    gap_ids = defaultdict(list)
+    for name, change_id in gaps:
+        gap_ids[name].append(change_id)
+    bridged = [
+        c
+        for c in changes
+        if any(c["prev_change_id"] < g < c["change_id"] for g in gap_ids[c["instrument_name"]])
+    ]
+    assert not bridged, bridged[:3]
 
 
 def test_book_text_is_msgspec_encoding_of_the_same_levels() -> None:
