@@ -446,9 +446,13 @@ def test_locked_catalog_commits_nothing_and_the_next_run_resumes(kafka: KafkaSet
     assert lake_provenance(lake_settings) == _all_offsets(kafka, "deribit.ticker")
 
 
-def test_unreachable_broker_fails_fast_naming_the_servers(lake_settings, caplog, capfd) -> None:
+def test_unreachable_broker_fails_fast_naming_the_servers(lake_settings, caplog, capfd, monkeypatch) -> None:
     """...and librdkafka's own lines go through logging, each once (they were ~20 a second on stderr,
     190 lines around the one error that matters)."""
+    from derivlake.kafka_log import CLIENT_LOG
+
+    (repeats,) = CLIENT_LOG.filters
+    monkeypatch.setattr(repeats, "_seen", {})  # what earlier tests showed within the minute is held back
     dead = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}")
     t0 = time.monotonic()
     with (
@@ -459,7 +463,9 @@ def test_unreachable_broker_fails_fast_naming_the_servers(lake_settings, caplog,
     assert time.monotonic() - t0 < 30
     assert "rdkafka" not in capfd.readouterr().err
     refused = [r for r in caplog.records if "Connection refused" in r.getMessage()]
-    assert len(refused) <= 1  # none when an earlier test showed the same line within the minute
+    # librdkafka retries every ~100 ms for seconds; its own "N identical error(s) suppressed" variant
+    # of the line is a second shape
+    assert 1 <= len(refused) <= 2, [r.getMessage() for r in refused]
 
 
 def test_a_broker_that_stops_mid_drain_fails_the_run_after_committing_what_was_read(tmp_path) -> None:
