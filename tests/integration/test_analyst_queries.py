@@ -4,8 +4,9 @@ checked against answers computed independently from the simulator's own messages
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -52,20 +53,91 @@ def run(lake: LakeSettings, name: str, **params) -> list[tuple]:
         con.close()
 
 
+MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"], 1
+    )
+}
+EIGHT_H_MS = 8 * 3600 * 1000
+
+
+def _series(name: str) -> tuple[str, datetime, float]:
+    """Underlying, expiry (08:00 UTC) and strike of a Deribit option name, e.g. SOL_USDC-7MAR25-1d5-C."""
+    underlying, expiry, strike, _ = name.split("-")
+    day, month, year = int(expiry[:-5]), MONTHS[expiry[-5:-2]], 2000 + int(expiry[-2:])
+    return underlying, datetime(year, month, day, 8, tzinfo=UTC), float(strike.replace("d", "."))
+
+
+def _ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
+
+
+def _last_option_quotes(before_ms: int, inclusive: bool) -> dict[str, dict]:
+    """Each option's last ticker at (or before) `before_ms`, from the simulator's messages."""
+    last: dict[str, dict] = {}
+    for msg in iter_messages(CONFIG):
+        if msg.kind != "deribit.ticker" or msg.fault is not None:
+            continue
+        t = json.loads(msg.value)
+        at = t["timestamp"]
+        if (
+            not t["instrument_name"].endswith(("-C", "-P"))
+            or at > before_ms
+            or (at == before_ms and not inclusive)
+        ):
+            continue
+        if t["instrument_name"] not in last or at >= last[t["instrument_name"]]["timestamp"]:
+            last[t["instrument_name"]] = t
+    return last
+
+
 def test_atm_term_structure_at_0800(lake: LakeSettings) -> None:
+    """Per underlying and expiry, the IV of the strike nearest the forward (log distance), computed here."""
+    at = _ms(AT)
+    expected: dict[tuple[str, date], tuple[float, float, float]] = {}  # -> (log distance, strike, iv)
+    for name, t in _last_option_quotes(at, inclusive=True).items():
+        underlying, expiry, strike = _series(name)
+        if expiry.timestamp() * 1000 <= at:
+            continue
+        key, dist = (underlying, expiry.date()), abs(math.log(strike / t["underlying_price"]))
+        if key not in expected or dist < expected[key][0]:
+            expected[key] = (dist, strike, t["mark_iv"])
     rows = run(lake, "atm_term_structure", day="2025-03-06")
-    underlyings = {r[0] for r in rows}
-    assert {"BTC", "ETH"} <= underlyings
-    for underlying in underlyings:
-        days = [r[2] for r in rows if r[0] == underlying]
-        assert days == sorted(days) and days[0] > 0
-    assert all(10 < r[4] < 300 for r in rows), rows
+    assert {"BTC", "ETH"} <= {r[0] for r in rows}
+    assert [(r[0], r[1]) for r in rows] == sorted(expected)
+    for underlying, expiry, days, strike, iv in rows:
+        hours = (
+            datetime(expiry.year, expiry.month, expiry.day, 8, tzinfo=UTC).timestamp() * 1000 - at
+        ) / 3.6e6
+        assert days == round(hours / 24, 2)
+        # a call and a put share the strike; the simulator quotes both at one IV, so the pick is unambiguous
+        assert (strike, iv) == (expected[underlying, expiry][1], round(expected[underlying, expiry][2], 2))
 
 
 def test_25_delta_risk_reversal(lake: LakeSettings) -> None:
+    """The 08:00 call IV nearest delta +0.25 minus the put IV nearest -0.25, computed here."""
+    snapshot = _ms(AT)
+    nearest: dict[tuple[str, date, str], tuple[float, float]] = {}  # -> (delta distance, iv)
+    for name, t in _last_option_quotes(snapshot, inclusive=False).items():
+        underlying, expiry, _ = _series(name)
+        if expiry.timestamp() * 1000 <= snapshot:
+            continue
+        side, target = ("call", 0.25) if name.endswith("-C") else ("put", -0.25)
+        key, dist = (underlying, expiry.date(), side), abs(t["greeks"]["delta"] - target)
+        if key not in nearest or dist < nearest[key][0]:
+            nearest[key] = (dist, t["mark_iv"])
+    expected = {
+        (u, e): nearest[u, e, "call"][1] - nearest[u, e, "put"][1]
+        for u, e, side in nearest
+        if side == "call" and (u, e, "put") in nearest
+    }
     rows = run(lake, "risk_reversal_25d")
-    assert rows and all(abs(r[3]) < 40 for r in rows), rows
     assert {r[0].isoformat() for r in rows} == {"2025-03-06"}
+    assert [(r[1], r[2]) for r in rows] == sorted(expected)
+    for _day, underlying, expiry, rr in rows:
+        assert rr == pytest.approx(expected[underlying, expiry], abs=0.005 + 1e-9), (underlying, expiry)
+    assert any(rr != 0 for *_, rr in rows), "a smile with skew"
 
 
 def test_most_traded_options_match_the_feed(lake: LakeSettings) -> None:
@@ -128,7 +200,22 @@ def test_book_depth_around_the_mid_matches_a_plain_rebuild(lake: LakeSettings) -
 
 
 def test_daily_funding_of_perpetuals(lake: LakeSettings) -> None:
+    """The 8-hour rate in force at each settlement (the last quoted before it), summed per day, here."""
+    last: dict[tuple[str, int], tuple[int, float]] = {}  # (perpetual, settlement ms) -> (quoted at, rate)
+    for msg in iter_messages(CONFIG):
+        if msg.kind != "deribit.ticker" or msg.fault is not None:
+            continue
+        t = json.loads(msg.value)
+        if not t["instrument_name"].endswith("PERPETUAL") or t.get("funding_8h") is None:
+            continue
+        key = (t["instrument_name"], (t["timestamp"] // EIGHT_H_MS + 1) * EIGHT_H_MS)
+        if key not in last or t["timestamp"] >= last[key][0]:
+            last[key] = (t["timestamp"], t["funding_8h"])
+    per_day: dict[tuple[date, str], list[float]] = defaultdict(list)
+    for (symbol, settles), (_, rate) in last.items():
+        per_day[datetime.fromtimestamp(settles / 1000, UTC).date(), symbol].append(rate)
     rows = run(lake, "daily_funding")
-    perps = {r[1] for r in rows}
-    assert "BTC-PERPETUAL" in perps
-    assert all(1 <= r[2] <= 3 and abs(r[3]) < 1 for r in rows), rows
+    assert "BTC-PERPETUAL" in {r[1] for r in rows}
+    assert [(r[0], r[1], r[2]) for r in rows] == [(d, s, len(per_day[d, s])) for d, s in sorted(per_day)]
+    for day, symbol, _, pct in rows:
+        assert pct == pytest.approx(100 * sum(per_day[day, symbol]), abs=5e-6 + 1e-12), symbol
