@@ -516,24 +516,31 @@ def test_a_failed_commit_stops_the_batches_queued_behind_it(
     kafka: KafkaSettings, lake_settings, monkeypatch
 ) -> None:
     """The pipeline has later batches parsed and queued while one commits: if that commit fails, none
-    of them may commit (their offsets would skip the failed batch's messages)."""
+    of them may commit (their offsets would skip the failed batch's messages). The failure is real: the
+    catalog is locked by another process for the second batch's commit and every retry of it."""
+    from contextlib import ExitStack
+
     from derivlake.ingest.drain import Drain
+    from derivlake.lake.catalog import CatalogBusy
 
     produce_tickers(kafka, 0, 3000)
-    real_commit, calls = Drain._commit, []
+    real_commit, batches, lock = Drain._commit, [], ExitStack()
 
-    def failing_second_commit(self, *args, **kwargs):  # a fault the lake cannot be made to throw on cue
-        calls.append(1)
-        if len(calls) == 2:
+    def commit_second_batch_locked(self, staged, stored, new_offsets, started, batch_no, *rest):
+        if batch_no == 1 and batch_no not in batches:
             time.sleep(1.0)  # long enough for the next batches to be read, parsed and queued
-            raise RuntimeError("injected commit failure")
-        return real_commit(self, *args, **kwargs)
+            lock.enter_context(catalog_write_lock(lake_settings))  # held until the test releases it
+        batches.append(batch_no)
+        return real_commit(self, staged, stored, new_offsets, started, batch_no, *rest)
 
-    monkeypatch.setattr(Drain, "_commit", failing_second_commit)
-    small = replace(FAST, batch_messages=300)
-    with pytest.raises(RuntimeError, match="injected commit failure"):
-        drain_topic(kafka, lake_settings, "deribit.ticker", small)
-    assert len(calls) == 2  # nothing was committed after the failure
+    monkeypatch.setattr(Drain, "_commit", commit_second_batch_locked)
+    small = replace(FAST, batch_messages=300, commit_retries=2)
+    try:
+        with pytest.raises(CatalogBusy):
+            drain_topic(kafka, lake_settings, "deribit.ticker", small)
+    finally:
+        lock.close()
+    assert set(batches) == {0, 1} and batches.count(1) == 2  # both tries of batch 1, nothing after it
     assert len(lake_provenance(lake_settings)) == 300  # the first batch only
 
     monkeypatch.setattr(Drain, "_commit", real_commit)
