@@ -10,6 +10,7 @@ by strike) under `$DERIVLAKE_HOME/reports/chain/<D>/`. Rerunning a date replaces
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from airflow.sdk import Asset, Param, PokeReturnValue, dag, task
 
@@ -34,35 +35,18 @@ GATE = ChainGateSettings.from_env()
 )  # fmt: skip
 def eod_options_chain() -> None:
     @task.sensor(poke_interval=GATE.poke_s, timeout=GATE.timeout_s + 2 * GATE.poke_s, mode="reschedule")
-    def lake_complete(params: dict, ti=None, dag_run=None, **context) -> PokeReturnValue:
+    def lake_complete(**context: Any) -> PokeReturnValue:
         """Wait, without a worker slot, until ticker, trades, index are in the lake past D 08:00."""
-        from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
+        from derivlake.reports.chain_task import poke_chain_gate
 
-        from derivlake.ingest.airflow_task import kafka_from_connection
-        from derivlake.reports.completeness import AsOfDateError, GateTimeout, poke_gate
-
-        run_ts = dag_run.run_after  # 08:05 of D when scheduled, whatever the timetable's logical date
-        first = ti.get_first_reschedule_date(context) or ti.start_date or datetime.now(UTC)
-        waited_s = (datetime.now(UTC) - first).total_seconds()
-        try:  # the broker of the kafka_default connection tells quiet partitions
-            done, as_of = poke_gate(params.get("as_of_date"), run_ts, waited_s, kafka=kafka_from_connection())
-        except AsOfDateError as exc:
-            raise AirflowFailException(str(exc)) from None  # a bad date will not get better with retries
-        except GateTimeout as exc:
-            raise AirflowSensorTimeout(str(exc)) from None
-        return PokeReturnValue(is_done=done, xcom_value=as_of.isoformat())
+        return poke_chain_gate(context)
 
     @task(inlets=READS, outlets=[CHAIN])  # inlets: the lineage the Assets view shows
-    def build(as_of: str, outlet_events=None) -> dict:
+    def build(as_of: str, **context: Any) -> dict:
         """Build and store the chain; the asset event carries the counts and the file paths."""
-        from datetime import date
+        from derivlake.reports.chain_task import build_chain_task
 
-        from derivlake.config import LakeSettings
-        from derivlake.reports.chain import build_chain
-
-        summary = build_chain(LakeSettings.from_env(), date.fromisoformat(as_of)).summary()
-        outlet_events[CHAIN].extra = summary
-        return summary
+        return build_chain_task(as_of, context, CHAIN)
 
     build(lake_complete())
 

@@ -9,6 +9,7 @@ Each topic's task emits asset events for the tables it feeds (rows, bytes, lag, 
 """
 
 from datetime import timedelta
+from typing import Any
 
 import pendulum
 from airflow.sdk import Asset, Param, dag, task
@@ -31,9 +32,9 @@ from derivlake.ingest.airflow_task import TABLE_ASSETS, asset_uri
     },
     params={"reset_offsets": Param(None, type=["null", "string"], enum=[None, "earliest", "latest"])},
 )
-def ingest_market_data():
+def ingest_market_data() -> None:
     @task(pool="kafka_drains")
-    def drain(kind: str, **context) -> dict:
+    def drain(kind: str, **context: Any) -> dict:
         from derivlake.ingest.airflow_task import run_drain_task
 
         return run_drain_task(kind, context)

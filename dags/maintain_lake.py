@@ -9,6 +9,7 @@ conflicts are retried. The `lake://maintenance` asset event carries the per-tabl
 """
 
 from datetime import timedelta
+from typing import Any
 
 import pendulum
 from airflow.sdk import Asset, Param, dag, task
@@ -36,9 +37,9 @@ MAINTENANCE = Asset("lake://maintenance")
         "orphan_grace_hours": Param(24, type="number", minimum=1),
     },
 )
-def maintain_lake():
+def maintain_lake() -> None:
     @task(outlets=[MAINTENANCE])
-    def compact_and_measure(**context) -> dict:
+    def compact_and_measure(**context: Any) -> dict:
         from derivlake.lake.maintenance_task import run_maintenance_task
 
         return run_maintenance_task(context, MAINTENANCE)

@@ -23,11 +23,13 @@ CONFIG = SimulatorConfig(
     seed=5, start=datetime(2025, 3, 6, 0, 0, tzinfo=UTC), end=datetime(2025, 3, 6, 9, 0, tzinfo=UTC)
 )
 AT = "2025-03-06 08:00:00"
-# one worker builds the module's lake (30 s) for all of its tests (`make test` runs pytest-xdist)
+# one worker builds the module's lake (30 s) for all of its tests (`make test` runs pytest-xdist); the
+# session scope keeps it when that worker runs other modules' tests in between (a module fixture was
+# built twice)
 pytestmark = pytest.mark.xdist_group("analyst_lake")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def lake(session_kafka: KafkaSettings, tmp_path_factory) -> LakeSettings:
     from dataclasses import replace
 

@@ -703,11 +703,7 @@ class Drain:
                 "INSERT INTO ops.quarantine SELECT *, now()::TIMESTAMP, ? FROM stage_quarantine",
                 [self.run_id],
             )
-        reasons = con.execute(
-            # an example as partition:offset, the first one of the batch (an offset alone names no message)
-            'SELECT error, count(*), arg_min(partition || \':\' || "offset", (partition, "offset")) '
-            "FROM stage_quarantine GROUP BY error"
-        ).fetchall()
+        reasons = con.execute((SQL / "quarantine_reasons.sql").read_text()).fetchall()
         parts = sorted(new_offsets)
         (updated,) = con.execute(
             (SQL / "commit_offset.sql").read_text(),

@@ -106,11 +106,7 @@ def record_topic_id(con: duckdb.DuckDBPyConnection, topic: TopicSpec, topic_id: 
 
 
 def stored_offsets(con: duckdb.DuckDBPyConnection, topic: TopicSpec) -> dict[int, int]:
-    rows = con.execute(
-        "SELECT partition, min(next_offset), max(next_offset) FROM ops.kafka_offsets WHERE topic = ? "
-        "GROUP BY partition",
-        [topic.name],
-    ).fetchall()
+    rows = con.execute((SQL / "stored_offsets.sql").read_text(), [topic.name]).fetchall()
     out = {}
     for partition, lo, hi in rows:
         if lo != hi:
@@ -237,10 +233,10 @@ def record_resets(
             [topic.name, r.partition, r.old_offset, r.new_offset, r.reason, r.messages_affected, run_id],
         )
         (updated,) = con.execute(
-            "UPDATE ops.kafka_offsets SET next_offset = ?, updated_at = now()::TIMESTAMP, run_id = ? "
-            "WHERE topic = ? AND partition = ? AND next_offset = ?",
-            [r.new_offset, run_id, topic.name, r.partition, r.old_offset],
-        ).fetchone()
+            (SQL / "commit_offset.sql").read_text(),  # the drain's own compare-and-set, for one partition
+            {"run_id": run_id, "topic": topic.name, "partitions": [r.partition],
+             "old_offsets": [r.old_offset], "new_offsets": [r.new_offset]},
+        ).fetchone()  # fmt: skip
         if updated != 1:
             con.execute("ROLLBACK")
             if _resets_recorded(con, topic, resets, run_id):

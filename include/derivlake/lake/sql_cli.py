@@ -10,9 +10,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from derivlake.config import LakeSettings
+
+if TYPE_CHECKING:
+    import duckdb
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,7 +89,13 @@ COPY_OPTIONS = {"csv": "FORMAT csv", "json": "FORMAT json, ARRAY true", "parquet
 
 
 def run_query(
-    con, query: str, fmt: str, output: Path | None, max_rows: int, out: TextIO, params=None
+    con: duckdb.DuckDBPyConnection,
+    query: str,
+    fmt: str,
+    output: Path | None,
+    max_rows: int,
+    out: TextIO,
+    params: list | dict | None = None,
 ) -> None:
     if fmt in COPY_OPTIONS:
         copy_result(con, query, fmt, output, out, params)
@@ -107,7 +116,14 @@ def run_query(
         print(text, file=out)
 
 
-def copy_result(con, query: str, fmt: str, output: Path | None, out: TextIO, params=None) -> None:
+def copy_result(
+    con: duckdb.DuckDBPyConnection,
+    query: str,
+    fmt: str,
+    output: Path | None,
+    out: TextIO,
+    params: list | dict | None = None,
+) -> None:
     """csv, json and parquet are DuckDB's own writers, to a file or, through a pipe, to `out`: the
     values come out as DuckDB prints them (microseconds, dates, lists, blobs, 128-bit integers)
     wherever they go, and DuckDB streams the result, so memory holds a chunk, whatever its size."""
@@ -167,7 +183,7 @@ def _copy_to_stream(con, copy_sql: str, params, out: TextIO) -> None:
         raise failed[0]
 
 
-def interactive(con, args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
+def interactive(con: duckdb.DuckDBPyConnection, args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
     tty = stdin.isatty()
     buffer: list[str] = []
     failures = 0

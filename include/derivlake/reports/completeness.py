@@ -32,6 +32,8 @@ TOPIC_TABLES: dict[str, tuple[str, ...]] = {
 }
 REQUIRED_TOPIC_KINDS: tuple[str, ...] = tuple(TOPIC_TABLES)
 NEWEST_EVENTS_SQL = Path(__file__).with_name("sql") / "gate_newest_events.sql"
+STORED_OFFSETS_SQL = NEWEST_EVENTS_SQL.with_name("gate_stored_offsets.sql")
+FIRST_QUOTE_SQL = NEWEST_EVENTS_SQL.with_name("first_quote_time.sql")
 PROGRESS_WINDOW = timedelta(hours=1)  # how far before 08:00 a lagging partition's newest event is looked for
 
 # (topic, partitions) -> {partition: (log start, log end)}, asked of the broker
@@ -134,11 +136,7 @@ def check_completeness(
     lateness after 08:00 has passed (None: no partition counts as quiet)."""
     day = BusinessDay(as_of)
     names = list(topics.values())
-    rows = con.execute(
-        "SELECT topic, partition, max(next_offset) FROM ops.kafka_offsets WHERE topic IN (SELECT unnest(?)) "
-        "GROUP BY ALL ORDER BY ALL",
-        [names],
-    ).fetchall()
+    rows = con.execute(STORED_OFFSETS_SQL.read_text(), [names]).fetchall()
     stored: dict[str, dict[int, int]] = {name: {} for name in names}
     for topic, partition, offset in rows:
         stored[topic][int(partition)] = int(offset)
@@ -216,9 +214,7 @@ def first_quote_time(con: duckdb.DuckDBPyConnection) -> datetime | None:
 
     if "market.options_ticker" not in lake_tables(con):
         return None
-    return con.execute(
-        "SELECT min(timestamp) FROM market.options_ticker WHERE date = (SELECT min(date) FROM market.options_ticker)"
-    ).fetchone()[0]
+    return con.execute(FIRST_QUOTE_SQL.read_text()).fetchone()[0]
 
 
 def resolve_as_of_date(
