@@ -558,6 +558,8 @@ def test_a_postgres_catalog_that_goes_away_mid_drain(kafka: KafkaSettings, postg
     from tests.conftest import postgres_lake
 
     lake = postgres_lake(postgres_server, tmp_path / "home")
+    # a spec with a password, as a production one has (the test server trusts local connections)
+    lake = replace(lake, catalog=f"{lake.catalog} password=s3cret")
     dbname = lake.catalog.split("dbname=", 1)[1].split()[0]
     env = drain_env(kafka, lake, DERIVLAKE_DRAIN_BATCH_MESSAGES="500")
     open_lake(lake).close()
@@ -587,6 +589,7 @@ def test_a_postgres_catalog_that_goes_away_mid_drain(kafka: KafkaSettings, postg
         out,
     ), out
     assert "SELECT" not in out and "COPY" not in out  # no quoted catalog SQL
+    assert "s3cret" not in out and "password=***" in out  # named, its password masked
     assert 0 < len(lake_provenance(lake)) < produced
     final = run_drain(env, "--topic", "deribit.ticker")
     assert final.returncode == 0, final.stdout + final.stderr
