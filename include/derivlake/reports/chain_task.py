@@ -4,12 +4,15 @@ failure kinds) and the build (summary -> asset event). Airflow is imported insid
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from derivlake.config import LakeSettings
 
+if TYPE_CHECKING:
+    from airflow.sdk import PokeReturnValue
 
-def poke_chain_gate(context: dict[str, Any]) -> Any:
+
+def poke_chain_gate(context: dict[str, Any]) -> PokeReturnValue:
     """One poke of the gate; a PokeReturnValue whose XCom is the business day D (ISO).
 
     A bad date fails the task at once (retries would not fix it); a gate out of patience is a sensor
