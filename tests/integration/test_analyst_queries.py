@@ -47,6 +47,12 @@ def lake(session_kafka: KafkaSettings, tmp_path_factory) -> LakeSettings:
     return lake
 
 
+@pytest.fixture(scope="session")
+def feed() -> list:
+    """The run's messages as the simulator made them, once (a pass takes ~7 s); the answers are rebuilt from them."""
+    return list(iter_messages(CONFIG))
+
+
 def run(lake: LakeSettings, name: str, **params) -> list[tuple]:
     con = open_lake(lake, read_only=True)
     try:
@@ -75,10 +81,10 @@ def _ms(text: str) -> int:
     return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
 
 
-def _last_option_quotes(before_ms: int, inclusive: bool) -> dict[str, dict]:
+def _last_option_quotes(feed: list, before_ms: int, inclusive: bool) -> dict[str, dict]:
     """Each option's last ticker at (or before) `before_ms`, from the simulator's messages."""
     last: dict[str, dict] = {}
-    for msg in iter_messages(CONFIG):
+    for msg in feed:
         if msg.kind != "deribit.ticker" or msg.fault is not None:
             continue
         t = json.loads(msg.value)
@@ -94,11 +100,11 @@ def _last_option_quotes(before_ms: int, inclusive: bool) -> dict[str, dict]:
     return last
 
 
-def test_atm_term_structure_at_0800(lake: LakeSettings) -> None:
+def test_atm_term_structure_at_0800(lake: LakeSettings, feed: list) -> None:
     """Per underlying and expiry, the IV of the strike nearest the forward (log distance), computed here."""
     at = _ms(AT)
     expected: dict[tuple[str, date], tuple[float, float, float]] = {}  # -> (log distance, strike, iv)
-    for name, t in _last_option_quotes(at, inclusive=True).items():
+    for name, t in _last_option_quotes(feed, at, inclusive=True).items():
         underlying, expiry, strike = _series(name)
         if expiry.timestamp() * 1000 <= at:
             continue
@@ -117,11 +123,11 @@ def test_atm_term_structure_at_0800(lake: LakeSettings) -> None:
         assert (strike, iv) == (expected[underlying, expiry][1], round(expected[underlying, expiry][2], 2))
 
 
-def test_25_delta_risk_reversal(lake: LakeSettings) -> None:
+def test_25_delta_risk_reversal(lake: LakeSettings, feed: list) -> None:
     """The 08:00 call IV nearest delta +0.25 minus the put IV nearest -0.25, computed here."""
     snapshot = _ms(AT)
     nearest: dict[tuple[str, date, str], tuple[float, float]] = {}  # -> (delta distance, iv)
-    for name, t in _last_option_quotes(snapshot, inclusive=False).items():
+    for name, t in _last_option_quotes(feed, snapshot, inclusive=False).items():
         underlying, expiry, _ = _series(name)
         if expiry.timestamp() * 1000 <= snapshot:
             continue
@@ -142,12 +148,12 @@ def test_25_delta_risk_reversal(lake: LakeSettings) -> None:
     assert any(rr != 0 for *_, rr in rows), "a smile with skew"
 
 
-def test_most_traded_options_match_the_feed(lake: LakeSettings) -> None:
+def test_most_traded_options_match_the_feed(lake: LakeSettings, feed: list) -> None:
     """USD notional: an inverse option's price is in coin (x the index), a linear one's in USDC already,
     as the instrument's quote currency in the feed says."""
     quoted_in: dict[str, str] = {}
     trades: list[dict] = []
-    for msg in iter_messages(CONFIG):
+    for msg in feed:
         if msg.fault is not None:
             continue
         if msg.kind == "deribit.instruments":
@@ -174,10 +180,10 @@ def test_most_traded_options_match_the_feed(lake: LakeSettings) -> None:
         assert r[3] == pytest.approx(usd[r[0]], abs=0.5 + 1e-9 * usd[r[0]]), r
 
 
-def test_book_depth_around_the_mid_matches_a_plain_rebuild(lake: LakeSettings) -> None:
+def test_book_depth_around_the_mid_matches_a_plain_rebuild(lake: LakeSettings, feed: list) -> None:
     books: dict[str, dict[tuple[str, float], float]] = {}
     cutoff = int(datetime(2025, 3, 6, 8, tzinfo=UTC).timestamp() * 1000)
-    for msg in iter_messages(CONFIG):
+    for msg in feed:
         if msg.kind != "deribit.book" or msg.fault is not None:
             continue
         m = json.loads(msg.value)
@@ -201,10 +207,10 @@ def test_book_depth_around_the_mid_matches_a_plain_rebuild(lake: LakeSettings) -
     assert rows[0][5] == round(mid, 6)
 
 
-def test_daily_funding_of_perpetuals(lake: LakeSettings) -> None:
+def test_daily_funding_of_perpetuals(lake: LakeSettings, feed: list) -> None:
     """The 8-hour rate in force at each settlement (the last quoted before it), summed per day, here."""
     last: dict[tuple[str, int], tuple[int, float]] = {}  # (perpetual, settlement ms) -> (quoted at, rate)
-    for msg in iter_messages(CONFIG):
+    for msg in feed:
         if msg.kind != "deribit.ticker" or msg.fault is not None:
             continue
         t = json.loads(msg.value)
