@@ -108,6 +108,18 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     server.stop()
 
 
+def mount_tmpfs(path: Path, size: str, what: str) -> None:
+    """A tmpfs of `size` at `path`, a filesystem of its own that can fill up (root only: without it,
+    `what` is skipped, or fails where DERIVLAKE_REQUIRE_TMPFS=1). The caller unmounts it."""
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True
+    )
+    if mount.returncode:
+        require_or_skip(
+            "DERIVLAKE_REQUIRE_TMPFS", what, f"cannot mount a tmpfs (needs root): {mount.stderr.strip()}"
+        )
+
+
 def require_or_skip(required_by: str, what: str, exc: Exception | str) -> NoReturn:
     """A part the tests need (a server they start, a browser) is missing: a failure where `required_by`=1
     (CI), else a skip saying so."""

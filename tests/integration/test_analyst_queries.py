@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from derivlake.config import DrainSettings, KafkaSettings, LakeSettings
+from derivlake.feed.calendar import parse_instrument
 from derivlake.feed.producer import KafkaSink
 from derivlake.feed.simulator import SimulatorConfig, iter_messages, simulate
 from derivlake.ingest.airflow_task import TABLE_ASSETS
@@ -61,20 +62,14 @@ def run(lake: LakeSettings, name: str, **params) -> list[tuple]:
         con.close()
 
 
-MONTHS = {
-    m: i
-    for i, m in enumerate(
-        ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"], 1
-    )
-}
 EIGHT_H_MS = 8 * 3600 * 1000
 
 
 def _series(name: str) -> tuple[str, datetime, float]:
-    """Underlying, expiry (08:00 UTC) and strike of a Deribit option name, e.g. SOL_USDC-7MAR25-1d5-C."""
-    underlying, expiry, strike, _ = name.split("-")
-    day, month, year = int(expiry[:-5]), MONTHS[expiry[-5:-2]], 2000 + int(expiry[-2:])
-    return underlying, datetime(year, month, day, 8, tzinfo=UTC), float(strike.replace("d", "."))
+    """Underlying (as the SQL names it: the name's first part), expiry (08:00 UTC) and strike of an
+    option, by the feed's own parser of Deribit names (the lake's SQL has its own)."""
+    parsed = parse_instrument(name)
+    return name.split("-", 1)[0], parsed.expiry, parsed.strike
 
 
 def _ms(text: str) -> int:
@@ -182,7 +177,7 @@ def test_most_traded_options_match_the_feed(lake: LakeSettings, feed: list) -> N
 
 def test_book_depth_around_the_mid_matches_a_plain_rebuild(lake: LakeSettings, feed: list) -> None:
     books: dict[str, dict[tuple[str, float], float]] = {}
-    cutoff = int(datetime(2025, 3, 6, 8, tzinfo=UTC).timestamp() * 1000)
+    cutoff = _ms(AT)
     for msg in feed:
         if msg.kind != "deribit.book" or msg.fault is not None:
             continue

@@ -26,7 +26,7 @@ from tests.conftest import (
     catalog_write_lock,
     free_port,
     guard_copies,
-    require_or_skip,
+    mount_tmpfs,
     subscription_data,
     unreferenced_files,
 )
@@ -690,15 +690,7 @@ def test_a_retry_with_the_run_id_of_an_earlier_try_tells_its_batches_apart(
 def test_full_disk_commits_nothing_and_the_next_run_resumes(kafka: KafkaSettings, tmp_path) -> None:
     data = tmp_path / "small"
     data.mkdir()
-    mount = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(data)], capture_output=True, text=True
-    )
-    if mount.returncode:  # CI runs as root and requires it
-        require_or_skip(
-            "DERIVLAKE_REQUIRE_TMPFS",
-            "a full disk",
-            f"cannot mount a small tmpfs (needs root): {mount.stderr.strip()}",
-        )
+    mount_tmpfs(data, "64k", "a full disk")
     try:
         lake = LakeSettings(home=tmp_path / "home", data_path=f"{data}/")
         produce_tickers(kafka, 0, 20_000)  # a Parquet file well over the 64 KiB left

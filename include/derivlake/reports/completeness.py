@@ -31,9 +31,10 @@ TOPIC_TABLES: dict[str, tuple[str, ...]] = {
     "deribit.index": ("market.index_prices",),
 }
 REQUIRED_TOPIC_KINDS: tuple[str, ...] = tuple(TOPIC_TABLES)
-NEWEST_EVENTS_SQL = Path(__file__).with_name("sql") / "gate_newest_events.sql"
-STORED_OFFSETS_SQL = NEWEST_EVENTS_SQL.with_name("gate_stored_offsets.sql")
-FIRST_QUOTE_SQL = NEWEST_EVENTS_SQL.with_name("first_quote_time.sql")
+SQL = Path(__file__).with_name("sql")
+NEWEST_EVENTS_SQL = SQL / "gate_newest_events.sql"
+STORED_OFFSETS_SQL = SQL / "gate_stored_offsets.sql"
+FIRST_QUOTE_SQL = SQL / "first_quote_time.sql"
 PROGRESS_WINDOW = timedelta(hours=1)  # how far before 08:00 a lagging partition's newest event is looked for
 
 # (topic, partitions) -> {partition: (log start, log end)}, asked of the broker
