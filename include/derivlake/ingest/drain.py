@@ -652,12 +652,9 @@ class Drain:
         return stats
 
     def _landed(self, batch_no: int, moves: str) -> bool:
-        """Whether this batch is committed: its ops.ingest_runs record is written in the batch's own
-        transaction. The offsets it moved tell it from an earlier try's batch of the same number
-        (an Airflow retry keeps the run id)."""
+        """Whether this batch is committed (by this try or an earlier one that lost its connection)."""
         (n,) = self.con.execute(
-            "SELECT count(*) FROM ops.ingest_runs WHERE run_id = ? AND topic = ? AND batch_no = ? AND offsets = ?",
-            [self.run_id, self.topic.name, batch_no, moves],
+            (SQL / "batch_landed.sql").read_text(), [self.run_id, self.topic.name, batch_no, moves]
         ).fetchone()
         return n > 0
 
@@ -674,10 +671,9 @@ class Drain:
                 con.register(
                     f"{stage}_new", con.sql(dedup_query(out, stage)).to_arrow_table(ARROW_BATCH_ROWS)
                 )
-                before = con.execute(f"SELECT count(DISTINCT {MESSAGE_KEY}) FROM {stage}").fetchone()[0]
+                before = _distinct_messages(con, stage)
                 stage = f"{stage}_new"
-                after = con.execute(f"SELECT count(DISTINCT {MESSAGE_KEY}) FROM {stage}").fetchone()[0]
-                duplicates += before - after
+                duplicates += before - _distinct_messages(con, stage)
             n_rows, n_late, lo, hi, days = con.execute(
                 (SQL / "batch_stats.sql")
                 .read_text()
@@ -688,10 +684,9 @@ class Drain:
                 )
             ).fetchone()
             if n_rows:
+                exclude = "EXCLUDE (msg_pos)" if out.dedup_key else ""
                 con.execute(
-                    f"INSERT INTO {table} BY NAME SELECT * EXCLUDE (msg_pos) FROM {stage}"
-                    if out.dedup_key
-                    else f"INSERT INTO {table} BY NAME SELECT * FROM {stage}"
+                    (SQL / "insert_rows.sql").read_text().format(table=table, stage=stage, exclude=exclude)
                 )
             rows[table] = int(n_rows)
             dates.update(days or ())
@@ -699,10 +694,7 @@ class Drain:
             min_ts = lo if min_ts is None or (lo is not None and lo < min_ts) else min_ts
             max_ts = hi if max_ts is None or (hi is not None and hi > max_ts) else max_ts
         if staged.quarantined:
-            con.execute(
-                "INSERT INTO ops.quarantine SELECT *, now()::TIMESTAMP, ? FROM stage_quarantine",
-                [self.run_id],
-            )
+            con.execute((SQL / "insert_quarantine.sql").read_text(), [self.run_id])
         reasons = con.execute((SQL / "quarantine_reasons.sql").read_text()).fetchall()
         parts = sorted(new_offsets)
         (updated,) = con.execute(
@@ -721,7 +713,7 @@ class Drain:
                 "this drain's batch is dropped"
             )
         con.execute(
-            "INSERT INTO ops.ingest_runs VALUES (?, ?, ?, ?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (SQL / "record_batch.sql").read_text(),
             [self.run_id, self.topic.name, batch_no, started, n_messages, sum(rows.values()), n_bytes,
              staged.quarantined, duplicates, late, min_ts, max_ts,
              offset_moves(stored, new_offsets)],
@@ -757,6 +749,11 @@ class Drain:
                 f"({share:.1%}) quarantined, above the {self.settings.quarantine_max_ratio:.1%} threshold: "
                 f"{reasons}. They are committed to ops.quarantine with the raw bytes; the offsets moved on."
             )
+
+
+def _distinct_messages(con: duckdb.DuckDBPyConnection, stage: str) -> int:
+    sql = (SQL / "distinct_messages.sql").read_text().format(stage=stage, message_key=MESSAGE_KEY)
+    return con.execute(sql).fetchone()[0]
 
 
 def offset_moves(stored: dict[int, int], new_offsets: dict[int, int]) -> str:

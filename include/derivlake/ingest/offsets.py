@@ -61,34 +61,21 @@ def ensure_offset_rows(
     catalog their inserts alone would both commit, and the compare-and-set would then match two rows
     and drop every batch). Exact doubles left by that race before the claim row existed are removed.
     """
-    counts = dict(
-        con.execute(
-            "SELECT partition, count(*) FROM ops.kafka_offsets WHERE topic = ? GROUP BY partition",
-            [topic.name],
-        ).fetchall()
-    )
+    counts = dict(con.execute((SQL / "offset_row_counts.sql").read_text(), [topic.name]).fetchall())
     missing = [p for p in partitions if p not in counts]
     if not missing and all(n == 1 for n in counts.values()):
         return
-    (claimed,) = con.execute(
-        "UPDATE ops.offset_row_claims SET claimed_at = now()::TIMESTAMP, run_id = ?", [run_id]
-    ).fetchone()
+    (claimed,) = con.execute((SQL / "claim_offset_rows.sql").read_text(), [run_id]).fetchone()
     if not claimed:
         raise RuntimeError("ops.offset_row_claims is empty: bootstrap inserts its row; was it deleted?")
     con.execute((SQL / "dedupe_offset_rows.sql").read_text(), {"topic": topic.name})
     if missing:
-        con.executemany(
-            "INSERT INTO ops.kafka_offsets VALUES (?, ?, -1, now()::TIMESTAMP, 'init')",
-            [[topic.name, p] for p in missing],
-        )
+        con.executemany((SQL / "init_offset_row.sql").read_text(), [[topic.name, p] for p in missing])
 
 
 def recorded_topic_id(con: duckdb.DuckDBPyConnection, topic: TopicSpec) -> str | None:
     """The topic id the lake's offsets of `topic` belong to (None: never recorded)."""
-    row = con.execute(
-        "SELECT topic_id FROM ops.kafka_topics WHERE topic = ? ORDER BY recorded_at DESC LIMIT 1",
-        [topic.name],
-    ).fetchone()
+    row = con.execute((SQL / "recorded_topic_id.sql").read_text(), [topic.name]).fetchone()
     return row[0] if row else None
 
 
@@ -100,9 +87,7 @@ def topic_recreated(recorded: str | None, topic_id: str | None, stored: dict[int
 
 def record_topic_id(con: duckdb.DuckDBPyConnection, topic: TopicSpec, topic_id: str, run_id: str) -> None:
     """In the caller's transaction."""
-    con.execute(
-        "INSERT INTO ops.kafka_topics VALUES (?, ?, now()::TIMESTAMP, ?)", [topic.name, topic_id, run_id]
-    )
+    con.execute((SQL / "record_topic_id.sql").read_text(), [topic.name, topic_id, run_id])
 
 
 def stored_offsets(con: duckdb.DuckDBPyConnection, topic: TopicSpec) -> dict[int, int]:
@@ -229,7 +214,7 @@ def record_resets(
         record_topic_id(con, topic, topic_id, run_id)
     for r in resets:
         con.execute(
-            "INSERT INTO ops.offset_resets VALUES (?, ?, ?, ?, ?, ?, now()::TIMESTAMP, ?)",
+            (SQL / "record_reset.sql").read_text(),
             [topic.name, r.partition, r.old_offset, r.new_offset, r.reason, r.messages_affected, run_id],
         )
         (updated,) = con.execute(
@@ -253,8 +238,5 @@ def _resets_recorded(
 ) -> bool:
     """Whether these very resets are committed (by this run: an Airflow retry keeps the run id, so
     the offsets tell them from an earlier try's)."""
-    recorded = con.execute(
-        "SELECT partition, old_offset, new_offset FROM ops.offset_resets WHERE run_id = ? AND topic = ?",
-        [run_id, topic.name],
-    ).fetchall()
+    recorded = con.execute((SQL / "recorded_resets.sql").read_text(), [run_id, topic.name]).fetchall()
     return {(r.partition, r.old_offset, r.new_offset) for r in resets} <= set(recorded)

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 LAKE_ALIAS = "lake"
 SCHEMA_SQL = Path(__file__).with_name("schema.sql")
+SQL = Path(__file__).with_name("sql")
 PARTITIONED_TABLES = (
     "market.instruments",
     "market.trades",
@@ -393,7 +394,7 @@ def _reach_object_store(con: duckdb.DuckDBPyConnection, settings: LakeSettings) 
 
 def lake_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Every table of the lake as `schema.table`, ops tables too, sorted."""
-    sql = "SELECT schema_name || '.' || table_name FROM duckdb_tables() WHERE database_name = ? ORDER BY 1"
+    sql = (SQL / "lake_tables.sql").read_text()
     return [t for (t,) in con.execute(sql, [LAKE_ALIAS]).fetchall()]
 
 
@@ -416,7 +417,7 @@ def bootstrap(con: duckdb.DuckDBPyConnection, settings: LakeSettings) -> None:
             if table not in existing:
                 con.execute(f"ALTER TABLE {table} SET PARTITIONED BY (date)")
         if "ops.offset_row_claims" not in existing:  # two writers may each add one: updates take them all
-            con.execute("INSERT INTO ops.offset_row_claims VALUES (now()::TIMESTAMP, 'bootstrap')")
+            con.execute((SQL / "bootstrap_claim_row.sql").read_text())
         guarded_commit(con, settings, ["ops.offset_row_claims"], begun)
 
     with_commit_retries(

@@ -154,9 +154,7 @@ def _remove_abandoned_dirs(settings: LakeSettings, grace: timedelta) -> None:
 
 def _configure(con: duckdb.DuckDBPyConnection, config: MaintenanceConfig) -> None:
     """Target size, write options and sort keys: catalog writes only when they change (they race the drains)."""
-    options = dict(
-        con.execute("SELECT option_name, value FROM lake.options() WHERE scope = 'GLOBAL'").fetchall()
-    )
+    options = dict(con.execute((SQL / "global_options.sql").read_text()).fetchall())
     target = config.target_file_size_bytes
     wanted = {"target_file_size": (str(target), f"'{target}B'"), **WRITE_OPTIONS}
     for name, (value, literal) in wanted.items():
@@ -259,16 +257,14 @@ def _record_table_stats(
         nonlocal unconfirmed
         if unconfirmed:
             unconfirmed = False
-            (n,) = con.execute(
-                "SELECT count(*) FROM ops.table_stats WHERE measured_at = ?", [measured_at]
-            ).fetchone()
+            (n,) = con.execute((SQL / "stats_recorded.sql").read_text(), [measured_at]).fetchone()
             if n:
                 log.warning("table stats were committed before the catalog connection dropped; not again")
                 return
         begun = now_ms()
         con.execute("BEGIN")
         con.executemany(
-            "INSERT INTO ops.table_stats VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (SQL / "record_table_stats.sql").read_text(),
             [
                 [measured_at, *str(p["table"]).split("."), p["date"], p["rows"], p["files"], p["bytes"]]
                 for p in partitions

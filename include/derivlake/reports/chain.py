@@ -292,11 +292,7 @@ def compute_chain(con: duckdb.DuckDBPyConnection, as_of: date) -> tuple[pd.DataF
 
 
 def _table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
-    rows = con.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
-        "AND schema_name = 'reports' AND table_name = ? ORDER BY column_index",
-        [table],
-    ).fetchall()
+    rows = con.execute((SQL_DIR / "report_columns.sql").read_text(), [table]).fetchall()
     return [r[0] for r in rows]
 
 

@@ -1,0 +1,2 @@
+-- A partition's first offset row: -1 stands for the log start, wherever it is at the first drain.
+INSERT INTO ops.kafka_offsets VALUES (?, ?, -1, now()::TIMESTAMP, 'init')
