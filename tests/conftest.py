@@ -108,9 +108,11 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     server.stop()
 
 
-def mount_tmpfs(path: Path, size: str, what: str) -> None:
-    """A tmpfs of `size` at `path`, a filesystem of its own that can fill up (root only: without it,
-    `what` is skipped, or fails where DERIVLAKE_REQUIRE_TMPFS=1). The caller unmounts it."""
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str, what: str) -> Iterator[None]:
+    """A tmpfs of `size` at `path` while the block runs, a filesystem of its own that can fill up (root
+    only: without it, `what` is skipped, or fails where DERIVLAKE_REQUIRE_TMPFS=1). Unmounted lazily, so
+    files the test still holds open do not keep it mounted."""
     mount = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True
     )
@@ -118,6 +120,10 @@ def mount_tmpfs(path: Path, size: str, what: str) -> None:
         require_or_skip(
             "DERIVLAKE_REQUIRE_TMPFS", what, f"cannot mount a tmpfs (needs root): {mount.stderr.strip()}"
         )
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def require_or_skip(required_by: str, what: str, exc: Exception | str) -> NoReturn:

@@ -54,6 +54,12 @@ def feed() -> list:
     return list(iter_messages(CONFIG))
 
 
+@pytest.fixture(scope="session")
+def tickers(feed: list) -> list[dict]:
+    """The feed's well-formed tickers, parsed once for the three answers built from them."""
+    return [json.loads(m.value) for m in feed if m.kind == "deribit.ticker" and m.fault is None]
+
+
 def run(lake: LakeSettings, name: str, **params) -> list[tuple]:
     con = open_lake(lake, read_only=True)
     try:
@@ -76,13 +82,10 @@ def _ms(text: str) -> int:
     return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
 
 
-def _last_option_quotes(feed: list, before_ms: int, inclusive: bool) -> dict[str, dict]:
+def _last_option_quotes(tickers: list[dict], before_ms: int, inclusive: bool) -> dict[str, dict]:
     """Each option's last ticker at (or before) `before_ms`, from the simulator's messages."""
     last: dict[str, dict] = {}
-    for msg in feed:
-        if msg.kind != "deribit.ticker" or msg.fault is not None:
-            continue
-        t = json.loads(msg.value)
+    for t in tickers:
         at = t["timestamp"]
         if (
             not t["instrument_name"].endswith(("-C", "-P"))
@@ -95,11 +98,11 @@ def _last_option_quotes(feed: list, before_ms: int, inclusive: bool) -> dict[str
     return last
 
 
-def test_atm_term_structure_at_0800(lake: LakeSettings, feed: list) -> None:
+def test_atm_term_structure_at_0800(lake: LakeSettings, tickers: list[dict]) -> None:
     """Per underlying and expiry, the IV of the strike nearest the forward (log distance), computed here."""
     at = _ms(AT)
     expected: dict[tuple[str, date], tuple[float, float, float]] = {}  # -> (log distance, strike, iv)
-    for name, t in _last_option_quotes(feed, at, inclusive=True).items():
+    for name, t in _last_option_quotes(tickers, at, inclusive=True).items():
         underlying, expiry, strike = _series(name)
         if expiry.timestamp() * 1000 <= at:
             continue
@@ -118,11 +121,11 @@ def test_atm_term_structure_at_0800(lake: LakeSettings, feed: list) -> None:
         assert (strike, iv) == (expected[underlying, expiry][1], round(expected[underlying, expiry][2], 2))
 
 
-def test_25_delta_risk_reversal(lake: LakeSettings, feed: list) -> None:
+def test_25_delta_risk_reversal(lake: LakeSettings, tickers: list[dict]) -> None:
     """The 08:00 call IV nearest delta +0.25 minus the put IV nearest -0.25, computed here."""
     snapshot = _ms(AT)
     nearest: dict[tuple[str, date, str], tuple[float, float]] = {}  # -> (delta distance, iv)
-    for name, t in _last_option_quotes(feed, snapshot, inclusive=False).items():
+    for name, t in _last_option_quotes(tickers, snapshot, inclusive=False).items():
         underlying, expiry, _ = _series(name)
         if expiry.timestamp() * 1000 <= snapshot:
             continue
@@ -202,13 +205,10 @@ def test_book_depth_around_the_mid_matches_a_plain_rebuild(lake: LakeSettings, f
     assert rows[0][5] == round(mid, 6)
 
 
-def test_daily_funding_of_perpetuals(lake: LakeSettings, feed: list) -> None:
+def test_daily_funding_of_perpetuals(lake: LakeSettings, tickers: list[dict]) -> None:
     """The 8-hour rate in force at each settlement (the last quoted before it), summed per day, here."""
     last: dict[tuple[str, int], tuple[int, float]] = {}  # (perpetual, settlement ms) -> (quoted at, rate)
-    for msg in feed:
-        if msg.kind != "deribit.ticker" or msg.fault is not None:
-            continue
-        t = json.loads(msg.value)
+    for t in tickers:
         if not t["instrument_name"].endswith("PERPETUAL") or t.get("funding_8h") is None:
             continue
         key = (t["instrument_name"], (t["timestamp"] // EIGHT_H_MS + 1) * EIGHT_H_MS)

@@ -11,7 +11,7 @@ import pytest
 from derivlake.config import LakeSettings
 from derivlake.lake.catalog import open_lake
 from derivlake.lake.commit_guard import guarded_commit, now_ms
-from tests.conftest import guard_copies, mount_tmpfs, unreferenced_files
+from tests.conftest import guard_copies, tmpfs, unreferenced_files
 from tests.postgres_support import CommitReplyCutter
 
 ROW = "(TIMESTAMP '2026-11-30 08:00', 'market', 'trades', DATE '2026-11-30', 7, 1, 100)"
@@ -103,23 +103,20 @@ def test_without_hard_links_the_commit_goes_through_unguarded_and_says_so(
     postgres_server, tmp_path, caplog
 ) -> None:
     """A table directory on another filesystem (no hard link across): the guard steps aside."""
-    import subprocess
-
     dbname = postgres_server.new_database()
     lake = LakeSettings(home=tmp_path / "home", catalog=postgres_server.catalog_spec(dbname))
     con = open_lake(lake)
     elsewhere = Path(lake.data_dir, "ops", "table_stats")
     elsewhere.mkdir(parents=True, exist_ok=True)
-    try:  # a skip closes the connection too; umount of a directory never mounted does nothing
-        mount_tmpfs(elsewhere, "8m", "a table on another filesystem")
-        begun = now_ms()
-        con.execute("BEGIN")
-        con.execute(f"INSERT INTO ops.table_stats VALUES {ROW}")
-        with caplog.at_level("WARNING", logger="derivlake.lake.commit_guard"):
-            guarded_commit(con, lake, ["ops.table_stats"], begun)
-        assert con.execute("SELECT rows FROM ops.table_stats").fetchall() == [(7,)]
+    try:  # a skip closes the connection too
+        with tmpfs(elsewhere, "8m", "a table on another filesystem"):
+            begun = now_ms()
+            con.execute("BEGIN")
+            con.execute(f"INSERT INTO ops.table_stats VALUES {ROW}")
+            with caplog.at_level("WARNING", logger="derivlake.lake.commit_guard"):
+                guarded_commit(con, lake, ["ops.table_stats"], begun)
+            assert con.execute("SELECT rows FROM ops.table_stats").fetchall() == [(7,)]
     finally:
         con.close()
-        subprocess.run(["umount", str(elsewhere)], check=False)
     assert "commit guard unavailable" in caplog.text and "Invalid cross-device link" in caplog.text
     assert guard_copies(lake) == []

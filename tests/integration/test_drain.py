@@ -26,8 +26,8 @@ from tests.conftest import (
     catalog_write_lock,
     free_port,
     guard_copies,
-    mount_tmpfs,
     subscription_data,
+    tmpfs,
     unreferenced_files,
 )
 from tests.integration.drain_support import (
@@ -690,8 +690,7 @@ def test_a_retry_with_the_run_id_of_an_earlier_try_tells_its_batches_apart(
 def test_full_disk_commits_nothing_and_the_next_run_resumes(kafka: KafkaSettings, tmp_path) -> None:
     data = tmp_path / "small"
     data.mkdir()
-    mount_tmpfs(data, "64k", "a full disk")
-    try:
+    with tmpfs(data, "64k", "a full disk"):
         lake = LakeSettings(home=tmp_path / "home", data_path=f"{data}/")
         produce_tickers(kafka, 0, 20_000)  # a Parquet file well over the 64 KiB left
         with pytest.raises(Exception, match="No space left on device") as failed:
@@ -705,8 +704,6 @@ def test_full_disk_commits_nothing_and_the_next_run_resumes(kafka: KafkaSettings
         resumed = drain_topic(kafka, lake, "deribit.ticker", FAST)
         assert resumed.messages == 20_000
         assert len(lake_provenance(lake)) == 20_000
-    finally:
-        subprocess.run(["umount", "-l", str(data)], check=False)
 
 
 def test_book_batches_are_cut_at_the_row_budget(kafka: KafkaSettings, lake_settings) -> None:
