@@ -160,6 +160,8 @@ def read_and_parse(kafka: KafkaSettings, limit: int, parse: bool = True) -> floa
     normalizer, settings, c = drain.spec, drain.settings, drain._consumer()  # the drain's own consumer
     c.assign([TopicPartition(spec.name, p, 0) for p in range(spec.partitions)])
     con, stager, done, pending = duckdb.connect(), ThreadPoolExecutor(1), set(), None
+    if settings.duckdb_threads:
+        con.execute(f"SET threads = {settings.duckdb_threads}")
     batch, n = _Batch(spec.name), 0
     gc.disable()  # as the drain does
     t0 = time.perf_counter()

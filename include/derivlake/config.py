@@ -253,6 +253,16 @@ class DrainSettings:
     idle_timeout_s: float = 10.0
     quarantine_max_ratio: float = 0.05
     commit_retries: int = 20
+    # DuckDB threads of the drain's lake connection (parse and commit); 0: DuckDB's default, one per
+    # core. The drain already runs its read, parse and commit stages at once: where several drains share
+    # a worker's cores, fewer threads each avoid oversubscribing them (README "Configuration")
+    duckdb_threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.duckdb_threads < 0:
+            raise ConfigError(
+                f"DERIVLAKE_DRAIN_DUCKDB_THREADS={self.duckdb_threads} is below 0 (0: one per core)"
+            )
 
     @classmethod
     def from_env(cls) -> DrainSettings:
@@ -264,6 +274,7 @@ class DrainSettings:
             idle_timeout_s=_env_float("DERIVLAKE_DRAIN_IDLE_TIMEOUT_S", cls.idle_timeout_s),
             quarantine_max_ratio=_env_float("DERIVLAKE_QUARANTINE_MAX_RATIO", cls.quarantine_max_ratio),
             commit_retries=_env_int("DERIVLAKE_COMMIT_RETRIES", cls.commit_retries),
+            duckdb_threads=_env_int("DERIVLAKE_DRAIN_DUCKDB_THREADS", cls.duckdb_threads),
         )
 
 

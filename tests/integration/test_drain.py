@@ -16,8 +16,8 @@ from datetime import timedelta
 
 import pytest
 
-from derivlake.config import DrainSettings, KafkaSettings, LakeSettings
-from derivlake.ingest.drain import QuarantineThresholdExceeded, TopicMissing, drain_topic
+from derivlake.config import ConfigError, DrainSettings, KafkaSettings, LakeSettings
+from derivlake.ingest.drain import Drain, QuarantineThresholdExceeded, TopicMissing, drain_topic
 from derivlake.ingest.offsets import OffsetOutOfRange
 from derivlake.kafka_io import BrokerUnavailable, ensure_topics
 from derivlake.lake.catalog import CatalogBusy, open_lake
@@ -88,6 +88,21 @@ def test_drain_commits_rows_offsets_and_run_record_then_resumes(kafka: KafkaSett
         "SELECT min(open_interest), max(open_interest), count(*) FROM market.options_ticker"
     ).fetchone()
     assert oi == (0.0, 749.0, 750)
+
+
+def test_a_drain_runs_its_duckdb_on_the_threads_it_is_given(kafka: KafkaSettings, lake_settings) -> None:
+    import duckdb
+
+    default = duckdb.connect().execute("SELECT current_setting('threads')").fetchone()[0]
+    threads = 1 if default > 1 else 2  # not DuckDB's own choice, or the check below could not fail
+    produce_tickers(kafka, 0, 300)
+    drain = Drain(kafka, lake_settings, kafka.topic("deribit.ticker"), replace(FAST, duckdb_threads=threads))
+    result = drain.run()
+    assert result.messages == 300 and result.rows["market.options_ticker"] == 300
+    assert drain.con.execute("SELECT current_setting('threads')").fetchone()[0] == threads
+    assert lake_provenance(lake_settings) == _all_offsets(kafka, "deribit.ticker")
+    with pytest.raises(ConfigError, match="DERIVLAKE_DRAIN_DUCKDB_THREADS=-1 is below 0"):
+        DrainSettings(duckdb_threads=-1)
 
 
 def test_bad_messages_go_to_quarantine_with_their_reason(kafka: KafkaSettings, lake_settings) -> None:

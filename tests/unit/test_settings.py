@@ -25,6 +25,13 @@ def test_the_row_bound_of_a_drain_batch_comes_from_the_environment(monkeypatch: 
     assert DrainSettings.from_env().batch_rows == 120_000
 
 
+def test_the_drains_duckdb_threads_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DERIVLAKE_DRAIN_DUCKDB_THREADS", raising=False)
+    assert DrainSettings.from_env().duckdb_threads == 0  # DuckDB's default: one per core
+    monkeypatch.setenv("DERIVLAKE_DRAIN_DUCKDB_THREADS", "1")
+    assert DrainSettings.from_env().duckdb_threads == 1
+
+
 def test_an_s3_compatible_endpoint_is_reached_by_path_and_aws_by_host(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

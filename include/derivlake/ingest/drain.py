@@ -325,6 +325,8 @@ class Drain:
             from derivlake.lake.catalog import open_lake
 
             self._con = open_lake(self.lake)
+            if self.settings.duckdb_threads:  # the staging cursor shares the database, and so its threads
+                self._con.execute(f"SET threads = {int(self.settings.duckdb_threads)}")
         return self._con
 
     def _with_retries(self, what: str, fn):
