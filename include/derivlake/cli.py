@@ -19,6 +19,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("derivlake.reports.cli", "build an end-of-day product for a business date"),
     "sql": ("derivlake.lake.sql_cli", "read-only SQL on the lake"),
     "maintain": ("derivlake.lake.maintenance_cli", "compact the lake, expire snapshots, record table stats"),
+    "status": (
+        "derivlake.lake.status_cli",
+        "what the lake holds and how ingestion is doing (as the UI's page)",
+    ),
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -36,13 +37,21 @@ def _host_port(host: str | None, port: int | None) -> str | None:
     return f"{host}:{port}" if port else host
 
 
-def kafka_from_connection(base: KafkaSettings | None = None, conn_id: str = "kafka_default") -> KafkaSettings:
-    """librdkafka settings from the connection's extra (SASL/SSL included); the environment otherwise."""
-    from airflow.sdk import Connection
+def kafka_from_connection(
+    base: KafkaSettings | None = None,
+    conn_id: str = "kafka_default",
+    lookup: Callable[[str], Any] | None = None,
+) -> KafkaSettings:
+    """librdkafka settings from the connection's extra (SASL/SSL included); the environment otherwise.
+    `lookup` finds the connection (default: the Task SDK's, as in a task; the API server, which
+    runs no task, passes the metadata DB's)."""
+    if lookup is None:
+        from airflow.sdk import Connection
 
+        lookup = Connection.get
     base = base or KafkaSettings.from_env()
     try:
-        conn = Connection.get(conn_id)
+        conn = lookup(conn_id)
     except Exception as exc:  # AirflowNotFoundException and friends
         log.info(
             "no %s connection (%s): using KAFKA_BOOTSTRAP_SERVERS=%s", conn_id, exc, base.bootstrap_servers

@@ -1,0 +1,67 @@
+"""The lake status page as Airflow's API server serves it: the real app with the repo's plugins
+folder, the real auth manager, a real broker and lake behind it."""
+
+from __future__ import annotations
+
+import json
+
+from derivlake.config import DrainSettings, KafkaSettings, LakeSettings
+from derivlake.ingest.drain import drain_topic
+from tests.conftest import free_port
+from tests.integration.drain_support import produce_tickers
+
+
+def test_the_page_shows_the_lake_to_logged_in_users_only(
+    airflow_db, kafka: KafkaSettings, lake_in_env: LakeSettings, monkeypatch
+) -> None:
+    from airflow.api_fastapi.app import create_app, get_auth_manager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+    from fastapi.testclient import TestClient
+
+    produce_tickers(kafka, 0, 120)
+    drain_topic(kafka, lake_in_env, "deribit.ticker", DrainSettings(idle_timeout_s=5))
+    produce_tickers(kafka, 120, 30)
+    topic = kafka.topic("deribit.ticker").name
+    monkeypatch.setenv("DERIVLAKE_TOPIC_PREFIX", topic.removesuffix("deribit.ticker"))
+    # the brokers come from the kafka_default connection, as the drains': the environment's are dead
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")
+    conn = {"conn_type": "kafka", "extra": {"bootstrap.servers": kafka.bootstrap_servers}}
+    monkeypatch.setenv("AIRFLOW_CONN_KAFKA_DEFAULT", json.dumps(conn))
+
+    client = TestClient(create_app())
+    assert client.get("/lake-status/").status_code == 401  # plugin routes are not open by default
+
+    plugins = client.get("/api/v2/plugins", headers=_auth()).json()["plugins"]
+    (ours,) = [p for p in plugins if p["name"] == "derivlake_lake_status"]
+    assert ours["external_views"][0]["url_route"] == "lake-status"
+
+    page = client.get("/lake-status/", cookies={"_token": _token(get_auth_manager, SimpleAuthManagerUser)})
+    assert page.status_code == 200, page.text
+    assert topic in page.text and "Lake status" not in page.text  # the page, not the UI's shell
+    doc = client.get("/lake-status/status.json", headers=_auth()).json()
+    (t,) = [t for t in doc["topics"] if t["topic"] == topic]
+    assert (t["messages_24h"], t["rows_24h"], t["lag"]) == (120, 120, 30)
+    assert doc["lag_error"] is None
+
+
+def test_the_page_says_when_there_is_no_lake(airflow_db, tmp_path, monkeypatch) -> None:
+    from airflow.api_fastapi.app import create_app
+    from fastapi.testclient import TestClient
+
+    monkeypatch.setenv("DERIVLAKE_HOME", str(tmp_path / "nowhere"))
+    monkeypatch.delenv("DERIVLAKE_CATALOG", raising=False)
+    client = TestClient(create_app())
+    page = client.get("/lake-status/", headers=_auth())
+    assert page.status_code == 503
+    assert "No lake yet" in page.text and "Traceback" not in page.text
+
+
+def _token(get_auth_manager, user_class) -> str:
+    return get_auth_manager().generate_jwt(user_class(username="admin", role="admin"))
+
+
+def _auth() -> dict[str, str]:
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    return {"Authorization": f"Bearer {_token(get_auth_manager, SimpleAuthManagerUser)}"}
