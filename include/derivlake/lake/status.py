@@ -153,8 +153,10 @@ def log_ends(
     time, the listed end stays, and the lag is a lower bound.)"""
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+    # a probe needs one record batch per partition, not a prefetch of megabytes
     config = {"group.id": "derivlake-status", "enable.auto.commit": False, "enable.partition.eof": True,
-              "fetch.wait.max.ms": 100}  # fmt: skip
+              "fetch.wait.max.ms": 100, "max.partition.fetch.bytes": 65536,
+              "queued.max.messages.kbytes": 4096}  # fmt: skip
     consumer = Consumer(logged(kafka.client_config(**config)))
     try:
         metadata = consumer.list_topics(timeout=timeout_s)
