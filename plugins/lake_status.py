@@ -5,12 +5,13 @@ prints, for anyone logged in to Airflow. The page reads the lake read-only and a
 from __future__ import annotations
 
 import asyncio
+from datetime import date
 from typing import ClassVar
 
 from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
 from airflow.api_fastapi.core_api.security import requires_access_view
 from airflow.plugins_manager import AirflowPlugin
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import HTMLResponse, JSONResponse
 
 # every route needs a logged-in user allowed to see plugins (the UI's own rule for plugin pages)
@@ -56,6 +57,18 @@ async def status_json() -> JSONResponse:
     except Exception as exc:
         return JSONResponse({"error": _problem(exc)}, status_code=503)
     return JSONResponse(jsonable_encoder(status.as_dict()))
+
+
+@app.get("/chain/{as_of}", response_class=HTMLResponse)
+async def chain_report(as_of: date) -> HTMLResponse:
+    """The HTML options chain of a business date, as eod_options_chain wrote it (self-contained)."""
+    from derivlake.config import LakeSettings
+    from derivlake.reports.chain import chain_file
+
+    path = chain_file(LakeSettings.from_env().reports_dir, as_of, "html")
+    if not path.is_file():
+        raise HTTPException(404, f"no options chain report for {as_of} at {path}")
+    return HTMLResponse(await asyncio.to_thread(path.read_text))
 
 
 class LakeStatusPlugin(AirflowPlugin):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import pytest
 
 from derivlake.cli import main
 from derivlake.config import LakeSettings
 from derivlake.lake.catalog import open_lake
+from derivlake.lake.status import read_status
 from tests.integration.test_chain_build import D, seed_day
 
 
@@ -28,6 +31,13 @@ def test_report_chain_prints_paths_and_counts(lake: LakeSettings, capsys: pytest
     folder = lake.reports_dir / "chain" / "2024-03-08"
     assert str(folder / "options_chain_2024-03-08.csv") in out
     assert str(folder / "options_chain_2024-03-08.html") in out
+    # the lake status lists it (and the one-series report of the day before that seed_day stored,
+    # with no underlying and no file here), newest first
+    chains = read_status(lake).chains
+    assert [(c.as_of_date, c.series, c.underlyings, c.html) for c in chains] == [
+        (D, 31, 2, True), (D - timedelta(days=1), 1, 0, False)
+    ]  # fmt: skip
+    assert chains[0].snapshot == datetime(2024, 3, 8, 8)
 
 
 def test_report_chain_rejects_bad_dates(lake: LakeSettings, capsys: pytest.CaptureFixture) -> None:

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from derivlake.config import KafkaSettings, LakeSettings, redact_catalog
 from derivlake.kafka_log import logged
-from derivlake.lake.catalog import open_lake, short_cause
+from derivlake.lake.catalog import lake_tables, open_lake, short_cause
+from derivlake.reports.chain import chain_file
 
 if TYPE_CHECKING:
     import duckdb
@@ -76,6 +77,15 @@ class OffsetResetRecord:
 
 
 @dataclass(frozen=True)
+class ChainReport:
+    as_of_date: date
+    series: int
+    underlyings: int
+    snapshot: datetime  # the 08:00 UTC snapshot it was built from
+    html: bool = False  # its HTML report is on disk (the page links to it)
+
+
+@dataclass(frozen=True)
 class LakeStatus:
     generated_at: datetime
     catalog: str
@@ -86,6 +96,7 @@ class LakeStatus:
     quarantine: tuple[QuarantineReason, ...]
     tables: tuple[TableStatus, ...]
     resets: tuple[OffsetResetRecord, ...]
+    chains: tuple[ChainReport, ...] = ()  # newest first
     lag_error: str | None = None  # why the lag is unknown (the brokers did not answer)
 
     def as_dict(self) -> dict[str, object]:
@@ -141,6 +152,10 @@ def _read(con: duckdb.DuckDBPyConnection, lake: LakeSettings, now: datetime) -> 
         quarantine=tuple(QuarantineReason(*r) for r in rows("quarantine", {"now": now})),
         tables=tuple(TableStatus(*r) for r in rows("tables")),
         resets=tuple(OffsetResetRecord(*r) for r in rows("resets")),
+        chains=tuple(
+            ChainReport(*r, html=chain_file(lake.reports_dir, r[0], "html").is_file())
+            for r in (rows("chains") if "reports.options_chain" in lake_tables(con) else [])
+        ),
     )
 
 

@@ -61,6 +61,9 @@ def render_text(status: LakeStatus) -> str:
             ["table", "rows", "files", "bytes", "partitions", "newest", "measured_at"], tables, len(tables)
         )
     )
+    chains = [(c.as_of_date, c.series, c.underlyings, ts(c.snapshot)) for c in status.chains]
+    parts += ["", "end-of-day options chain (newest 7 in reports.options_chain)"]
+    parts.append(render_table(["as_of_date", "series", "underlyings", "snapshot"], chains, len(chains)))
     if status.resets:
         resets = [(r.topic, r.partition, r.old_offset, r.new_offset, r.reason, r.messages_affected, ts(r.reset_at))
                   for r in status.resets]  # fmt: skip

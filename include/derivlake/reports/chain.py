@@ -135,6 +135,11 @@ def chain_dir(reports_dir: Path, as_of: date) -> Path:
     return reports_dir / "chain" / as_of.isoformat()
 
 
+def chain_file(reports_dir: Path, as_of: date, suffix: str) -> Path:
+    """Where the chain of `as_of` is written as `suffix` (csv, html)."""
+    return chain_dir(reports_dir, as_of) / f"options_chain_{as_of.isoformat()}.{suffix}"
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Column computations (numpy, whole columns at once)
 
@@ -392,14 +397,11 @@ def build_chain(
             con.close()
     csv_path = html_path = None
     if write_files and reports_dir is not None:
-        out_dir = chain_dir(Path(reports_dir), as_of)
-        csv_path = write_csv(chain, out_dir / f"options_chain_{as_of.isoformat()}.csv")
+        csv_path = write_csv(chain, chain_file(Path(reports_dir), as_of, "csv"))
         if html:
             from derivlake.reports.html import write_html
 
-            html_path = write_html(
-                chain, expiries, as_of, out_dir / f"options_chain_{as_of.isoformat()}.html"
-            )
+            html_path = write_html(chain, expiries, as_of, chain_file(Path(reports_dir), as_of, "html"))
     result = ChainResult(as_of, BusinessDay(as_of).snapshot, chain, expiries, csv_path, html_path)
     log.info("options chain %s: %d series, %d expiries", as_of, result.series, result.expiry_count)
     return result
