@@ -25,6 +25,17 @@ def _bad_tickers() -> list[bytes]:
     return [b"{not json", b"[1, 2", b"\xff\xfe", unknown, unknown]
 
 
+def _live_files(lake, table: str = "options_ticker") -> tuple[int, int]:
+    con = open_lake(lake, read_only=True)
+    try:
+        return con.execute(
+            "SELECT count(*), sum(data_file_size_bytes) FROM ducklake_list_files('lake', ?, schema => 'market')",
+            [table],
+        ).fetchone()
+    finally:
+        con.close()
+
+
 def test_status_counts_what_was_drained_quarantined_and_left_waiting(
     kafka: KafkaSettings, lake_settings
 ) -> None:
@@ -33,6 +44,14 @@ def test_status_counts_what_was_drained_quarantined_and_left_waiting(
     result = drain_topic(kafka, lake_settings, "deribit.ticker", FAST)
     assert (result.messages, result.quarantined) == (305, 5)
     produce_tickers(kafka, 300, 40)  # not drained: the lag
+    before = {s.table: s for s in read_status(lake_settings).tables}
+    assert before["market.options_ticker"].files == _live_files(lake_settings)[0] >= 1
+    assert (before["market.options_ticker"].rows, before["market.options_ticker"].measured_at) == (None, None)
+    assert {
+        "ops.ingest_runs",
+        "ops.quarantine",
+        "desk.fills",
+    } <= before.keys()  # every table, measured or not
     maintain(lake_settings, MaintenanceConfig(file_grace=timedelta(0)))
 
     status = read_status(lake_settings, kafka)
@@ -64,8 +83,9 @@ def test_status_counts_what_was_drained_quarantined_and_left_waiting(
     finally:
         con.close()
     tables = {s.table: s for s in status.tables}
-    assert tables["market.options_ticker"].rows == rows == 300
-    assert tables["market.options_ticker"].files >= 1
+    ticker = tables["market.options_ticker"]
+    assert ticker.rows == rows == 300 and ticker.partitions == 1
+    assert (ticker.files, ticker.bytes) == _live_files(lake_settings)
     page = render_html(status)
     assert topic in page and "unknown_instrument" in page and "stale" not in page.split("<body>")[1]
 

@@ -57,12 +57,13 @@ class QuarantineReason:
 @dataclass(frozen=True)
 class TableStatus:
     table: str
-    measured_at: datetime
-    rows: int
-    files: int
+    files: int  # live data files now
     bytes: int
-    partitions: int
-    newest_partition: object  # a date, or None for a table without partitions
+    # as the newest maintenance measured them (None until it has run on the table)
+    rows: int | None
+    partitions: int | None
+    newest_partition: date | None
+    measured_at: datetime | None
 
 
 @dataclass(frozen=True)

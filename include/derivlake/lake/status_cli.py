@@ -52,15 +52,12 @@ def render_text(status: LakeStatus) -> str:
         render_table(["topic", "reason", "messages", "example", "last_at"], quarantine, len(quarantine))
     )
     tables = [
-        (t.table, t.rows, t.files, t.bytes, t.partitions, t.newest_partition, ts(t.measured_at))
+        (t.table, t.files, t.bytes, t.rows, t.partitions, t.newest_partition, ts(t.measured_at))
         for t in status.tables
     ]
-    parts += ["", "tables (as maintain_lake last measured them)"]
-    parts.append(
-        render_table(
-            ["table", "rows", "files", "bytes", "partitions", "newest", "measured_at"], tables, len(tables)
-        )
-    )
+    parts += ["", "tables (files and bytes live; rows and partitions as maintain_lake last measured them)"]
+    columns = ["table", "files", "bytes", "rows", "partitions", "newest", "measured_at"]
+    parts.append(render_table(columns, tables, len(tables)))
     chains = [(c.as_of_date, c.series, c.underlyings, ts(c.snapshot)) for c in status.chains]
     parts += ["", "end-of-day options chain (newest 7 in reports.options_chain)"]
     parts.append(render_table(["as_of_date", "series", "underlyings", "snapshot"], chains, len(chains)))
