@@ -44,7 +44,9 @@ def test_status_counts_what_was_drained_quarantined_and_left_waiting(
     result = drain_topic(kafka, lake_settings, "deribit.ticker", FAST)
     assert (result.messages, result.quarantined) == (305, 5)
     produce_tickers(kafka, 300, 40)  # not drained: the lag
-    before = {s.table: s for s in read_status(lake_settings).tables}
+    unasked = read_status(lake_settings)
+    assert unasked.lag_error == "not asked of the brokers" and {t.lag for t in unasked.topics} == {None}
+    before = {s.table: s for s in unasked.tables}
     assert before["market.options_ticker"].files == _live_files(lake_settings)[0] >= 1
     assert (before["market.options_ticker"].rows, before["market.options_ticker"].measured_at) == (None, None)
     assert {

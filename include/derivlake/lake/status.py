@@ -98,7 +98,7 @@ class LakeStatus:
     tables: tuple[TableStatus, ...]
     resets: tuple[OffsetResetRecord, ...]
     chains: tuple[ChainReport, ...] = ()  # newest first
-    lag_error: str | None = None  # why the lag is unknown (the brokers did not answer)
+    lag_error: str | None = None  # why the lag is unknown (not asked, or the brokers did not answer)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -122,7 +122,7 @@ def read_status(
     finally:
         con.close()
     if kafka is None:
-        return status
+        return replace(status, lag_error="not asked of the brokers")
     # a configured topic no drain has committed from yet is shown too: it may be the one that fails
     drained = {t.topic for t in status.topics}
     never = [TopicStatus(t.name, t.partitions, {}, None, None, 0, 0, 0, 0, 0, 0) for t in kafka.topics]
