@@ -104,18 +104,33 @@ def stored_offsets(con: duckdb.DuckDBPyConnection, topic: TopicSpec) -> dict[int
 
 def probe_log_end(consumer: Consumer, topic: str, partition: int, listed_end: int, timeout_s: float) -> int:
     """Fetch from just before the listed end: the fetch response carries the real high watermark."""
+    return probe_log_ends(consumer, {(topic, partition): listed_end}, timeout_s)[topic, partition]
+
+
+def probe_log_ends(
+    consumer: Consumer, listed_ends: dict[tuple[str, int], int], timeout_s: float
+) -> dict[tuple[str, int], int]:
+    """(topic, partition) -> its real end: all of them fetched at once from just before their listed
+    ends (each fetch response carries the real high watermark). A partition that gives nothing
+    within `timeout_s` keeps its listed end."""
     from confluent_kafka import TopicPartition
 
-    consumer.assign([TopicPartition(topic, partition, max(listed_end - 1, 0))])
+    ends = dict(listed_ends)
+    if not ends:
+        return ends
+    pending = set(ends)
+    consumer.assign([TopicPartition(t, p, max(end - 1, 0)) for (t, p), end in ends.items()])
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
-        if high >= 0 and (msg is not None):
-            consumer.unassign()
-            return max(high, listed_end)
+    while pending and time.monotonic() < deadline:
+        for msg in consumer.consume(1000, min(0.5, max(deadline - time.monotonic(), 0))):
+            tp = (msg.topic(), msg.partition())
+            if tp in pending:
+                _, high = consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
+                if high >= 0:
+                    pending.discard(tp)
+                    ends[tp] = max(high, ends[tp])
     consumer.unassign()
-    return listed_end
+    return ends
 
 
 def resolve_starts(

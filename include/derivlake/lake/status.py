@@ -4,13 +4,13 @@ brokers' log ends for the lag; one read-only snapshot, so the numbers agree with
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from derivlake.config import KafkaSettings, LakeSettings, redact_catalog
+from derivlake.ingest.offsets import probe_log_ends
 from derivlake.kafka_log import logged
 from derivlake.lake.catalog import lake_tables, open_lake, short_cause
 from derivlake.reports.chain import chain_file
@@ -164,9 +164,8 @@ def log_ends(
     kafka: KafkaSettings, topics: list[str], timeout_s: float
 ) -> dict[str, dict[int, tuple[int, int]]]:
     """Topic -> partition -> (log start, log end). Tansu lists the last batch's base offset + 1 as the
-    end (architecture.md section 2), so every partition is also fetched from just before its listed
-    end, all at once: the fetch response carries the real end. (Where a fetch does not answer in
-    time, the listed end stays, and the lag is a lower bound.)"""
+    end (architecture.md section 2), so the ends are probed as the drain probes them, all partitions at
+    once. (Where a fetch does not answer in time, the listed end stays, and the lag is a lower bound.)"""
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     # a probe needs one record batch per partition, not a prefetch of megabytes
@@ -188,16 +187,10 @@ def log_ends(
                 if high < 0:
                     raise KafkaException(f"no log end for {topic}[{partition}]")
                 listed[topic, partition] = (low, high)
-        pending = {tp for tp, (low, high) in listed.items() if high > low}
-        consumer.assign([TopicPartition(t, p, listed[t, p][1] - 1) for t, p in pending])
-        deadline = time.monotonic() + timeout_s
-        while pending and time.monotonic() < deadline:
-            for msg in consumer.consume(1000, 0.2):
-                tp = (msg.topic(), msg.partition())
-                if tp in pending:
-                    pending.discard(tp)
-                    _low, fetched = consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
-                    listed[tp] = (listed[tp][0], max(listed[tp][1], fetched))
+        probed = probe_log_ends(
+            consumer, {tp: high for tp, (low, high) in listed.items() if high > low}, timeout_s
+        )
+        listed.update({tp: (listed[tp][0], end) for tp, end in probed.items()})
         ends: dict[str, dict[int, tuple[int, int]]] = {}
         for (topic, partition), bounds in listed.items():
             ends.setdefault(topic, {})[partition] = bounds

@@ -172,18 +172,21 @@ def broker_log_ends(kafka: KafkaSettings, timeout_s: float = 5.0) -> LogEnds:
     def ask(topic: str, partitions: list[int]) -> dict[int, tuple[int, int]]:
         from confluent_kafka import Consumer, TopicPartition
 
-        from derivlake.ingest.offsets import probe_log_end
+        from derivlake.ingest.offsets import probe_log_ends
         from derivlake.kafka_log import logged
 
         consumer = Consumer(
             logged(kafka.client_config(**{"group.id": "derivlake.chain-gate", "enable.auto.commit": False}))
         )
         try:
-            out = {}
-            for p in partitions:
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
-                out[p] = (low, probe_log_end(consumer, topic, p, high, timeout_s) if high > low else high)
-            return out
+            listed = {
+                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+                for p in partitions
+            }
+            probed = probe_log_ends(
+                consumer, {(topic, p): high for p, (low, high) in listed.items() if high > low}, timeout_s
+            )
+            return {p: (low, probed.get((topic, p), high)) for p, (low, high) in listed.items()}
         finally:
             consumer.close()
 
