@@ -125,10 +125,12 @@ def read_status(
         return replace(status, lag_error="not asked of the brokers")
     # a configured topic no drain has committed from yet is shown too: it may be the one that fails
     drained = {t.topic for t in status.topics}
-    never = [TopicStatus(t.name, t.partitions, {}, None, None, 0, 0, 0, 0, 0, 0) for t in kafka.topics]
-    topics = tuple(
-        sorted([*status.topics, *(t for t in never if t.topic not in drained)], key=lambda t: t.topic)
-    )
+    never = [
+        TopicStatus(t.name, t.partitions, {}, None, None, 0, 0, 0, 0, 0, 0)
+        for t in kafka.topics
+        if t.name not in drained
+    ]
+    topics = tuple(sorted([*status.topics, *never], key=lambda t: t.topic))
     try:
         ends = log_ends(kafka, [t.topic for t in topics], lag_timeout_s)
     except Exception as exc:  # the lake's part stands on its own
