@@ -41,9 +41,6 @@ GREEK_NAMES = ("delta", "gamma", "vega", "theta", "rho")
 DELTA_25 = 0.25
 """Wings of the risk reversal and butterfly: the 25-delta call and the -25-delta put."""
 
-CSV_FLOAT_FORMAT = "%.10g"
-"""10 significant digits: identical bytes on a rerun even if a parallel sum differs in its last bit."""
-
 CHAIN_ORDER = ["underlying", "expiration", "strike", "option_type"]
 EXPIRY_ORDER = ["underlying", "expiration"]
 
@@ -287,18 +284,15 @@ def expiry_table(chain: pd.DataFrame) -> pd.DataFrame:
 
 def compute_chain(con: duckdb.DuckDBPyConnection, as_of: date) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The chain and per-expiry frames for business day `as_of` (no writes)."""
+    from derivlake.reports.output import table_columns
+
     day = BusinessDay(as_of)
     ensure_tables(con)
     raw = con.execute(_sql("chain_snapshot.sql", day, **quote_window(con, day))).df()
     chain = add_model_columns(raw).sort_values(CHAIN_ORDER, kind="stable").reset_index(drop=True)
-    chain = chain[_table_columns(con, "options_chain")]
+    chain = chain[table_columns(con, "options_chain")]
     expiries = expiry_table(chain)
     return chain, expiries
-
-
-def _table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
-    rows = con.execute((SQL_DIR / "report_columns.sql").read_text(), [table]).fetchall()
-    return [r[0] for r in rows]
 
 
 def store(
@@ -308,62 +302,11 @@ def store(
     expiries: pd.DataFrame,
     settings: LakeSettings | None = None,
 ) -> None:
-    """Replace the date's rows of both tables in ONE transaction: readers see the old or the new day.
+    """Replace the date's chain and expiry rows together (output.replace_day)."""
+    from derivlake.reports.output import replace_day
 
-    Retried while it loses commit races, as a drain's commit is; given the lake's settings, under the
-    drains' commit lock, so a maintenance merge is neither broken by it nor breaks it (SQLite catalog).
-    """
-    from derivlake.lake.catalog import locked_commit
-    from derivlake.lake.commit_guard import guarded_commit, now_ms
-
-    tables = ("reports.options_chain", "reports.options_chain_expiry")
-
-    def replace_day() -> None:
-        begun = now_ms()
-        con.execute("BEGIN")
-        for table, view in (("options_chain", "chain_rows"), ("options_chain_expiry", "expiry_rows")):
-            con.execute(f"DELETE FROM reports.{table} WHERE as_of_date = ?", [as_of])
-            con.execute(f"INSERT INTO reports.{table} BY NAME SELECT * FROM {view}")
-        guarded_commit(con, settings, tables, begun)
-
-    con.register("chain_rows", chain)
-    con.register("expiry_rows", expiries)
-    try:
-        locked_commit(con, settings, f"store the chain of {as_of}", replace_day, attempts=20)
-    finally:
-        con.unregister("chain_rows")
-        con.unregister("expiry_rows")
-
-
-def write_csv(chain: pd.DataFrame, path: Path) -> Path:
-    """Deterministic bytes: fixed row order, %.10g floats, ISO timestamps, '\\n' line ends.
-
-    Formatted and written by DuckDB (an in-memory connection): several times faster than pandas' per-value
-    float formatting, which matters for the chain's end-to-end time at venue scale.
-    """
-    import duckdb
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".csv.tmp")
-    with duckdb.connect() as con:
-        con.register("chain_csv", chain)
-        types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE chain_csv)").fetchall())
-        select = []
-        for name, kind in types.items():
-            col = f'"{name}"'
-            if kind in ("DOUBLE", "FLOAT"):
-                col = f"printf('{CSV_FLOAT_FORMAT}', {col})"
-            elif kind.startswith("TIMESTAMP") and name != "as_of_date":
-                col = f"strftime({col}, '%Y-%m-%dT%H:%M:%S.%fZ')"
-            elif kind == "DATE" or name == "as_of_date":
-                col = f"strftime({col}, '%Y-%m-%d')"
-            select.append(f'{col} AS "{name}"')
-        con.execute(
-            f"COPY (SELECT {', '.join(select)} FROM chain_csv) TO '{tmp}' "
-            "(FORMAT csv, HEADER true, NEW_LINE '\\n', QUOTE '\"')"
-        )
-    tmp.replace(path)
-    return path
+    frames = {"options_chain": chain, "options_chain_expiry": expiries}
+    replace_day(con, as_of, frames, settings, f"store the chain of {as_of}")
 
 
 def build_chain(
@@ -397,6 +340,8 @@ def build_chain(
             con.close()
     csv_path = html_path = None
     if write_files and reports_dir is not None:
+        from derivlake.reports.output import write_csv
+
         csv_path = write_csv(chain, chain_file(Path(reports_dir), as_of, "csv"))
         if html:
             from derivlake.reports.html import write_html

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from derivlake.config import LakeSettings
 
 PRODUCTS = ("chain", "margin", "exports")
 
@@ -15,12 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.product != "chain":
+    if args.product == "exports":
         print(f"error: report {args.product} is not implemented yet")
         return 2
     from derivlake.config import LakeSettings
     from derivlake.lake.catalog import open_lake
-    from derivlake.reports.chain import build_chain
     from derivlake.reports.completeness import first_quote_time, resolve_as_of_date
 
     settings = LakeSettings.from_env()
@@ -28,6 +33,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         now = datetime.now(UTC).replace(tzinfo=None)
         as_of = resolve_as_of_date(args.date, default=now.date(), now=now, first_quote=first_quote_time(con))
+        if args.product == "margin":
+            return _margin(con, as_of, settings, html=not args.no_html)
+        from derivlake.reports.chain import build_chain
+
         result = build_chain(con, as_of, reports_dir=settings.reports_dir, html=not args.no_html)
     finally:
         con.close()
@@ -36,4 +45,18 @@ def run(args: argparse.Namespace) -> int:
     for path in (result.csv_path, result.html_path):
         if path is not None:
             print(path)
+    return 0
+
+
+def _margin(con: duckdb.DuckDBPyConnection, as_of: date, settings: LakeSettings, *, html: bool) -> int:
+    from derivlake.reports.margin import build_margin
+
+    result = build_margin(con, as_of, reports_dir=settings.reports_dir, html=html)
+    summary = result.summary()
+    print(f"reports.margin_accounts {as_of}: {len(result.accounts)} rows ({summary['accounts']} accounts)")
+    print(f"reports.margin_positions {as_of}: {len(result.positions)} rows"
+          f" ({summary['unpriced_positions']} unpriced)")  # fmt: skip
+    print(f"margin calls: {summary['margin_calls']}")
+    for path in result.files:
+        print(path)
     return 0

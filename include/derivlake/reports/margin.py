@@ -1,0 +1,387 @@
+"""End-of-day margin report: every desk account's positions, equity and margin at 08:00 UTC of D.
+
+Positions and cash come from `desk.fills` and `desk.transfers` since inception (sql/margin_positions.sql,
+sql/margin_cash.sql); live options are marked from the day's options chain, futures from their last
+ticker, and instruments that expired settle at the delivery price their expiry day's chain recorded.
+Two models per account and margin currency (domain.md section 4): Deribit's standard margin, and the
+portfolio margin of the 27-scenario grid. Everything is computed over whole columns (numpy); a rerun
+replaces the date's rows in one transaction and writes the same CSV bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from derivlake.config import LakeSettings
+from derivlake.margin import PortfolioParams, StandardParams
+from derivlake.reports.chain import BusinessDay
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+SQL_DIR = Path(__file__).with_name("sql")
+FLAT = 1e-9
+"""A net position smaller than this (in contracts or USD) is closed: float sums of buys and sells."""
+
+OPEN, EXPIRED, NO_MARK, NO_DELIVERY, UNKNOWN = "open", "expired", "no_mark", "no_delivery_price", "unknown"
+UNPRICED = (NO_MARK, NO_DELIVERY, UNKNOWN)
+ACCOUNT_ORDER = ["account_id", "currency", "model"]
+POSITION_ORDER = ["account_id", "currency", "instrument_name"]
+
+
+class ChainMissingError(RuntimeError):
+    """Options are held but the day's options chain, their marks, is not in the lake."""
+
+
+@dataclass(frozen=True)
+class MarginParams:
+    standard: StandardParams = field(default_factory=StandardParams)
+    portfolio: PortfolioParams = field(default_factory=PortfolioParams)
+
+
+@dataclass(frozen=True)
+class MarginResult:
+    """What one build produced: the frames as stored and the files written."""
+
+    as_of: date
+    accounts: pd.DataFrame
+    positions: pd.DataFrame
+    files: tuple[Path, ...] = ()
+
+    @property
+    def margin_calls(self) -> int:
+        return int(self.accounts["margin_call"].fillna(False).sum())
+
+    def summary(self) -> dict[str, Any]:
+        """The asset event's `extra` and the CLI's output: JSON-serialisable."""
+        return {
+            "as_of_date": self.as_of.isoformat(),
+            "accounts": int(self.accounts["account_id"].nunique()),
+            "account_rows": len(self.accounts),
+            "positions": len(self.positions),
+            "unpriced_positions": int(self.positions["status"].isin(UNPRICED).sum()),
+            "margin_calls": self.margin_calls,
+            "files": [str(p) for p in self.files],
+        }
+
+
+def margin_dir(reports_dir: Path, as_of: date) -> Path:
+    return reports_dir / "margin" / as_of.isoformat()
+
+
+def _sql(name: str, day: BusinessDay) -> str:
+    return (SQL_DIR / name).read_text().format(**day.sql_literals())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Column computations
+
+
+def value_positions(raw: pd.DataFrame) -> pd.DataFrame:
+    """Status, size in base coin and value in the margin currency of every position, as whole columns.
+
+    Inverse futures hold USD: their size is position / mark coin and their value -position / mark (the
+    counterpart of the A / P coin their fills booked as cash). Settled instruments are worth their payoff.
+    """
+    import numpy as np
+
+    from derivlake.pricing import payoff_coin, payoff_usd
+
+    df = raw.copy()
+    pos = df["position"].to_numpy(dtype=float, copy=True)
+    pos[np.abs(pos) < FLAT] = 0.0
+    df["position"] = pos
+    is_option = (df["kind"] == "option").to_numpy()
+    inverse = df["is_inverse"].fillna(False).to_numpy(dtype=bool)
+    expired = (df["days_to_expiry"].fillna(np.inf) <= 0).to_numpy()
+    mark = df["mark_price"].to_numpy(dtype=float)
+    settle = df["delivery_price"].to_numpy(dtype=float)
+    strike = df["strike"].to_numpy(dtype=float)
+    is_call = (df["option_type"] == "call").to_numpy()
+    # the price a unit is worth now: the mark while alive, the delivery price (futures) or payoff (options)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        payoff = np.where(inverse, payoff_coin(settle, strike, is_call), payoff_usd(settle, strike, is_call))
+        unit = np.where(expired, np.where(is_option, payoff, settle), mark)
+        inverse_future = inverse & ~is_option
+        value = np.where(inverse_future, -pos / unit, pos * unit)
+        size = np.where(inverse_future, pos / np.where(expired, settle, mark), pos)
+    status = np.where(
+        df["kind"].isna(),
+        UNKNOWN,
+        np.where(
+            expired,
+            np.where(np.isfinite(settle), EXPIRED, NO_DELIVERY),
+            np.where(np.isfinite(mark), OPEN, NO_MARK),
+        ),
+    )
+    status = np.where((pos == 0) & (status != UNKNOWN), np.where(expired, EXPIRED, OPEN), status)
+    value = np.where(pos == 0, 0.0, value)
+    df["status"] = status
+    df["size_base"] = np.where(pos == 0, 0.0, size)
+    df["value"] = np.where(np.isin(status, UNPRICED), np.nan, value)
+    return df
+
+
+def standard_margin(df: pd.DataFrame, params: StandardParams) -> pd.DataFrame:
+    """Deribit standard margin of every open position (domain.md 4.1, 4.2), in its margin currency.
+
+    Futures: |size| x a rate that grows with the size, times the index for USDC-margined ones. Short
+    options: the per-contract rule on the coin mark (a linear option's USDC mark over the forward, scaled
+    back by the forward) x contracts. Long options need nothing beyond their premium.
+    """
+    import numpy as np
+
+    from derivlake.margin import future_margin, short_option_margin
+
+    out = df.copy()
+    n = len(out)
+    im, mm = np.zeros(n), np.zeros(n)
+    is_open = (out["status"] == OPEN).to_numpy()
+    is_option = (out["kind"] == "option").to_numpy()
+    inverse = out["is_inverse"].fillna(False).to_numpy(dtype=bool)
+    size = out["size_base"].to_numpy(dtype=float)
+    index = out["index_price"].to_numpy(dtype=float)
+    futures = is_open & ~is_option
+    for base in out.loc[futures, "base_currency"].unique():  # one rate table per currency, not per row
+        rows = futures & (out["base_currency"] == base).to_numpy()
+        f_im, f_mm = future_margin(size[rows], params.rates_for(base))
+        scale = np.where(inverse[rows], 1.0, index[rows])
+        im[rows], mm[rows] = f_im * scale, f_mm * scale
+    shorts = is_open & is_option & (size < 0)
+    forward = out["forward"].to_numpy(dtype=float)[shorts]
+    mark = out["mark_price"].to_numpy(dtype=float)[shorts]
+    unit = np.where(inverse[shorts], 1.0, forward)  # linear: the rule in coin terms, then x forward
+    o_im, o_mm = short_option_margin(
+        forward, out["strike"].to_numpy(dtype=float)[shorts], mark / unit,
+        (out["option_type"] == "call").to_numpy()[shorts], params,
+    )  # fmt: skip
+    contracts = -size[shorts]
+    im[shorts], mm[shorts] = o_im * unit * contracts, o_mm * unit * contracts
+    unpriced = out["status"].isin(UNPRICED).to_numpy()
+    out["standard_im"] = np.where(unpriced, np.nan, im)
+    out["standard_mm"] = np.where(unpriced, np.nan, mm)
+    return out
+
+
+def position_greeks(df: pd.DataFrame) -> pd.DataFrame:
+    """Position greeks in USD: delta per 1 USD move x forward (so that underlyings add up), gamma as the
+    USD delta change for a 1% move, vega per vol point, theta per day. Futures are delta one."""
+    import numpy as np
+
+    out = df.copy()
+    is_open = (out["status"] == OPEN).to_numpy()
+    is_option = (out["kind"] == "option").to_numpy()
+    size = out["size_base"].to_numpy(dtype=float)
+    fwd = out["forward"].to_numpy(dtype=float)
+    delta = np.where(is_option, out["delta"].to_numpy(dtype=float), 1.0)
+    zero = np.where(is_option, 1.0, 0.0)
+    out["delta"] = np.where(is_open, size * delta * fwd, 0.0)
+    out["gamma"] = np.where(
+        is_open, size * zero * out["gamma"].fillna(0).to_numpy(float) * fwd * fwd / 100, 0.0
+    )
+    out["vega"] = np.where(is_open, size * zero * out["vega"].fillna(0).to_numpy(float), 0.0)
+    out["theta"] = np.where(is_open, size * zero * out["theta"].fillna(0).to_numpy(float), 0.0)
+    return out
+
+
+def portfolio_by_account(df: pd.DataFrame, params: PortfolioParams) -> pd.DataFrame:
+    """Portfolio margin per account and currency: the scenario grid per underlying (each underlying moves
+    on its own), summed over the currency's underlyings; the worst scenario is the largest one's."""
+    import numpy as np
+    import pandas as pd
+
+    from derivlake.margin import portfolio_margin, scenario_pnl
+
+    live = df[(df["status"] == OPEN) & (df["size_base"] != 0)].reset_index(drop=True)
+    keys = ["account_id", "currency", "underlying"]
+    if live.empty:
+        return pd.DataFrame(columns=[*keys[:2], "initial_margin", "maintenance_margin", "worst_scenario_id",
+                                     "worst_scenario_pnl", "grid_loss", "extended_addon"])  # fmt: skip
+    is_option = (live["kind"] == "option").to_numpy()
+    dte = live["days_to_expiry"].to_numpy(dtype=float)
+    grid, extended = scenario_pnl(
+        is_option=is_option,
+        is_inverse=live["is_inverse"].to_numpy(dtype=bool),
+        qty=live["size_base"].to_numpy(dtype=float),
+        forward=live["forward"].to_numpy(dtype=float),
+        strike=live["strike"].to_numpy(dtype=float),
+        tte_years=dte / 365.0,
+        sigma=live["mark_iv"].to_numpy(dtype=float) / 100.0,
+        is_call=(live["option_type"] == "call").to_numpy(),
+        dte_days=np.where(np.isfinite(dte), dte, params.vega_dte_pivot),
+        params=params,
+    )
+    codes = live.groupby(keys, sort=True).ngroup().to_numpy()
+    groups = live.assign(group=codes).drop_duplicates("group").sort_values("group")[keys]
+    per = portfolio_margin(grid, extended, codes, params)
+    per = pd.concat([groups.reset_index(drop=True), per.reset_index(drop=True)], axis=1)
+    per = per.sort_values([*keys[:2], "initial_margin", "underlying"], ascending=[True, True, False, True])
+    agg = per.groupby(keys[:2], sort=True).agg(
+        initial_margin=("initial_margin", "sum"),
+        maintenance_margin=("maintenance_margin", "sum"),
+        worst_scenario_id=("worst_scenario_id", "first"),
+        worst_scenario_pnl=("worst_pnl", "first"),
+        grid_loss=("grid_loss", "sum"),
+        extended_addon=("extended_addon", "sum"),
+    )
+    return agg.reset_index()
+
+
+def account_table(
+    positions: pd.DataFrame, cash: pd.DataFrame, pm: pd.DataFrame, day: BusinessDay
+) -> pd.DataFrame:
+    """One row per account x currency x model: equity, both margins and their use of the equity.
+
+    Equity = net deposits - fees + the cash every fill moved + what the positions are worth now; it is
+    unknown (NULL) while any of the currency's positions has no price, which `unpriced_positions` counts.
+    """
+    import numpy as np
+    import pandas as pd
+
+    keys = ["account_id", "currency"]
+    p = positions.assign(
+        unpriced=positions["status"].isin(UNPRICED),
+        held=positions["size_base"].ne(0) & positions["status"].isin((OPEN, *UNPRICED)),
+    )
+    per = p.groupby(keys).agg(
+        cash_flows=("cash_flow", "sum"),
+        position_value=("value", "sum"),
+        positions=("held", "sum"),
+        unpriced_positions=("unpriced", "sum"),
+        standard_im=("standard_im", "sum"),
+        standard_mm=("standard_mm", "sum"),
+        delta_total=("delta", "sum"),
+        gamma_total=("gamma", "sum"),
+        vega_total=("vega", "sum"),
+        theta_total=("theta", "sum"),
+    )
+    base = cash.set_index(keys).join(per, how="outer").reset_index()
+    base[["deposits", "fees", "cash_flows", "position_value"]] = base[
+        ["deposits", "fees", "cash_flows", "position_value"]
+    ].fillna(0.0)
+    for col in ("positions", "unpriced_positions"):
+        base[col] = base[col].fillna(0).astype("int64")
+    base = base.fillna({c: 0.0 for c in ("standard_im", "standard_mm", "delta_total", "gamma_total",
+                                         "vega_total", "theta_total")})  # fmt: skip
+    equity = base["deposits"] - base["fees"] + base["cash_flows"] + base["position_value"]
+    base["equity"] = equity.where(base["unpriced_positions"] == 0)
+    standard = base.assign(model="standard", initial_margin=base["standard_im"],
+                           maintenance_margin=base["standard_mm"])  # fmt: skip
+    portfolio = base.merge(pm, on=keys, how="left").assign(model="portfolio")
+    portfolio[["initial_margin", "maintenance_margin", "grid_loss", "extended_addon"]] = portfolio[
+        ["initial_margin", "maintenance_margin", "grid_loss", "extended_addon"]
+    ].fillna(0.0)
+    out = pd.concat([standard, portfolio], ignore_index=True)
+    eq = out["equity"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["available_funds"] = eq - out["initial_margin"]
+        out["im_utilisation"] = (out["initial_margin"] / eq).where(eq > 0)
+        out["mm_utilisation"] = (out["maintenance_margin"] / eq).where(eq > 0)
+    out["margin_call"] = (eq < out["maintenance_margin"]).where(eq.notna()).astype("boolean")
+    out["as_of_date"] = day.as_of
+    out["as_of"] = day.snapshot
+    out["worst_scenario_id"] = out["worst_scenario_id"].astype("Int32")
+    return out.sort_values(ACCOUNT_ORDER, kind="stable").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Build, store, write
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute((SQL_DIR / "margin_tables.sql").read_text())
+
+
+def compute_margin(
+    con: duckdb.DuckDBPyConnection, as_of: date, params: MarginParams | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The account and position frames of business day `as_of` (no writes)."""
+    from derivlake.reports.chain import ensure_tables as ensure_chain_tables
+    from derivlake.reports.output import table_columns
+
+    params = params or MarginParams()
+    day = BusinessDay(as_of)
+    ensure_chain_tables(con)
+    ensure_tables(con)
+    raw = con.execute(_sql("margin_positions.sql", day)).df()
+    (chain_rows,) = con.execute(_sql("margin_chain_rows.sql", day)).fetchone()
+    if chain_rows == 0 and ((raw["kind"] == "option") & (raw["days_to_expiry"] > 0)).any():
+        raise ChainMissingError(
+            f"the options chain of {as_of} is not in the lake, and it holds the marks of the accounts' "
+            f"options: build it first (the eod_options_chain DAG, or `python -m derivlake report chain "
+            f"--date {as_of}`)"
+        )
+    cash = con.execute(_sql("margin_cash.sql", day)).df()
+    positions = position_greeks(standard_margin(value_positions(raw), params.standard))
+    pm = portfolio_by_account(positions, params.portfolio)
+    accounts = account_table(positions, cash, pm, day)
+    shown = positions["status"].isin(UNPRICED) | (
+        (positions["size_base"] != 0)
+        & ~((positions["status"] == EXPIRED) & (positions["days_to_expiry"] < 0))
+    )
+    positions = positions[shown].assign(as_of_date=as_of)
+    positions = positions.sort_values(POSITION_ORDER, kind="stable").reset_index(drop=True)
+    return (
+        accounts[table_columns(con, "margin_accounts")],
+        positions[table_columns(con, "margin_positions")],
+    )
+
+
+def build_margin(
+    con_or_settings: duckdb.DuckDBPyConnection | LakeSettings,
+    as_of: date,
+    *,
+    reports_dir: Path | None = None,
+    params: MarginParams | None = None,
+    html: bool = True,
+) -> MarginResult:
+    """Build, store and export the margin report of business day `as_of` (idempotent).
+
+    With LakeSettings the lake is opened (and closed) here and files go under its reports_dir; with an
+    open connection files go under `reports_dir` if given, else none are written.
+    """
+    from derivlake.reports.output import replace_day, write_csv
+
+    settings = con_or_settings if isinstance(con_or_settings, LakeSettings) else None
+    if settings is not None:
+        from derivlake.lake.catalog import catalog_connection_lost, open_lake
+
+        con = open_lake(settings)
+        reports_dir = reports_dir or settings.reports_dir
+        lost = catalog_connection_lost(settings, f"margin {as_of}")
+    else:
+        con, lost = con_or_settings, contextlib.nullcontext()
+    try:
+        with lost:
+            accounts, positions = compute_margin(con, as_of, params)
+            frames = {"margin_accounts": accounts, "margin_positions": positions}
+            replace_day(con, as_of, frames, settings, f"store the margin report of {as_of}")
+    finally:
+        if settings is not None:
+            con.close()
+    files: list[Path] = []
+    if reports_dir is not None:
+        folder = margin_dir(Path(reports_dir), as_of)
+        for table, frame in frames.items():
+            files.append(write_csv(frame, folder / f"{table}_{as_of.isoformat()}.csv"))
+        if html:
+            from derivlake.reports.margin_html import write_margin_html
+
+            files.append(
+                write_margin_html(accounts, positions, as_of, folder / f"margin_{as_of.isoformat()}.html")
+            )
+    result = MarginResult(as_of, accounts, positions, tuple(files))
+    log.info(
+        "margin %s: %d accounts, %d positions (%d unpriced), %d margin calls",
+        as_of, result.summary()["accounts"], len(positions), result.summary()["unpriced_positions"],
+        result.margin_calls,
+    )  # fmt: skip
+    return result
