@@ -199,7 +199,7 @@ def seeded(lake_settings: LakeSettings) -> LakeSettings:
     return lake_settings
 
 
-def _rows(settings: LakeSettings, table: str) -> list[dict]:
+def report_rows(settings: LakeSettings, table: str) -> list[dict]:
     con = open_lake(settings, read_only=True)
     try:
         cur = con.execute(f"SELECT * FROM reports.{table} WHERE as_of_date = ? ORDER BY ALL", [D])
@@ -211,7 +211,7 @@ def _rows(settings: LakeSettings, table: str) -> list[dict]:
 
 def test_chain_matches_hand_computed_day(seeded: LakeSettings) -> None:
     result = build_chain(seeded, D)
-    rows = {r["symbol"]: r for r in _rows(seeded, "options_chain")}
+    rows = {r["symbol"]: r for r in report_rows(seeded, "options_chain")}
     expected = {s["symbol"]: s for s in [*series(), SOL]}
     assert set(rows) == set(expected), "alive series only: no 7MAR24, nothing listed after 08:00"
     assert result.series == 31 and result.expiry_count == 4
@@ -257,7 +257,7 @@ def test_chain_matches_hand_computed_day(seeded: LakeSettings) -> None:
     assert sol["volume_usd"] == pytest.approx(120.0), "linear USDC prices are already in USD"
     assert sol["is_inverse"] is False and sol["coin_delta"] is None
 
-    exp = {(r["underlying"], r["expiration"]): r for r in _rows(seeded, "options_chain_expiry")}
+    exp = {(r["underlying"], r["expiration"]): r for r in report_rows(seeded, "options_chain_expiry")}
     for name, (expiry, F) in EXPIRIES.items():
         e = exp[("BTC", expiry)]
         ser = [s for s in series() if s["expiration"] == expiry]
@@ -299,7 +299,7 @@ def test_chain_matches_hand_computed_day(seeded: LakeSettings) -> None:
 
 def test_expiring_series_carry_twap_delivery_price_and_payoff(seeded: LakeSettings) -> None:
     build_chain(seeded, D)
-    rows = {r["symbol"]: r for r in _rows(seeded, "options_chain")}
+    rows = {r["symbol"]: r for r in report_rows(seeded, "options_chain")}
     for K in STRIKES:
         call, put = rows[f"BTC-8MAR24-{int(K)}-C"], rows[f"BTC-8MAR24-{int(K)}-P"]
         for r in (call, put):
@@ -316,11 +316,11 @@ def test_expiring_series_carry_twap_delivery_price_and_payoff(seeded: LakeSettin
 def test_rerun_is_identical(seeded: LakeSettings) -> None:
     first = build_chain(seeded, D)
     csv1 = first.csv_path.read_bytes()
-    rows1 = _rows(seeded, "options_chain"), _rows(seeded, "options_chain_expiry")
+    rows1 = report_rows(seeded, "options_chain"), report_rows(seeded, "options_chain_expiry")
     second = build_chain(seeded, D)
     assert second.csv_path == first.csv_path
     assert second.csv_path.read_bytes() == csv1
-    assert (_rows(seeded, "options_chain"), _rows(seeded, "options_chain_expiry")) == rows1
+    assert (report_rows(seeded, "options_chain"), report_rows(seeded, "options_chain_expiry")) == rows1
     assert first.csv_path == Path(
         seeded.reports_dir / "chain" / "2024-03-08" / "options_chain_2024-03-08.csv"
     )
@@ -365,4 +365,4 @@ def test_the_chain_is_stored_through_a_catalog_locked_for_a_moment(seeded: LakeS
     finally:
         release.set()
         holder.join()
-    assert sum(r["as_of_date"] == D for r in _rows(seeded, "options_chain")) == result.series > 0
+    assert sum(r["as_of_date"] == D for r in report_rows(seeded, "options_chain")) == result.series > 0

@@ -17,7 +17,16 @@ from derivlake.config import LakeSettings
 from derivlake.lake.catalog import open_lake
 from derivlake.reports.chain import build_chain
 from derivlake.reports.margin import ChainMissingError, build_margin
-from tests.integration.test_chain_build import BTC_TWAP, EXPIRIES, SNAP, SOL_TWAP, D, seed_day, series
+from tests.integration.test_chain_build import (
+    BTC_TWAP,
+    EXPIRIES,
+    SNAP,
+    SOL_TWAP,
+    D,
+    report_rows,
+    seed_day,
+    series,
+)
 
 PERP_EXPIRY = datetime(3000, 1, 1, 8)
 BTC_PERP_MARK, BTC_PERP_INDEX = 65000.0, 64950.0
@@ -131,16 +140,6 @@ def seeded(lake_settings: LakeSettings) -> LakeSettings:
     return lake_settings
 
 
-def _rows(settings: LakeSettings, table: str) -> list[dict]:
-    con = open_lake(settings, read_only=True)
-    try:
-        cur = con.execute(f"SELECT * FROM reports.{table} WHERE as_of_date = ? ORDER BY ALL", [D])
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-    finally:
-        con.close()
-
-
 def expected_acct_a() -> dict[str, float]:
     """Equity and standard margin of acct-a's BTC, by hand (domain.md 4.1, 4.2)."""
     before = [f for f in FILLS if f[0] == "acct-a" and f[2] < SNAP]
@@ -177,7 +176,9 @@ def expected_acct_a() -> dict[str, float]:
 
 def test_margin_matches_hand_computed_day(seeded: LakeSettings) -> None:
     result = build_margin(seeded, D)
-    accounts = {(r["account_id"], r["currency"], r["model"]): r for r in _rows(seeded, "margin_accounts")}
+    accounts = {
+        (r["account_id"], r["currency"], r["model"]): r for r in report_rows(seeded, "margin_accounts")
+    }
     assert set(accounts) == {
         (a, c, m) for a, c in (("acct-a", "BTC"), ("acct-b", "USDC"), ("acct-c", "ETH"))
         for m in ("standard", "portfolio")
@@ -218,7 +219,7 @@ def test_margin_matches_hand_computed_day(seeded: LakeSettings) -> None:
     eth = accounts[("acct-c", "ETH", "standard")]
     assert eth["unpriced_positions"] == 1 and eth["equity"] is None and eth["margin_call"] is None
 
-    positions = {(r["account_id"], r["instrument_name"]): r for r in _rows(seeded, "margin_positions")}
+    positions = {(r["account_id"], r["instrument_name"]): r for r in report_rows(seeded, "margin_positions")}
     assert set(positions) == {
         ("acct-a", "BTC-8MAR24-60000-C"), ("acct-a", "BTC-15MAR24-65000-C"), ("acct-a", "BTC-29MAR24-60000-P"),
         ("acct-a", "BTC-PERPETUAL"), ("acct-b", "SOL_USDC-PERPETUAL"), ("acct-b", "SOL_USDC-8MAR24-140-C"),
@@ -240,7 +241,7 @@ def test_margin_matches_hand_computed_day(seeded: LakeSettings) -> None:
     first = [p.read_bytes() for p in csvs]
     again = build_margin(seeded, D)
     assert [p.read_bytes() for p in csvs] == first, "a rerun writes the same bytes"
-    assert len(_rows(seeded, "margin_accounts")) == 6, "a rerun replaces the day's rows"
+    assert len(report_rows(seeded, "margin_accounts")) == 6, "a rerun replaces the day's rows"
     html = next(p for p in again.files if p.suffix == ".html").read_text()
     assert "acct-a" in html and "BTC-PERPETUAL" in html and math.isfinite(exp["equity"])
 

@@ -132,7 +132,7 @@ def test_the_chain_from_a_lake_in_the_bucket_is_the_chain_from_a_lake_on_disk(
     """The end-of-day report reads and stores through the bucket: byte for byte the CSV that the same
     day gives on a local lake (test_chain_build checks that one against hand-computed numbers)."""
     from derivlake.reports.chain import build_chain
-    from tests.integration.test_chain_build import D, _rows, seed_day
+    from tests.integration.test_chain_build import D, report_rows, seed_day
 
     local = LakeSettings(home=tmp_path / "local")
     built = {}
@@ -142,6 +142,6 @@ def test_the_chain_from_a_lake_in_the_bucket_is_the_chain_from_a_lake_on_disk(
         con.close()
         built[lake.home] = build_chain(lake, D, html=False).csv_path.read_bytes()
     assert built[s3_lake.home] == built[local.home] and built[local.home].count(b"\n") == 32
-    assert _rows(s3_lake, "options_chain") == _rows(local, "options_chain")
+    assert report_rows(s3_lake, "options_chain") == report_rows(local, "options_chain")
     keys = {k.rsplit("/", 2)[-2] for k in lake_objects(s3_lake)}
     assert {"options_chain", "options_chain_expiry"} <= keys  # stored as objects in the bucket

@@ -9,7 +9,6 @@ transaction and writes byte-identical CSV.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -322,22 +321,11 @@ def build_chain(
     With LakeSettings the lake is opened (and closed) here and files go under its reports_dir; with an
     open connection files go under `reports_dir` if given, else none are written.
     """
-    settings = con_or_settings if isinstance(con_or_settings, LakeSettings) else None
-    if settings is not None:
-        from derivlake.lake.catalog import catalog_connection_lost, open_lake
+    from derivlake.reports.output import report_connection
 
-        con = open_lake(settings)
-        reports_dir = reports_dir or settings.reports_dir
-        lost = catalog_connection_lost(settings, f"chain {as_of}")
-    else:
-        con, lost = con_or_settings, contextlib.nullcontext()
-    try:
-        with lost:
-            chain, expiries = compute_chain(con, as_of)
-            store(con, as_of, chain, expiries, settings)
-    finally:
-        if settings is not None:
-            con.close()
+    with report_connection(con_or_settings, reports_dir, f"chain {as_of}") as (con, settings, reports_dir):
+        chain, expiries = compute_chain(con, as_of)
+        store(con, as_of, chain, expiries, settings)
     csv_path = html_path = None
     if write_files and reports_dir is not None:
         from derivlake.reports.output import write_csv

@@ -234,8 +234,6 @@ def render_html(chain: pd.DataFrame, expiries: pd.DataFrame, as_of: date) -> str
 
 
 def write_html(chain: pd.DataFrame, expiries: pd.DataFrame, as_of: date, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(render_html(chain, expiries, as_of), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    from derivlake.reports.output import write_text
+
+    return write_text(render_html(chain, expiries, as_of), path)

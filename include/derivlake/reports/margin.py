@@ -10,7 +10,6 @@ replaces the date's rows in one transaction and writes the same CSV bytes.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import date
@@ -348,25 +347,12 @@ def build_margin(
     With LakeSettings the lake is opened (and closed) here and files go under its reports_dir; with an
     open connection files go under `reports_dir` if given, else none are written.
     """
-    from derivlake.reports.output import replace_day, write_csv
+    from derivlake.reports.output import replace_day, report_connection, write_csv
 
-    settings = con_or_settings if isinstance(con_or_settings, LakeSettings) else None
-    if settings is not None:
-        from derivlake.lake.catalog import catalog_connection_lost, open_lake
-
-        con = open_lake(settings)
-        reports_dir = reports_dir or settings.reports_dir
-        lost = catalog_connection_lost(settings, f"margin {as_of}")
-    else:
-        con, lost = con_or_settings, contextlib.nullcontext()
-    try:
-        with lost:
-            accounts, positions = compute_margin(con, as_of, params)
-            frames = {"margin_accounts": accounts, "margin_positions": positions}
-            replace_day(con, as_of, frames, settings, f"store the margin report of {as_of}")
-    finally:
-        if settings is not None:
-            con.close()
+    with report_connection(con_or_settings, reports_dir, f"margin {as_of}") as (con, settings, reports_dir):
+        accounts, positions = compute_margin(con, as_of, params)
+        frames = {"margin_accounts": accounts, "margin_positions": positions}
+        replace_day(con, as_of, frames, settings, f"store the margin report of {as_of}")
     files: list[Path] = []
     if reports_dir is not None:
         folder = margin_dir(Path(reports_dir), as_of)

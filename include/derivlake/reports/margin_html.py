@@ -52,8 +52,6 @@ def render_margin_html(accounts: pd.DataFrame, positions: pd.DataFrame, as_of: d
 
 
 def write_margin_html(accounts: pd.DataFrame, positions: pd.DataFrame, as_of: date, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(render_margin_html(accounts, positions, as_of), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    from derivlake.reports.output import write_text
+
+    return write_text(render_margin_html(accounts, positions, as_of), path)

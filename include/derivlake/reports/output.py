@@ -3,16 +3,17 @@ transaction, and write deterministic CSV (a rerun of a date gives the same bytes
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from derivlake.config import LakeSettings
+
 if TYPE_CHECKING:
     import duckdb
     import pandas as pd
-
-    from derivlake.config import LakeSettings
 
 SQL_DIR = Path(__file__).with_name("sql")
 
@@ -91,3 +92,33 @@ def write_csv(frame: pd.DataFrame, path: Path) -> Path:
         )
     tmp.replace(path)
     return path
+
+
+def write_text(text: str, path: Path) -> Path:
+    """Write a report file whole or not at all (a reader never opens half a page)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+@contextlib.contextmanager
+def report_connection(
+    con_or_settings: duckdb.DuckDBPyConnection | LakeSettings, reports_dir: Path | None, what: str
+) -> Iterator[tuple[duckdb.DuckDBPyConnection, LakeSettings | None, Path | None]]:
+    """The lake a report builds in: given settings, opened here (closed after, a lost catalog connection
+    named as `what`'s) with files under its reports_dir; given a connection, that one and `reports_dir`.
+    Yields (connection, settings or None, reports_dir or None)."""
+    if not isinstance(con_or_settings, LakeSettings):
+        yield con_or_settings, None, reports_dir
+        return
+    from derivlake.lake.catalog import catalog_connection_lost, open_lake
+
+    settings = con_or_settings
+    con = open_lake(settings)
+    try:
+        with catalog_connection_lost(settings, what):
+            yield con, settings, reports_dir or settings.reports_dir
+    finally:
+        con.close()
