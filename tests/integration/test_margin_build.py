@@ -31,7 +31,11 @@ from tests.integration.test_chain_build import (
 PERP_EXPIRY = datetime(3000, 1, 1, 8)
 BTC_PERP_MARK, BTC_PERP_INDEX = 65000.0, 64950.0
 SOL_PERP_MARK, SOL_PERP_INDEX = 151.0, 150.5
-PREV_DELIVERY = 61000.0  # BTC-7MAR24 settled the day before, as that day's chain recorded
+# BTC-7MAR24 expired the day before, no chain of that day was built: its delivery price is the index TWAP
+# of 2024-03-07 07:30-08:00 (the 07:00 tick holds until 07:45)
+PREV_INDEX_TICKS = [(datetime(2024, 3, 6, 12), 50000.0), (datetime(2024, 3, 7, 7), 61000.0),
+                    (datetime(2024, 3, 7, 7, 45), 62000.0)]  # fmt: skip
+PREV_DELIVERY = (15 * 61000.0 + 15 * 62000.0) / 30
 # name -> (kind, base, settlement currency, inverse, option_type, strike, expiry, perpetual)
 INSTRUMENTS = {
     "BTC-7MAR24-60000-C": ("option", "BTC", "BTC", True, "call", 60000.0, datetime(2024, 3, 7, 8), False),
@@ -123,11 +127,12 @@ def seed_margin_day(con) -> None:
             [sym, ts, mark_price, index, ts.date()],
         )
     build_chain(con, D)
-    con.execute(
-        "INSERT INTO reports.options_chain (as_of_date, underlying, symbol, expiration, is_expiring, "
-        "delivery_price) VALUES (?, 'BTC', 'BTC-7MAR24-60000-C', ?, true, ?)",
-        [D - timedelta(days=1), datetime(2024, 3, 7, 8), PREV_DELIVERY],
-    )
+    for ts, price in PREV_INDEX_TICKS:
+        con.execute(
+            "INSERT INTO market.index_prices (index_name, timestamp, local_timestamp, price, date) "
+            "VALUES ('btc_usd', ?, ?, ?, ?)",
+            [ts, ts, price, ts.date()],
+        )
 
 
 @pytest.fixture

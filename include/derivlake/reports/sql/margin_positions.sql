@@ -1,7 +1,8 @@
 -- Every account's net position per instrument from its fills before the snapshot (08:00 UTC of D), the
 -- cash those fills moved and the instrument's mark at the snapshot. Live options are marked from the
 -- day's options chain (eod_margin runs on the chain asset); futures from their last ticker; expired
--- instruments settle at the delivery price their expiry day's chain recorded.
+-- instruments settle at their delivery price, computed from the index as the chain does (so a margin
+-- report does not depend on every earlier day's chain having been built).
 -- Cash per fill, in the settlement currency: inverse futures trade USD amounts, so a buy of A USD at P
 -- receives A / P coin of exposure (marked back at -position / mark); everything else pays amount x price.
 WITH spec AS (
@@ -49,11 +50,40 @@ option_mark AS (
     FROM reports.options_chain
     WHERE as_of_date = {d} AND NOT is_expiring
 ),
+expiry AS (
+    -- every expiry at or before the snapshot that an account held an instrument of, with its index
+    SELECT DISTINCT
+        s.expiration,
+        CASE WHEN s.inverse THEN lower(split_part(instrument_name, '-', 1)) || '_usd'
+             ELSE lower(split_part(instrument_name, '-', 1)) END AS index_name
+    FROM held
+    WHERE NOT s.perpetual AND s.expiration <= {snapshot}
+),
+index_ticks AS (
+    -- the expiry's business day of index ticks: the one in force at 07:30 may be older than 07:30
+    SELECT
+        e.index_name, e.expiration, i.timestamp, i.price,
+        lead(i.timestamp) OVER (PARTITION BY e.index_name, e.expiration ORDER BY i.timestamp) AS next_ts
+    FROM market.index_prices i
+    JOIN expiry e
+        ON i.index_name = e.index_name AND i.timestamp >= e.expiration - INTERVAL 1 DAY
+        AND i.timestamp < e.expiration
+    WHERE i.date <= {d}
+),
 settlement AS (
-    SELECT underlying, expiration, any_value(delivery_price) AS delivery_price
-    FROM reports.options_chain
-    WHERE is_expiring AND as_of_date <= {d} AND delivery_price IS NOT NULL
-    GROUP BY underlying, expiration
+    -- the delivery price: the index's time-weighted average over 07:30-08:00 of the expiry day, as the
+    -- chain computes it for the series expiring at its snapshot (each tick holds until the next)
+    SELECT index_name, expiration, fsum(price * seconds) / fsum(seconds) AS delivery_price
+    FROM (
+        SELECT
+            index_name, expiration, price,
+            date_diff(
+                'microsecond', greatest(timestamp, expiration - INTERVAL 30 MINUTE), coalesce(next_ts, expiration)
+            ) / 1e6 AS seconds
+        FROM index_ticks
+    )
+    WHERE seconds > 0
+    GROUP BY index_name, expiration
 )
 SELECT
     h.account_id, h.instrument_name,
@@ -79,6 +109,7 @@ FROM held h
 LEFT JOIN option_mark o ON o.instrument_name = h.instrument_name AND h.s.kind = 'option'
 LEFT JOIN future_mark fm ON fm.instrument_name = h.instrument_name AND h.s.kind = 'future'
 LEFT JOIN settlement st
-    ON st.underlying = split_part(h.instrument_name, '-', 1) AND st.expiration = h.s.expiration
-    AND NOT h.s.perpetual AND h.s.expiration <= {snapshot}
+    ON st.expiration = h.s.expiration AND NOT h.s.perpetual
+    AND st.index_name = CASE WHEN h.s.inverse THEN lower(split_part(h.instrument_name, '-', 1)) || '_usd'
+                             ELSE lower(split_part(h.instrument_name, '-', 1)) END
 ORDER BY h.account_id, h.instrument_name
