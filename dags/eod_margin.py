@@ -36,9 +36,12 @@ def eod_margin() -> None:
     @task(inlets=[CHAIN, *READS], outlets=[MARGIN])
     def build(**context: Any) -> dict:
         """Build and store the margin report; the asset event carries the counts and the file paths."""
-        from derivlake.reports.margin_task import build_margin_task
+        from derivlake.reports.event_task import build_on_event
+        from derivlake.reports.margin import ChainMissingError, build_margin
 
-        return build_margin_task(context, CHAIN, MARGIN)
+        return build_on_event(
+            context, CHAIN, MARGIN, lambda s, d: build_margin(s, d).summary(), (ChainMissingError,)
+        )
 
     build()
 

@@ -93,18 +93,18 @@ def test_a_missing_chain_fails_at_once_naming_it(lake: LakeSettings, caplog, cap
 def test_the_chain_event_picks_the_day() -> None:
     from types import SimpleNamespace
 
-    from derivlake.reports.margin_task import margin_day
+    from derivlake.reports.event_task import trigger_day
 
     chain = object()
     events = [
         SimpleNamespace(extra={"as_of_date": "2024-03-07"}),
         SimpleNamespace(extra={"as_of_date": "2024-03-08"}),
     ]
-    assert margin_day({"params": {}, "triggering_asset_events": {chain: events}}, chain) == "2024-03-08"
+    assert trigger_day({"params": {}, "triggering_asset_events": {chain: events}}, chain) == "2024-03-08"
     assert (
-        margin_day(
+        trigger_day(
             {"params": {"as_of_date": "2024-03-01"}, "triggering_asset_events": {chain: events}}, chain
         )
         == "2024-03-01"
     )
-    assert margin_day({"params": {"as_of_date": None}}, chain) is None
+    assert trigger_day({"params": {"as_of_date": None}}, chain) is None

@@ -48,8 +48,3 @@ def test_report_chain_rejects_bad_dates(lake: LakeSettings, capsys: pytest.Captu
         "before the lake's first data: its snapshot 2024-03-01 08:00 UTC precedes the first option quote "
         "(2024-03-07 " in capsys.readouterr().err
     )
-
-
-def test_exports_not_implemented_yet(capsys: pytest.CaptureFixture) -> None:
-    assert main(["report", "exports", "--date", "2024-03-08"]) == 2
-    assert "not implemented yet" in capsys.readouterr().out

@@ -80,6 +80,8 @@ FILLS = [
     ("acct-b", "SOL_USDC-8MAR24-140-C", datetime(2024, 3, 7, 17), "sell", 10.0, 12.0, 0.3, "USDC"),
     ("acct-c", "ETH-PERPETUAL", datetime(2024, 3, 7, 18), "buy", 1000.0, 3000.0, 0.0, "ETH"),  # no spec
 ]
+FILL_INDEX = {"BTC": 65000.0, "SOL": 150.0, "ETH": 3000.0}  # the index at each fill (its USD price)
+CONTRACT_SIZE = {"BTC-PERPETUAL": 10.0}  # USD per contract of the inverse perpetual; 1 elsewhere
 TRANSFERS = [
     ("acct-a", "BTC", 10.0, datetime(2024, 3, 6)),
     ("acct-a", "BTC", -1.0, datetime(2024, 3, 7, 20)),
@@ -99,15 +101,16 @@ def seed_margin_day(con) -> None:
         con.execute(
             "INSERT INTO market.instruments (exchange, instrument_name, kind, base_currency, quote_currency, "
             "settlement_currency, instrument_type, option_type, strike, expiration_ts, settlement_period, "
-            "contract_size, valid_from, date) VALUES ('deribit', ?, ?, ?, 'USD', ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+            "contract_size, valid_from, date) VALUES ('deribit', ?, ?, ?, 'USD', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [name, kind, base, cur, "reversed" if inverse else "linear", otype, strike, expiry,
-             "perpetual" if perpetual else "day", datetime(2024, 1, 1), date(2024, 1, 1)],
+             "perpetual" if perpetual else "day", CONTRACT_SIZE.get(name, 1.0), datetime(2024, 1, 1),
+             date(2024, 1, 1)],
         )  # fmt: skip
     for n, (acct, inst, ts, side, amount, price, fee, fee_cur) in enumerate(FILLS):
         con.execute(
             "INSERT INTO desk.fills (account_id, trade_id, instrument_name, timestamp, direction, amount, price, "
-            "fee, fee_currency, date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [acct, f"F{n}", inst, ts, side, amount, price, fee, fee_cur, ts.date()],
+            "fee, fee_currency, index_price, date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [acct, f"F{n}", inst, ts, side, amount, price, fee, fee_cur, FILL_INDEX[inst[:3]], ts.date()],
         )
     for n, (acct, cur, amount, ts) in enumerate(TRANSFERS):
         con.execute(

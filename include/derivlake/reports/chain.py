@@ -105,7 +105,9 @@ class ChainResult:
 
 
 def _sql(name: str, day: BusinessDay, **extra: str) -> str:
-    return (SQL_DIR / name).read_text().format(**day.sql_literals(), **extra)
+    from derivlake.reports.output import report_sql
+
+    return report_sql(SQL_DIR / name, day, **extra)
 
 
 def _ts_literal(ts: datetime) -> str:

@@ -17,13 +17,10 @@ PRODUCTS = ("chain", "margin", "exports")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("product", choices=PRODUCTS, help="the end-of-day product to build")
     parser.add_argument("--date", required=True, help="business date D (the day [D-1 08:00, D 08:00) UTC)")
-    parser.add_argument("--no-html", action="store_true", help="skip the HTML report")
+    parser.add_argument("--no-html", action="store_true", help="skip the HTML report (chain, margin)")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.product == "exports":
-        print(f"error: report {args.product} is not implemented yet")
-        return 2
     from derivlake.config import LakeSettings
     from derivlake.lake.catalog import open_lake
     from derivlake.reports.completeness import first_quote_time, resolve_as_of_date
@@ -35,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
         as_of = resolve_as_of_date(args.date, default=now.date(), now=now, first_quote=first_quote_time(con))
         if args.product == "margin":
             return _margin(con, as_of, settings, html=not args.no_html)
+        if args.product == "exports":
+            return _exports(con, as_of, settings)
         from derivlake.reports.chain import build_chain
 
         result = build_chain(con, as_of, reports_dir=settings.reports_dir, html=not args.no_html)
@@ -59,4 +58,16 @@ def _margin(con: duckdb.DuckDBPyConnection, as_of: date, settings: LakeSettings,
     print(f"margin calls: {summary['margin_calls']}")
     for path in result.files:
         print(path)
+    return 0
+
+
+def _exports(con: duckdb.DuckDBPyConnection, as_of: date, settings: LakeSettings) -> int:
+    from derivlake.regulatory.exports import build_exports
+
+    result = build_exports(con, as_of, exports_dir=settings.exports_dir)
+    for f in result.files:
+        state = "filed now" if f.filed_now else "unchanged, already filed"
+        print(f"{f.report} {as_of} sequence {f.sequence}: {f.records} records ({f.new_records} new, "
+              f"{f.cancelled_records} cancelled), {state}")  # fmt: skip
+        print(f.path)
     return 0

@@ -77,7 +77,9 @@ def margin_dir(reports_dir: Path, as_of: date) -> Path:
 
 
 def _sql(name: str, day: BusinessDay) -> str:
-    return (SQL_DIR / name).read_text().format(**day.sql_literals())
+    from derivlake.reports.output import report_sql
+
+    return report_sql(SQL_DIR / name, day)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -15,10 +15,20 @@ if TYPE_CHECKING:
     import duckdb
     import pandas as pd
 
+    from derivlake.reports.chain import BusinessDay
+
 SQL_DIR = Path(__file__).with_name("sql")
 
 CSV_FLOAT_FORMAT = "%.10g"
 """10 significant digits: identical bytes on a rerun even if a parallel sum differs in its last bit."""
+
+
+def report_sql(path: Path, day: BusinessDay, **extra: str) -> str:
+    """A report's .sql with the business day's typed literals and `{instrument_spec}`: each instrument's
+    newest spec as of the snapshot (sql/instrument_spec.sql), one struct `s` per instrument_name."""
+    literals = day.sql_literals()
+    spec = (SQL_DIR / "instrument_spec.sql").read_text().format(**literals)
+    return path.read_text().format(**literals, instrument_spec=spec, **extra)
 
 
 def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
@@ -33,9 +43,11 @@ def replace_day(
     frames: Mapping[str, pd.DataFrame],
     settings: LakeSettings | None,
     what: str,
+    *,
+    delete_first: bool = True,
 ) -> None:
     """Replace the date's rows of every `reports.<table>` in ONE transaction: readers see the old or the
-    new day, never half of it.
+    new day, never half of it. With `delete_first=False` the rows are added to the day's (a filing log).
 
     Retried while it loses commit races, as a drain's commit is; given the lake's settings, under the
     drains' commit lock, so a maintenance merge is neither broken by it nor breaks it (SQLite catalog).
@@ -50,7 +62,8 @@ def replace_day(
         begun = now_ms()
         con.execute("BEGIN")
         for table, view in views.items():
-            con.execute(f"DELETE FROM reports.{table} WHERE as_of_date = ?", [as_of])
+            if delete_first:
+                con.execute(f"DELETE FROM reports.{table} WHERE as_of_date = ?", [as_of])
             con.execute(f"INSERT INTO reports.{table} BY NAME SELECT * FROM {view}")
         guarded_commit(con, settings, tables, begun)
 

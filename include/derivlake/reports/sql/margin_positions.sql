@@ -6,19 +6,8 @@
 -- Cash per fill, in the settlement currency: inverse futures trade USD amounts, so a buy of A USD at P
 -- receives A / P coin of exposure (marked back at -position / mark); everything else pays amount x price.
 WITH spec AS (
-    SELECT
-        instrument_name,
-        arg_max(
-            {{
-                'kind': kind, 'base': base_currency, 'currency': settlement_currency,
-                'inverse': instrument_type = 'reversed', 'strike': strike, 'option_type': option_type,
-                'expiration': expiration_ts, 'perpetual': settlement_period = 'perpetual'
-            }},
-            valid_from
-        ) AS s
-    FROM market.instruments
-    WHERE valid_from <= {snapshot}
-    GROUP BY instrument_name
+    -- each instrument's newest spec (sql/instrument_spec.sql)
+    {instrument_spec}
 ),
 fill AS (
     SELECT

@@ -1,0 +1,18 @@
+-- The positions open at D 08:00 (the day's margin report) in contracts: an inverse future's USD amount over
+-- its contract size, everything else as held. Perpetuals carry Deribit's far expiry, 3000-01-01.
+WITH spec AS (
+    {instrument_spec}
+)
+SELECT
+    p.account_id,
+    split_part(split_part(p.instrument_name, '-', 1), '_', 1) AS commodity,
+    CASE p.option_type WHEN 'call' THEN 'C' WHEN 'put' THEN 'P' END AS put_call,
+    CAST(coalesce(p.expiration, TIMESTAMP '3000-01-01 08:00:00') AS DATE) AS expiration,
+    p.strike,
+    CASE WHEN p.kind = 'option' THEN 'E' END AS exercise_style,
+    CASE WHEN p.is_inverse AND p.kind = 'future' THEN p.position / nullif(s.contract_size, 0)
+         ELSE p.position END AS position
+FROM reports.margin_positions p
+LEFT JOIN spec s USING (instrument_name)
+WHERE p.as_of_date = {d} AND p.status = 'open' AND p.position <> 0
+ORDER BY ALL

@@ -1,0 +1,200 @@
+"""The regulatory files of test_margin_build's hand-made day: what is filed, byte-identical reruns,
+corrections as cancellations plus new records, a lost file written again, an altered one refused."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from derivlake.config import LakeSettings
+from derivlake.lake.catalog import open_lake
+from derivlake.regulatory.exports import ExportError, build_exports
+from derivlake.regulatory.rts22 import parse_transaction_ids, validate_rts22
+from derivlake.regulatory.settings import RegulatorySettings, demo_lei
+from derivlake.reports.margin import build_margin
+from tests.integration.test_chain_build import D
+from tests.integration.test_margin_build import FILLS, SNAP, seed_margin_day
+
+NS = {"a": "urn:iso:std:iso:20022:tech:xsd:auth.016.001.01"}
+REG = RegulatorySettings(cftc_accounts={"acct-a": "1001", "acct-b": "1002"})
+DAY_START = datetime(2024, 3, 7, 8)
+LEI = demo_lei()
+
+
+def _execute(settings: LakeSettings, *statements: str) -> None:
+    con = open_lake(settings)
+    try:
+        for sql in statements:
+            con.execute(sql)
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def day(lake_settings: LakeSettings) -> LakeSettings:
+    """The margin day without acct-c's fill of an instrument that has no spec (tested on its own below)."""
+    con = open_lake(lake_settings)
+    try:
+        seed_margin_day(con)
+        con.execute("DELETE FROM desk.fills WHERE account_id = 'acct-c'")
+        build_margin(con, D)
+    finally:
+        con.close()
+    return lake_settings
+
+
+def _build(settings: LakeSettings):
+    return build_exports(settings, D, settings=REG)
+
+
+def _folder(settings: LakeSettings) -> Path:
+    return settings.exports_dir / D.isoformat()
+
+
+def _files(settings: LakeSettings) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(_folder(settings).iterdir())}
+
+
+def test_first_filing(day: LakeSettings) -> None:
+    result = _build(day)
+    rts, cftc = result.files
+    assert rts.path.name == f"RTS22_{LEI}_20240308_001.xml" and rts.filed_now
+    assert cftc.path.name == "CFTC17_DLK_20240308_001.txt" and cftc.filed_now
+    in_day = [f for f in FILLS if DAY_START <= f[2] < SNAP and f[0] != "acct-c"]
+    xml = rts.path.read_bytes()
+    assert validate_rts22(xml) == []
+    expected_ids = [(f[0] + f"F{FILLS.index(f)}").upper().replace("-", "") for f in in_day]
+    assert parse_transaction_ids(xml) == [("NEW", t) for t in expected_ids]
+    assert rts.records == rts.new_records == len(in_day) == 9
+
+    doc = etree.fromstring(xml)
+    txs = doc.findall(".//a:Tx/a:New", NS)
+    call = next(t for t in txs if t.findtext("a:TxId", namespaces=NS) == "ACCTAF1")  # buy 2 calls at 0.05 BTC
+    assert call.findtext("a:Buyr/a:AcctOwnr/a:Id/a:LEI", namespaces=NS) == LEI
+    assert call.findtext("a:Sellr/a:AcctOwnr/a:Id/a:MIC", namespaces=NS) == "XOFF"
+    assert call.findtext("a:Tx/a:TradDt", namespaces=NS) == "2024-03-07T09:00:00.000000Z"
+    assert call.findtext("a:Tx/a:Qty/a:Unit", namespaces=NS) == "2"
+    assert call.findtext("a:Tx/a:Pric/a:Pric/a:MntryVal/a:Amt", namespaces=NS) == "3250"  # 0.05 x 65,000
+    assert call.findtext(".//a:OptnTp", namespaces=NS) == "CALL"
+    assert call.findtext(".//a:StrkPric/a:Pric/a:MntryVal/a:Amt", namespaces=NS) == "65000"
+    assert call.findtext(".//a:FinInstrmGnlAttrbts/a:FullNm", namespaces=NS) == "BTC-15MAR24-65000-C"
+    sold = next(t for t in txs if t.findtext("a:TxId", namespaces=NS) == "ACCTAF2")  # a sale: the venue buys
+    assert sold.findtext("a:Buyr/a:AcctOwnr/a:Id/a:MIC", namespaces=NS) == "XOFF"
+    assert sold.findtext("a:Sellr/a:AcctOwnr/a:Id/a:LEI", namespaces=NS) == LEI
+
+    # CFTC: positions at 08:00 of the reportable accounts (level 25 contracts): acct-a holds 1,500
+    # BTC-PERPETUAL contracts (15,000 USD / 10), so all its BTC lines; acct-b is short 100 SOL
+    lines = cftc.path.read_text().splitlines()
+    assert cftc.records == len(lines) == 4 and all(len(line) == 80 for line in lines)
+    sol = next(line for line in lines if line[30:35] == "SOL  ")
+    assert sol == (
+        "RP" + "DLK" + "  " + "000000001002" + "20240308" + "DB" + " " + "SOL  " + "30000101"
+        + " " * 7 + " " + "0000000" + "0000100" + " " * 5 + " " * 8 + " " + "1"
+    )  # fmt: skip
+    put = next(line for line in lines if line[29] == "P")
+    assert put[7:19] == "000000001001" and put[35:43] == "20240329" and put[43:50] == "0060000"
+    assert put[50] == "E" and put[51:58] == "0000000" and put[58:65] == "0000003"
+
+    for f in result.files:
+        manifest = json.loads((f.path.parent / f"{f.path.stem}.manifest.json").read_text())
+        assert manifest["sha256"] == hashlib.sha256(f.path.read_bytes()).hexdigest()
+        assert manifest["records"] == f.records and manifest["sequence"] == 1
+        assert manifest["business_date"] == "2024-03-08" and manifest["entity"] == LEI
+
+
+def test_rerun_files_nothing_and_writes_the_same_bytes(day: LakeSettings) -> None:
+    _build(day)
+    first = _files(day)
+    again = _build(day)
+    assert [f.filed_now for f in again.files] == [False, False]
+    assert _files(day) == first
+    con = open_lake(day, read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM reports.regulatory_files").fetchone()[0] == 2
+    finally:
+        con.close()
+
+    # a file lost after it was filed (a full disk, a wiped folder) is written again, byte for byte
+    lost = next(p for p in _folder(day).iterdir() if p.suffix == ".xml")
+    lost.unlink()
+    _build(day)
+    assert _files(day) == first
+
+    # a filed file altered on disk is refused, not overwritten
+    lost.write_bytes(first[lost.name].replace(b"XOFF", b"XNAS", 1))
+    with pytest.raises(ExportError, match="was altered"):
+        _build(day)
+
+
+def test_a_correction_files_cancellations_and_new_records(day: LakeSettings) -> None:
+    first = _build(day)
+    before = _files(day)
+    _execute(
+        day,
+        "UPDATE desk.fills SET price = 0.041 WHERE trade_id = 'F2'",  # a corrected price
+        "INSERT INTO desk.fills (account_id, trade_id, instrument_name, timestamp, direction, amount, price, fee, "
+        "fee_currency, index_price, date) VALUES ('acct-b', 'F99', 'SOL_USDC-PERPETUAL', "
+        "TIMESTAMP '2024-03-08 07:00:00', 'buy', 1, 151, 0, 'USDC', 150, DATE '2024-03-08')",  # a late fill
+    )
+    con = open_lake(day)
+    try:
+        build_margin(con, D)
+    finally:
+        con.close()
+    second = _build(day)
+    rts, cftc = second.files
+    assert rts.sequence == 2 and rts.filed_now and cftc.sequence == 2 and cftc.filed_now
+    assert parse_transaction_ids(rts.path.read_bytes()) == [
+        ("CXL", "ACCTAF2"),
+        ("NEW", "ACCTAF2"),
+        ("NEW", "ACCTBF99"),
+    ]
+    assert (rts.records, rts.new_records, rts.cancelled_records) == (3, 2, 1)
+    assert validate_rts22(rts.path.read_bytes()) == []
+    assert "0000099" in cftc.path.read_text(), "acct-b is short 99 SOL now"
+    after = _files(day)
+    assert {n: b for n, b in after.items() if n in before} == before, "sequence 1 is never rewritten"
+    assert first.files[0].path.name in after
+    assert [f.filed_now for f in _build(day).files] == [False, False], "and the correction is filed once"
+
+
+def test_what_cannot_be_reported_fails_naming_it(lake_settings: LakeSettings) -> None:
+    con = open_lake(lake_settings)
+    try:
+        seed_margin_day(con)
+        with pytest.raises(ExportError, match=r"margin report of 2024-03-08 is not in the lake"):
+            build_exports(con, D, settings=REG)
+        build_margin(con, D)
+        with pytest.raises(ExportError, match=r"1 fills of 1 instruments without a spec .*ETH-PERPETUAL"):
+            build_exports(con, D, settings=REG)
+        assert con.execute("SELECT count(*) FROM reports.regulatory_files").fetchone()[0] == 0
+    finally:
+        con.close()
+
+
+def test_report_exports_cli(lake_in_env: LakeSettings, capsys: pytest.CaptureFixture) -> None:
+    from derivlake.cli import main
+
+    con = open_lake(lake_in_env)
+    try:
+        seed_margin_day(con)
+        con.execute("DELETE FROM desk.fills WHERE account_id = 'acct-c'")
+        build_margin(con, D)
+    finally:
+        con.close()
+    assert main(["report", "exports", "--date", D.isoformat()]) == 0
+    out = capsys.readouterr().out.splitlines()
+    folder = lake_in_env.exports_dir / D.isoformat()
+    assert out == [
+        "RTS22 2024-03-08 sequence 1: 9 records (9 new, 0 cancelled), filed now",
+        str(folder / f"RTS22_{LEI}_20240308_001.xml"),
+        "CFTC17 2024-03-08 sequence 1: 4 records (4 new, 0 cancelled), filed now",
+        str(folder / "CFTC17_DLK_20240308_001.txt"),
+    ]
+    assert main(["report", "exports", "--date", D.isoformat()]) == 0
+    assert "sequence 1: 9 records (9 new, 0 cancelled), unchanged, already filed" in capsys.readouterr().out
