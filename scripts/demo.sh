@@ -87,7 +87,8 @@ cat <<EOF
   derivlake is running.
   Airflow UI:      http://localhost:$AIRFLOW__API__PORT   user admin, password: $(python -c "import json,sys; print(json.load(open('$PASSWORD_FILE')).get('admin','see $PASSWORD_FILE'))" 2>/dev/null || echo "see $PASSWORD_FILE")
   Business day:    $D (eod_options_chain waits until ingestion has passed $D 08:00, then builds it;
-                   eod_margin follows on the chain: every desk account's equity and margin)
+                   eod_margin follows on the chain: every desk account's equity and margin;
+                   regulatory_exports on the margin report: RTS 22 and CFTC files)
   Reports:         $DERIVLAKE_HOME/reports/
   Analyst SQL:     PYTHONPATH=include .venv/bin/python -m derivlake sql "SELECT symbol, count(*) FROM market.options_ticker GROUP BY ALL ORDER BY 2 DESC LIMIT 10"
   Logs:            $LOGS/
