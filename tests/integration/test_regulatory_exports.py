@@ -198,3 +198,24 @@ def test_report_exports_cli(lake_in_env: LakeSettings, capsys: pytest.CaptureFix
     ]
     assert main(["report", "exports", "--date", D.isoformat()]) == 0
     assert "sequence 1: 9 records (9 new, 0 cancelled), unchanged, already filed" in capsys.readouterr().out
+
+
+def test_a_run_that_read_the_log_before_another_filed_refuses_to_file(day: LakeSettings) -> None:
+    """Two runs at once would both take sequence 1: the one committing second finds the log changed
+    since it read it, files nothing and says so (its rerun sees the other's filing)."""
+    from derivlake.regulatory.exports import FiledFile, _log_filing, ensure_tables
+    from derivlake.reports.chain import BusinessDay
+
+    con = open_lake(day)
+    try:
+        ensure_tables(con)
+        stale_log = con.execute("SELECT * FROM reports.regulatory_files").df()  # read: nothing filed yet
+        build_exports(con, D, settings=REG)  # the other run files sequence 1 of both reports
+        mine = FiledFile("CFTC17", 1, Path("CFTC17_DLK_20240308_001.txt"), "0" * 64, 0, 0, 0, SNAP, True)
+        with pytest.raises(
+            ExportError, match=r"another run filed regulatory files of 2024-03-08 meanwhile \(2 more\)"
+        ):
+            _log_filing(con, None, BusinessDay(D), [(mine, b"")], None, stale_log)
+        assert con.execute("SELECT count(*) FROM reports.regulatory_files").fetchone()[0] == 2
+    finally:
+        con.close()

@@ -288,10 +288,8 @@ def build_exports(
     settings: RegulatorySettings | None = None,
 ) -> ExportResult:
     """File (or confirm) the regulatory files of business day `as_of` and write them with manifests."""
-    import pandas as pd
-
     from derivlake.reports.margin import ensure_tables as ensure_margin_tables
-    from derivlake.reports.output import replace_day, report_connection
+    from derivlake.reports.output import report_connection
 
     reg = settings or RegulatorySettings.from_env()
     day = BusinessDay(as_of)
@@ -308,73 +306,110 @@ def build_exports(
             )
         current = rts22_transactions(con.execute(_sql("rts22_fills.sql", day)).df(), reg)
         current["content_hash"] = content_hashes(current)
-        positions = con.execute(_sql("cftc_positions.sql", day)).df()
-        records = cftc_records(positions, as_of, reg)
+        records = cftc_records(con.execute(_sql("cftc_positions.sql", day)).df(), as_of, reg)
         log_files = con.execute(_sql("filed.sql", day)).df()
         filed = con.execute(_sql("rts22_filed.sql", day)).df()
         now = _now()
-        out: list[tuple[FiledFile, bytes]] = []
-        new_files, new_actions = [], []
-
-        # RTS 22
-        cancel, new = rts22_changes(current, filed)
-        rts = log_files[log_files["report"] == RTS22]
-        if rts.empty and current.empty:
-            log.info("RTS22 %s: no executions in the business day, nothing to report", as_of)
-        elif rts.empty or cancel or new:
-            seq = int(rts["sequence"].max()) + 1 if not rts.empty else 1
-            actions = pd.DataFrame({"action": [CXL] * len(cancel) + [NEW] * len(new), "tx_id": cancel + new})
-            actions = actions.merge(current[["tx_id", "content_hash"]], on="tx_id", how="left")
-            actions.loc[actions["action"] == CXL, "content_hash"] = None
-            out.append(_rts_file(actions, current, reg, as_of, seq, now, filed_now=True))
-            new_actions.append(actions.assign(as_of_date=as_of, sequence=seq))
-        else:  # nothing changed: the standing file, rendered again from the log
-            last = rts.iloc[-1]
-            actions = filed[filed["sequence"] == last["sequence"]]
-            out.append(_rts_file(actions, current, reg, as_of, int(last["sequence"]),
-                                 last["generated_at"].to_pydatetime(), filed_now=False))  # fmt: skip
-
-        # CFTC Part 17: a snapshot, filed again whole when it differs from the last one filed
-        text = "".join(line + "\n" for line in records).encode("ascii")
-        digest = hashlib.sha256(text).hexdigest()
-        cftc = log_files[log_files["report"] == CFTC17]
-        if cftc.empty or cftc.iloc[-1]["sha256"] != digest:
-            seq = int(cftc["sequence"].max()) + 1 if not cftc.empty else 1
-            stem = file_stem(CFTC17, reg, as_of, seq)
-            f = FiledFile(CFTC17, seq, Path(f"{stem}.txt"), digest, len(records), len(records), 0, now, True)
-        else:
-            last = cftc.iloc[-1]
-            f = FiledFile(CFTC17, int(last["sequence"]), Path(last["file_name"]), digest, len(records), int(last["new_records"]), 0,
-                          last["generated_at"].to_pydatetime(), False)  # fmt: skip
-        out.append((f, text))
-
-        for f, _ in out:
-            if f.filed_now:
-                new_files.append({
-                    "as_of_date": as_of, "report": f.report, "sequence": f.sequence, "file_name": f.path.name,
-                    "sha256": f.sha256, "records": f.records, "new_records": f.new_records,
-                    "cancelled_records": f.cancelled_records, "generated_at": f.generated_at,
-                })  # fmt: skip
-        if new_files:
-            frames = {"regulatory_files": pd.DataFrame(new_files)}
-            if new_actions:
-                frames["rts22_filed"] = pd.concat(new_actions, ignore_index=True)[
-                    ["as_of_date", "sequence", "action", "tx_id", "content_hash"]
-                ]
-            replace_day(con, as_of, frames, lake, f"file the regulatory files of {as_of}", delete_first=False)
-    files = (
-        tuple(_write(f, data, reg, as_of, exports_dir) for f, data in out)
-        if exports_dir
-        else tuple(f for f, _ in out)
-    )
-    result = ExportResult(as_of, files)
-    for f in files:
+        rts, actions = _rts22_filing(current, filed, log_files, reg, as_of, now)
+        out = [*rts, _cftc_filing(records, log_files, reg, as_of, now)]
+        _log_filing(con, lake, day, out, actions, log_files)
+    written = tuple(_write(f, data, reg, as_of, exports_dir) if exports_dir else f for f, data in out)
+    for f in written:
         log.info(
             "%s %s: sequence %d, %d records (%d new, %d cancelled), %s",
             f.report, as_of, f.sequence, f.records, f.new_records, f.cancelled_records,
             "filed now" if f.filed_now else "unchanged",
         )  # fmt: skip
-    return result
+    return ExportResult(as_of, written)
+
+
+def _rts22_filing(
+    current: pd.DataFrame,
+    filed: pd.DataFrame,
+    log_files: pd.DataFrame,
+    reg: RegulatorySettings,
+    as_of: date,
+    now: datetime,
+) -> tuple[list[tuple[FiledFile, bytes]], pd.DataFrame | None]:
+    """The RTS 22 file to write (none for a day without executions) and the actions to log (None when the
+    standing file stands: it is rendered again from the log, byte for byte)."""
+    import pandas as pd
+
+    cancel, new = rts22_changes(current, filed)
+    rts = log_files[log_files["report"] == RTS22]
+    if rts.empty and current.empty:
+        log.info("RTS22 %s: no executions in the business day, nothing to report", as_of)
+        return [], None
+    if rts.empty or cancel or new:
+        seq = int(rts["sequence"].max()) + 1 if not rts.empty else 1
+        actions = pd.DataFrame({"action": [CXL] * len(cancel) + [NEW] * len(new), "tx_id": cancel + new})
+        actions = actions.merge(current[["tx_id", "content_hash"]], on="tx_id", how="left")
+        actions.loc[actions["action"] == CXL, "content_hash"] = None
+        return [_rts_file(actions, current, reg, as_of, seq, now, filed_now=True)], actions.assign(
+            as_of_date=as_of, sequence=seq
+        )
+    last = rts.iloc[-1]
+    standing = filed[filed["sequence"] == last["sequence"]]
+    created = last["generated_at"].to_pydatetime()
+    return [_rts_file(standing, current, reg, as_of, int(last["sequence"]), created, filed_now=False)], None
+
+
+def _cftc_filing(
+    records: list[str], log_files: pd.DataFrame, reg: RegulatorySettings, as_of: date, now: datetime
+) -> tuple[FiledFile, bytes]:
+    """The position file: a snapshot, filed again whole when it differs from the last one filed."""
+    text = "".join(line + "\n" for line in records).encode("ascii")
+    digest = hashlib.sha256(text).hexdigest()
+    cftc = log_files[log_files["report"] == CFTC17]
+    if cftc.empty or cftc.iloc[-1]["sha256"] != digest:
+        seq = int(cftc["sequence"].max()) + 1 if not cftc.empty else 1
+        name = f"{file_stem(CFTC17, reg, as_of, seq)}.txt"
+        return FiledFile(CFTC17, seq, Path(name), digest, len(records), len(records), 0, now, True), text
+    last = cftc.iloc[-1]
+    created = last["generated_at"].to_pydatetime()
+    f = FiledFile(CFTC17, int(last["sequence"]), Path(last["file_name"]), digest, len(records),
+                  int(last["new_records"]), 0, created, False)  # fmt: skip
+    return f, text
+
+
+def _log_filing(
+    con: duckdb.DuckDBPyConnection,
+    lake: LakeSettings | None,
+    day: BusinessDay,
+    out: list[tuple[FiledFile, bytes]],
+    actions: pd.DataFrame | None,
+    log_files: pd.DataFrame,
+) -> None:
+    """Log the files filed now in one transaction, provided no other run filed any of the day's since this
+    one read the log (two runs at once would both take the next sequence): that one fails, and its rerun
+    finds the other's filing."""
+    import pandas as pd
+
+    from derivlake.reports.output import replace_day
+
+    rows = [
+        {"as_of_date": day.as_of, "report": f.report, "sequence": f.sequence, "file_name": f.path.name,
+         "sha256": f.sha256, "records": f.records, "new_records": f.new_records,
+         "cancelled_records": f.cancelled_records, "generated_at": f.generated_at}
+        for f, _ in out if f.filed_now
+    ]  # fmt: skip
+    if not rows:
+        return
+    frames = {"regulatory_files": pd.DataFrame(rows)}
+    if actions is not None:
+        frames["rts22_filed"] = actions[["as_of_date", "sequence", "action", "tx_id", "content_hash"]]
+    seen = len(log_files)
+
+    def unchanged() -> None:
+        now_logged = len(con.execute(_sql("filed.sql", day)).fetchall())
+        if now_logged != seen:
+            raise ExportError(
+                f"another run filed regulatory files of {day.as_of} meanwhile ({now_logged - seen} more): "
+                "rerun to see whether anything is left to file"
+            )
+
+    what = f"file the regulatory files of {day.as_of}"
+    replace_day(con, day.as_of, frames, lake, what, delete_first=False, precheck=unchanged)
 
 
 def _rts_file(

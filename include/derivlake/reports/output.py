@@ -4,7 +4,7 @@ transaction, and write deterministic CSV (a rerun of a date gives the same bytes
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from derivlake.reports.chain import BusinessDay
 
 SQL_DIR = Path(__file__).with_name("sql")
+
 
 CSV_FLOAT_FORMAT = "%.10g"
 """10 significant digits: identical bytes on a rerun even if a parallel sum differs in its last bit."""
@@ -45,9 +46,11 @@ def replace_day(
     what: str,
     *,
     delete_first: bool = True,
+    precheck: Callable[[], None] | None = None,
 ) -> None:
     """Replace the date's rows of every `reports.<table>` in ONE transaction: readers see the old or the
-    new day, never half of it. With `delete_first=False` the rows are added to the day's (a filing log).
+    new day, never half of it. With `delete_first=False` the rows are added to the day's (a filing log);
+    `precheck` runs inside the transaction, under the lock: what it raises rolls the transaction back.
 
     Retried while it loses commit races, as a drain's commit is; given the lake's settings, under the
     drains' commit lock, so a maintenance merge is neither broken by it nor breaks it (SQLite catalog).
@@ -61,6 +64,8 @@ def replace_day(
     def replace() -> None:
         begun = now_ms()
         con.execute("BEGIN")
+        if precheck is not None:
+            precheck()
         for table, view in views.items():
             if delete_first:
                 con.execute(f"DELETE FROM reports.{table} WHERE as_of_date = ?", [as_of])
