@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date
+from pathlib import Path
 from typing import ClassVar
 
 from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
@@ -59,16 +60,31 @@ async def status_json() -> JSONResponse:
     return JSONResponse(jsonable_encoder(status.as_dict()))
 
 
+async def _report_page(path: Path, what: str) -> HTMLResponse:
+    """An end-of-day product's self-contained HTML report, as its DAG wrote it."""
+    if not path.is_file():
+        raise HTTPException(404, f"no {what} at {path}")
+    return HTMLResponse(await asyncio.to_thread(path.read_text))
+
+
 @app.get("/chain/{as_of}", response_class=HTMLResponse)
 async def chain_report(as_of: date) -> HTMLResponse:
-    """The HTML options chain of a business date, as eod_options_chain wrote it (self-contained)."""
+    """The options chain of a business date (eod_options_chain)."""
     from derivlake.config import LakeSettings
     from derivlake.reports.chain import chain_file
 
-    path = chain_file(LakeSettings.from_env().reports_dir, as_of, "html")
-    if not path.is_file():
-        raise HTTPException(404, f"no options chain report for {as_of} at {path}")
-    return HTMLResponse(await asyncio.to_thread(path.read_text))
+    return await _report_page(
+        chain_file(LakeSettings.from_env().reports_dir, as_of, "html"), "options chain report"
+    )
+
+
+@app.get("/margin/{as_of}", response_class=HTMLResponse)
+async def margin_report(as_of: date) -> HTMLResponse:
+    """The margin report of a business date (eod_margin)."""
+    from derivlake.config import LakeSettings
+    from derivlake.reports.margin import margin_html_file
+
+    return await _report_page(margin_html_file(LakeSettings.from_env().reports_dir, as_of), "margin report")
 
 
 class LakeStatusPlugin(AirflowPlugin):

@@ -9,6 +9,7 @@ from datetime import date
 from derivlake.config import DrainSettings, KafkaSettings, LakeSettings
 from derivlake.ingest.drain import drain_topic
 from derivlake.reports.chain import chain_file
+from derivlake.reports.margin import margin_html_file
 from tests.conftest import free_port
 from tests.integration.drain_support import produce_tickers
 
@@ -43,7 +44,7 @@ def test_the_page_shows_the_lake_to_logged_in_users_only(
     doc = client.get("/lake-status/status.json", headers=_auth()).json()
     (t,) = [t for t in doc["topics"] if t["topic"] == topic]
     assert (t["messages_24h"], t["rows_24h"], t["lag"]) == (120, 120, 30)
-    assert doc["lag_error"] is None and doc["chains"] == []  # no chain built yet
+    assert doc["lag_error"] is None and doc["chains"] == doc["margins"] == doc["filings"] == []  # none yet
 
     # a chain's HTML report, as eod_options_chain leaves it, is served beside the page
     report = chain_file(lake_in_env.reports_dir, date(2026, 12, 2), "html")
@@ -53,6 +54,12 @@ def test_the_page_shows_the_lake_to_logged_in_users_only(
     assert client.get("/lake-status/chain/2026-12-01", headers=_auth()).status_code == 404
     assert client.get("/lake-status/chain/..%2F..%2Fetc", headers=_auth()).status_code in (404, 422)
     assert client.get("/lake-status/chain/2026-12-02").status_code == 401
+    margin = margin_html_file(lake_in_env.reports_dir, date(2026, 12, 2))  # and eod_margin's
+    margin.parent.mkdir(parents=True)
+    margin.write_text("<html>the margin of 2026-12-02</html>")
+    assert client.get("/lake-status/margin/2026-12-02", headers=_auth()).text == margin.read_text()
+    assert client.get("/lake-status/margin/2026-12-01", headers=_auth()).status_code == 404
+    assert client.get("/lake-status/margin/2026-12-02").status_code == 401
 
 
 def test_the_page_says_when_there_is_no_lake(airflow_db, tmp_path, monkeypatch) -> None:

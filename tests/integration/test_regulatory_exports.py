@@ -13,6 +13,7 @@ from lxml import etree
 
 from derivlake.config import LakeSettings
 from derivlake.lake.catalog import open_lake
+from derivlake.lake.status import read_status
 from derivlake.regulatory.exports import ExportError, build_exports
 from derivlake.regulatory.rts22 import parse_transaction_ids, validate_rts22
 from derivlake.regulatory.settings import RegulatorySettings, demo_lei
@@ -99,6 +100,17 @@ def test_first_filing(day: LakeSettings) -> None:
     put = next(line for line in lines if line[29] == "P")
     assert put[7:19] == "000000001001" and put[35:43] == "20240329" and put[43:50] == "0060000"
     assert put[50] == "E" and put[51:58] == "0000000" and put[58:65] == "0000003"
+
+    # the lake status lists the day's margin report and both files
+    status = read_status(day)
+    assert [
+        (m.as_of_date, m.accounts, m.margin_calls, m.unpriced_positions, m.html) for m in status.margins
+    ] == [
+        (D, 3, 0, 0, False)  # acct-c: a transfer only; no HTML: built on a bare connection
+    ]
+    assert [(f.report, f.sequence, f.records, f.file_name) for f in status.filings] == [
+        ("CFTC17", 1, 4, cftc.path.name), ("RTS22", 1, 9, rts.path.name)
+    ]  # fmt: skip
 
     for f in result.files:
         manifest = json.loads((f.path.parent / f"{f.path.stem}.manifest.json").read_text())

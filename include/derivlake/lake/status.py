@@ -14,6 +14,7 @@ from derivlake.ingest.offsets import probe_log_ends
 from derivlake.kafka_log import logged
 from derivlake.lake.catalog import lake_tables, open_lake, short_cause
 from derivlake.reports.chain import chain_file
+from derivlake.reports.margin import margin_html_file
 
 if TYPE_CHECKING:
     import duckdb
@@ -87,6 +88,27 @@ class ChainReport:
 
 
 @dataclass(frozen=True)
+class MarginReport:
+    as_of_date: date
+    accounts: int
+    margin_calls: int  # account x currency pairs in a margin call under either model
+    unpriced_positions: int
+    html: bool = False
+
+
+@dataclass(frozen=True)
+class Filing:
+    as_of_date: date
+    report: str
+    sequence: int
+    file_name: str
+    records: int
+    new_records: int
+    cancelled_records: int
+    generated_at: datetime
+
+
+@dataclass(frozen=True)
 class LakeStatus:
     generated_at: datetime
     catalog: str
@@ -98,6 +120,8 @@ class LakeStatus:
     tables: tuple[TableStatus, ...]
     resets: tuple[OffsetResetRecord, ...]
     chains: tuple[ChainReport, ...] = ()  # newest first
+    margins: tuple[MarginReport, ...] = ()  # newest first
+    filings: tuple[Filing, ...] = ()  # newest first
     lag_error: str | None = None  # why the lag is unknown (not asked, or the brokers did not answer)
 
     def as_dict(self) -> dict[str, object]:
@@ -144,6 +168,10 @@ def _read(con: duckdb.DuckDBPyConnection, lake: LakeSettings, now: datetime) -> 
     def rows(name: str, params: dict | None = None) -> list[tuple]:
         return con.execute((SQL / f"{name}.sql").read_text(), params or {}).fetchall()
 
+    def when(table: str, name: str) -> list[tuple]:  # a report's table exists once one was built
+        return rows(name) if table in tables else []
+
+    tables = lake_tables(con)
     snapshot_id, snapshot_time, snapshots = rows("snapshot")[0]
     return LakeStatus(
         generated_at=now,
@@ -157,8 +185,13 @@ def _read(con: duckdb.DuckDBPyConnection, lake: LakeSettings, now: datetime) -> 
         resets=tuple(OffsetResetRecord(*r) for r in rows("resets")),
         chains=tuple(
             ChainReport(*r, html=chain_file(lake.reports_dir, r[0], "html").is_file())
-            for r in (rows("chains") if "reports.options_chain" in lake_tables(con) else [])
+            for r in when("reports.options_chain", "chains")
         ),
+        margins=tuple(
+            MarginReport(*r, html=margin_html_file(lake.reports_dir, r[0]).is_file())
+            for r in when("reports.margin_accounts", "margins")
+        ),
+        filings=tuple(Filing(*r) for r in when("reports.regulatory_files", "filings")),
     )
 
 

@@ -61,6 +61,14 @@ def render_text(status: LakeStatus) -> str:
     chains = [(c.as_of_date, c.series, c.underlyings, ts(c.snapshot)) for c in status.chains]
     parts += ["", "end-of-day options chain (newest 7 in reports.options_chain)"]
     parts.append(render_table(["as_of_date", "series", "underlyings", "snapshot"], chains, len(chains)))
+    margins = [(m.as_of_date, m.accounts, m.margin_calls, m.unpriced_positions) for m in status.margins]
+    parts += ["", "end-of-day margin (newest 7 in reports.margin_accounts)"]
+    parts.append(render_table(["as_of_date", "accounts", "margin_calls", "unpriced"], margins, len(margins)))
+    filings = [(f.as_of_date, f.report, f.sequence, f.records, f.new_records, f.cancelled_records, f.file_name)
+               for f in status.filings]  # fmt: skip
+    parts += ["", "regulatory files (newest 10 in reports.regulatory_files)"]
+    columns = ["as_of_date", "report", "sequence", "records", "new", "cancelled", "file"]
+    parts.append(render_table(columns, filings, len(filings)))
     if status.resets:
         resets = [(r.topic, r.partition, r.old_offset, r.new_offset, r.reason, r.messages_affected, ts(r.reset_at))
                   for r in status.resets]  # fmt: skip

@@ -57,7 +57,9 @@ class MarginResult:
 
     @property
     def margin_calls(self) -> int:
-        return int(self.accounts["margin_call"].fillna(False).sum())
+        """Account x currency pairs in a margin call under either model."""
+        calls = self.accounts[self.accounts["margin_call"].fillna(False).astype(bool)]
+        return len(calls[["account_id", "currency"]].drop_duplicates())
 
     def summary(self) -> dict[str, Any]:
         """The asset event's `extra` and the CLI's output: JSON-serialisable."""
@@ -74,6 +76,10 @@ class MarginResult:
 
 def margin_dir(reports_dir: Path, as_of: date) -> Path:
     return reports_dir / "margin" / as_of.isoformat()
+
+
+def margin_html_file(reports_dir: Path, as_of: date) -> Path:
+    return margin_dir(reports_dir, as_of) / f"margin_{as_of.isoformat()}.html"
 
 
 def _sql(name: str, day: BusinessDay) -> str:
@@ -364,7 +370,7 @@ def build_margin(
             from derivlake.reports.margin_html import write_margin_html
 
             files.append(
-                write_margin_html(accounts, positions, as_of, folder / f"margin_{as_of.isoformat()}.html")
+                write_margin_html(accounts, positions, as_of, margin_html_file(Path(reports_dir), as_of))
             )
     result = MarginResult(as_of, accounts, positions, tuple(files))
     log.info(
