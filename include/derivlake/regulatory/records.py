@@ -1,0 +1,188 @@
+"""What the regulatory files hold: an RTS 22 transaction per desk execution (with a hash of its reported
+content, so a changed fill is a correction) and the CFTC Part 17 records of the reportable positions."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+from typing import TYPE_CHECKING
+
+from derivlake.regulatory.settings import RegulatorySettings
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    import pandas as pd
+
+NEW, CXL = "NEW", "CXL"
+HASHED = (
+    "executing_lei", "buyer_lei", "buyer_mic", "seller_lei", "seller_mic", "trade_ts", "capacity", "quantity",
+    "price", "price_ccy", "venue_mic", "branch_country", "venue_trade_id", "full_name", "cfi", "expiry",
+    "price_multiplier", "underlying_index", "option_type", "strike", "exercise_style",
+)  # fmt: skip
+"""The reported content of a transaction: a change in any of these is a correction."""
+
+
+class ExportError(RuntimeError):
+    """The day's files cannot be filed: the message says why and what to do."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# RTS 22: transactions from fills
+
+
+def rts22_transactions(fills: pd.DataFrame, settings: RegulatorySettings) -> pd.DataFrame:
+    """One RTS 22 transaction per fill, column-wise. The desk account's side is its client's LEI (its own
+    when unlisted), the other side the venue (an anonymous order book: its MIC). Prices are in USD: an
+    inverse option's coin price at the fill's index, USDC taken as USD."""
+    import numpy as np
+    import pandas as pd
+
+    from derivlake.regulatory.identifiers import cfi_for
+
+    unknown = fills[fills["kind"].isna()]
+    if not unknown.empty:
+        names = sorted(unknown["instrument_name"].unique())
+        raise ExportError(
+            f"{len(unknown)} fills of {len(names)} instruments without a spec in market.instruments "
+            f"({', '.join(names[:5])}): an RTS 22 report needs each instrument's classification; drain "
+            "the instruments topic, then rerun"
+        )
+    priced = fills["price"].notna() & (
+        fills["index_price"].notna() | ~(fills["kind"] == "option") | ~fills["is_inverse"]
+    )
+    if not priced.all():
+        bad = fills.loc[~priced, "trade_id"].tolist()
+        raise ExportError(
+            f"{len(bad)} fills without a price or, for a coin-priced option, the index price that makes it USD "
+            f"(trade ids {', '.join(map(str, bad[:5]))}): they cannot be reported"
+        )
+    buy = (fills["direction"] == "buy").to_numpy()
+    client = fills["account_id"].map(settings.lei_of)
+    option = (fills["kind"] == "option").to_numpy()
+    price = fills["price"].to_numpy(dtype=float)
+    usd_price = np.where(
+        option & fills["is_inverse"].to_numpy(dtype=bool), price * fills["index_price"], price
+    )
+    tx_id = (fills["account_id"] + fills["trade_id"]).str.upper().str.replace(r"[^A-Z0-9]", "", regex=True)
+    cfi = {
+        (k, o): cfi_for(k, o)
+        for k, o in fills[["kind", "option_type"]].drop_duplicates().itertuples(index=False)
+    }
+    otype = fills["option_type"].map({"call": "CALL", "put": "PUTO"})
+    return pd.DataFrame(
+        {
+            "action": NEW,
+            "tx_id": tx_id.str.slice(0, 52),
+            "executing_lei": settings.entity_lei,
+            "submitting_lei": settings.entity_lei,
+            "buyer_lei": np.where(buy, client, None),
+            "buyer_mic": np.where(buy, None, settings.venue_mic),
+            "seller_lei": np.where(buy, None, client),
+            "seller_mic": np.where(buy, settings.venue_mic, None),
+            "trade_ts": fills["timestamp"],
+            "capacity": "DEAL",
+            "quantity": fills["amount"].astype(float),
+            "price": usd_price,
+            "price_ccy": "USD",
+            "venue_mic": settings.venue_mic,
+            "branch_country": settings.branch_country,
+            "venue_trade_id": fills["trade_id"].str.replace(r"[^A-Za-z0-9]", "", regex=True),  # ESMA's type
+            "isin": None,
+            "full_name": fills["instrument_name"],
+            "cfi": [cfi[(k, o)] for k, o in zip(fills["kind"], fills["option_type"], strict=True)],
+            "notional_ccy": "USD",
+            "expiry": fills["expiry"],
+            "price_multiplier": fills["contract_size"].fillna(1.0).astype(float),
+            "underlying_index": fills["underlying_index"],
+            "option_type": otype.where(option, None),
+            "strike": fills["strike"].where(option, None),
+            "strike_ccy": np.where(option, "USD", None),
+            "exercise_style": np.where(option, "EURO", None),
+            "delivery_type": "CASH",
+            "algo": settings.algo,
+        }
+    )
+
+
+def content_hashes(tx: pd.DataFrame) -> pd.Series:
+    """A stable hash of each transaction's reported content (text of every HASHED column)."""
+    text = tx[list(HASHED)].apply(lambda col: col.map(str)).agg("\x1f".join, axis=1)
+    return text.map(lambda t: hashlib.sha256(t.encode()).hexdigest()[:32])
+
+
+def rts22_changes(current: pd.DataFrame, filed: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """(tx_ids to cancel, tx_ids to file as new) given the current transactions (with `content_hash`) and
+    the day's filing log: what was filed last for a transaction stands until cancelled."""
+    in_order = filed.assign(is_new=filed["action"] == NEW).sort_values(["sequence", "is_new"], kind="stable")
+    last = in_order.drop_duplicates("tx_id", keep="last")  # a sequence cancels first, then re-files
+    alive = last[last["action"] == NEW]
+    standing = dict(zip(alive["tx_id"], alive["content_hash"], strict=True))
+    now = dict(zip(current["tx_id"], current["content_hash"], strict=True))
+    cancel = sorted(t for t, h in standing.items() if now.get(t) != h)
+    new = [t for t, h in now.items() if standing.get(t) != h]
+    return cancel, new
+
+
+def render_rts22(
+    actions: pd.DataFrame, current: pd.DataFrame, settings: RegulatorySettings, stem: str, created: datetime
+) -> bytes:
+    """The file of one sequence: its cancellations (by id) then its new records (current content)."""
+    import pandas as pd
+
+    from derivlake.regulatory.rts22 import Rts22Header, build_rts22, validate_rts22
+
+    cxl = actions.loc[actions["action"] == CXL, ["tx_id"]].assign(
+        action=CXL, executing_lei=settings.entity_lei
+    )
+    new_ids = actions.loc[actions["action"] == NEW, "tx_id"]
+    new = current[current["tx_id"].isin(new_ids)]
+    rows = pd.concat([cxl, new], ignore_index=True)
+    message_id = stem.replace(f"_{settings.entity_lei}", "")  # BizMsgIdr: 35 characters at most
+    xml = build_rts22(rows, Rts22Header(settings.entity_lei, settings.receiver, message_id, created))
+    errors = validate_rts22(xml)
+    if errors:
+        shown = "; ".join(errors[:10])
+        raise ExportError(f"{stem}.xml fails validation ({len(errors)} errors): {shown}")
+    return xml
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CFTC Part 17: positions
+
+
+def cftc_records(positions: pd.DataFrame, as_of: date, settings: RegulatorySettings) -> list[str]:
+    """The 80-character records of the reportable accounts' positions at D 08:00."""
+    from derivlake.regulatory.cftc17 import PositionRecord, aggregate_positions, format_record, strike_units
+
+    rows = aggregate_positions(positions, settings.reportable_level)
+    lines = []
+    for r in rows.itertuples(index=False):  # one per reportable position line, not per message
+        option = r.put_call in ("C", "P")
+        lines.append(
+            format_record(
+                PositionRecord(
+                    reporting_firm=settings.cftc_firm,
+                    account=settings.cftc_account(r.account_id),
+                    report_date=as_of,
+                    exchange=settings.cftc_exchange,
+                    put_call=r.put_call if option else None,
+                    commodity=settings.commodity_codes.get(r.commodity, r.commodity),
+                    expiration=_as_date(r.expiration),
+                    strike=strike_units(r.strike, settings.strike_decimals.get(r.commodity, 0))
+                    if option
+                    else None,
+                    exercise_style=r.exercise_style if option else None,
+                    long=int(r.long),
+                    short=int(r.short),
+                )
+            )
+        )
+    return lines
+
+
+def _as_date(value: object) -> date:
+    """A DATE column's value as a date (DuckDB hands DATE columns to pandas as timestamps)."""
+    import pandas as pd
+
+    return pd.Timestamp(value).date()
