@@ -8,6 +8,7 @@ import pytest
 
 from derivlake.config import LakeSettings
 from derivlake.lake.catalog import open_lake
+from tests.dags import dag_support
 from tests.integration.test_chain_build import D
 from tests.integration.test_margin_build import seed_margin_day
 
@@ -15,11 +16,7 @@ DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "eod_margin.py"
 
 
 def load_dag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(DAG_FILE))
-    assert not bag.import_errors, bag.import_errors
-    return bag.get_dag("eod_margin")
+    return dag_support.load_dag(DAG_FILE.name, "eod_margin")
 
 
 @pytest.fixture
@@ -32,20 +29,6 @@ def lake(airflow_db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LakeSet
     finally:
         con.close()
     return settings
-
-
-def _margin_events() -> list[dict]:
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        return list(
-            session.scalars(
-                select(AssetEvent.extra).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-                .where(AssetModel.uri == "lake://reports/margin")
-            ).all()
-        )  # fmt: skip
 
 
 def test_dag_shape(airflow_db) -> None:
@@ -71,7 +54,7 @@ def test_dag_test_builds_the_margin_report(lake: LakeSettings) -> None:
     finally:
         con.close()
     assert n == 6
-    extra = _margin_events()[-1]
+    extra = dag_support.asset_extras("lake://reports/margin")[-1]
     assert extra["as_of_date"] == "2024-03-08" and extra["accounts"] == 3 and extra["positions"] == 7
     assert extra["unpriced_positions"] == 1 and extra["margin_calls"] == 0
     folder = lake.reports_dir / "margin" / D.isoformat()

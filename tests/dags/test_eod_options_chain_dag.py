@@ -8,18 +8,15 @@ import pytest
 
 from derivlake.config import LakeSettings
 from derivlake.lake.catalog import open_lake
+from tests.dags import dag_support
 from tests.integration.test_chain_build import D, seed_day
 
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "eod_options_chain.py"
 
 
 def load_dag():
-    """Parse the DAG file afresh (DagBag), so the gate's env settings of the test apply."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(DAG_FILE))
-    assert not bag.import_errors, bag.import_errors
-    return bag.get_dag("eod_options_chain")
+    """Parsed afresh, so the gate's env settings of the test apply."""
+    return dag_support.load_dag(DAG_FILE.name, "eod_options_chain")
 
 
 @pytest.fixture
@@ -102,15 +99,7 @@ def test_dag_test_builds_the_chain(lake: LakeSettings) -> None:
     finally:
         con.close()
     assert n == 31
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        extras = session.scalars(
-            select(AssetEvent.extra).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(AssetModel.uri == "lake://reports/options_chain")
-        ).all()  # fmt: skip
+    extras = dag_support.asset_extras("lake://reports/options_chain")
     assert extras and extras[-1]["as_of_date"] == "2024-03-08" and extras[-1]["series"] == 31
     assert extras[-1]["expiries"] == 4 and extras[-1]["csv"] == str(csv)
     assert extras[-1]["html"] == str(csv.with_suffix(".html"))

@@ -7,37 +7,22 @@ from pathlib import Path
 import pytest
 
 from derivlake.config import LakeSettings
-from derivlake.lake.catalog import open_lake
 from derivlake.regulatory.settings import demo_lei
-from derivlake.reports.margin import build_margin
+from tests.dags import dag_support
 from tests.integration.test_chain_build import D
-from tests.integration.test_margin_build import seed_margin_day
+from tests.integration.test_regulatory_exports import seed_reportable_day
 
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "regulatory_exports.py"
 
 
 def load_dag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(DAG_FILE))
-    assert not bag.import_errors, bag.import_errors
-    return bag.get_dag("regulatory_exports")
+    return dag_support.load_dag(DAG_FILE.name, "regulatory_exports")
 
 
 @pytest.fixture
 def lake(airflow_db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LakeSettings:
     monkeypatch.setenv("DERIVLAKE_HOME", str(tmp_path / "home"))
-    settings = LakeSettings.from_env()
-    con = open_lake(settings)
-    try:
-        seed_margin_day(con)
-        con.execute(
-            "DELETE FROM desk.fills WHERE account_id = 'acct-c'"
-        )  # no instrument spec: not reportable
-        build_margin(con, D)
-    finally:
-        con.close()
-    return settings
+    return seed_reportable_day(LakeSettings.from_env())
 
 
 def test_dag_shape(airflow_db) -> None:
@@ -52,18 +37,10 @@ def test_dag_shape(airflow_db) -> None:
 
 
 def test_dag_test_files_the_day(lake: LakeSettings) -> None:
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
     run = load_dag().test(run_conf={"as_of_date": D.isoformat()})
     assert run.state == "success", [(ti.task_id, ti.state) for ti in run.get_task_instances()]
     folder = lake.exports_dir / D.isoformat()
-    with create_session() as session:
-        extra = session.scalars(
-            select(AssetEvent.extra).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(AssetModel.uri == "lake://exports/regulatory")
-        ).all()[-1]  # fmt: skip
+    extra = dag_support.asset_extras("lake://exports/regulatory")[-1]
     assert extra["as_of_date"] == "2024-03-08" and extra["filed_now"] == 2
     assert [f["file"] for f in extra["files"]] == [
         str(folder / f"RTS22_{demo_lei()}_20240308_001.xml"), str(folder / "CFTC17_DLK_20240308_001.txt")

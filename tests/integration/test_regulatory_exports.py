@@ -36,17 +36,22 @@ def _execute(settings: LakeSettings, *statements: str) -> None:
         con.close()
 
 
-@pytest.fixture
-def day(lake_settings: LakeSettings) -> LakeSettings:
-    """The margin day without acct-c's fill of an instrument that has no spec (tested on its own below)."""
-    con = open_lake(lake_settings)
+def seed_reportable_day(settings: LakeSettings) -> LakeSettings:
+    """The margin day and its margin report, without acct-c's fill of an instrument that has no spec
+    (tested on its own below)."""
+    con = open_lake(settings)
     try:
         seed_margin_day(con)
         con.execute("DELETE FROM desk.fills WHERE account_id = 'acct-c'")
         build_margin(con, D)
     finally:
         con.close()
-    return lake_settings
+    return settings
+
+
+@pytest.fixture
+def day(lake_settings: LakeSettings) -> LakeSettings:
+    return seed_reportable_day(lake_settings)
 
 
 def _build(settings: LakeSettings):
@@ -192,13 +197,7 @@ def test_what_cannot_be_reported_fails_naming_it(lake_settings: LakeSettings) ->
 def test_report_exports_cli(lake_in_env: LakeSettings, capsys: pytest.CaptureFixture) -> None:
     from derivlake.cli import main
 
-    con = open_lake(lake_in_env)
-    try:
-        seed_margin_day(con)
-        con.execute("DELETE FROM desk.fills WHERE account_id = 'acct-c'")
-        build_margin(con, D)
-    finally:
-        con.close()
+    seed_reportable_day(lake_in_env)
     assert main(["report", "exports", "--date", D.isoformat()]) == 0
     out = capsys.readouterr().out.splitlines()
     folder = lake_in_env.exports_dir / D.isoformat()
