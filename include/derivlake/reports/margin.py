@@ -243,12 +243,14 @@ def portfolio_by_account(df: pd.DataFrame, params: PortfolioParams) -> pd.DataFr
 
 
 def account_table(
-    positions: pd.DataFrame, cash: pd.DataFrame, pm: pd.DataFrame, day: BusinessDay
+    positions: pd.DataFrame, cash: pd.DataFrame, scenario_models: dict[str, pd.DataFrame], day: BusinessDay
 ) -> pd.DataFrame:
-    """One row per account x currency x model: equity, both margins and their use of the equity.
+    """One row per account x currency x model: equity, the model's margins and their use of the equity.
 
     Equity = net deposits - fees + the cash every fill moved + what the positions are worth now; it is
     unknown (NULL) while any of the currency's positions has no price, which `unpriced_positions` counts.
+    `scenario_models` maps a model name to its per account x currency frame (portfolio_by_account,
+    span_by_account); an account without open positions needs no margin in any of them.
     """
     import numpy as np
     import pandas as pd
@@ -271,22 +273,25 @@ def account_table(
         theta_total=("theta", "sum"),
     )
     base = cash.set_index(keys).join(per, how="outer").reset_index()
-    base[["deposits", "fees", "cash_flows", "position_value"]] = base[
-        ["deposits", "fees", "cash_flows", "position_value"]
-    ].fillna(0.0)
+    zero = ["deposits", "fees", "cash_flows", "position_value", "standard_im", "standard_mm", "delta_total",
+            "gamma_total", "vega_total", "theta_total"]  # fmt: skip
+    base[zero] = base[zero].fillna(0.0)
     for col in ("positions", "unpriced_positions"):
         base[col] = base[col].fillna(0).astype("int64")
-    base = base.fillna({c: 0.0 for c in ("standard_im", "standard_mm", "delta_total", "gamma_total",
-                                         "vega_total", "theta_total")})  # fmt: skip
     equity = base["deposits"] - base["fees"] + base["cash_flows"] + base["position_value"]
     base["equity"] = equity.where(base["unpriced_positions"] == 0)
-    standard = base.assign(model="standard", initial_margin=base["standard_im"],
-                           maintenance_margin=base["standard_mm"])  # fmt: skip
-    portfolio = base.merge(pm, on=keys, how="left").assign(model="portfolio")
-    portfolio[["initial_margin", "maintenance_margin", "grid_loss", "extended_addon"]] = portfolio[
-        ["initial_margin", "maintenance_margin", "grid_loss", "extended_addon"]
-    ].fillna(0.0)
-    out = pd.concat([standard, portfolio], ignore_index=True)
+    models = [
+        base.assign(
+            model="standard", initial_margin=base["standard_im"], maintenance_margin=base["standard_mm"]
+        )
+    ]
+    for name, frame in scenario_models.items():
+        rows = base.merge(frame, on=keys, how="left").assign(model=name)
+        rows[["initial_margin", "maintenance_margin"]] = rows[
+            ["initial_margin", "maintenance_margin"]
+        ].fillna(0.0)
+        models.append(rows)
+    out = pd.concat(models, ignore_index=True)
     eq = out["equity"]
     with np.errstate(divide="ignore", invalid="ignore"):
         out["available_funds"] = eq - out["initial_margin"]
@@ -328,8 +333,8 @@ def compute_margin(
         )
     cash = con.execute(_sql("margin_cash.sql", day)).df()
     positions = position_greeks(standard_margin(value_positions(raw), params.standard))
-    pm = portfolio_by_account(positions, params.portfolio)
-    accounts = account_table(positions, cash, pm, day)
+    scenario_models = {"portfolio": portfolio_by_account(positions, params.portfolio)}
+    accounts = account_table(positions, cash, scenario_models, day)
     shown = positions["status"].isin(UNPRICED) | (
         (positions["size_base"] != 0)
         & ~((positions["status"] == EXPIRED) & (positions["days_to_expiry"] < 0))
