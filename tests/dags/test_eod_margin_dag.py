@@ -53,7 +53,7 @@ def test_dag_test_builds_the_margin_report(lake: LakeSettings) -> None:
         ]
     finally:
         con.close()
-    assert n == 6
+    assert n == 9  # 3 accounts x 3 models
     extra = dag_support.asset_extras("lake://reports/margin")[-1]
     assert extra["as_of_date"] == "2024-03-08" and extra["accounts"] == 3 and extra["positions"] == 7
     assert extra["unpriced_positions"] == 1 and extra["margin_calls"] == 0

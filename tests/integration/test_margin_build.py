@@ -189,11 +189,12 @@ def test_margin_matches_hand_computed_day(seeded: LakeSettings) -> None:
     }
     assert set(accounts) == {
         (a, c, m) for a, c in (("acct-a", "BTC"), ("acct-b", "USDC"), ("acct-c", "ETH"))
-        for m in ("standard", "portfolio")
+        for m in ("standard", "portfolio", "span")
     }  # fmt: skip
     exp = expected_acct_a()
     std, pm = accounts[("acct-a", "BTC", "standard")], accounts[("acct-a", "BTC", "portfolio")]
-    for row in (std, pm):
+    span = accounts[("acct-a", "BTC", "span")]
+    for row in (std, pm, span):
         assert row["as_of"] == SNAP
         assert row["equity"] == pytest.approx(exp["equity"], rel=1e-12)
         assert row["positions"] == 3 and row["unpriced_positions"] == 0
@@ -209,6 +210,19 @@ def test_margin_matches_hand_computed_day(seeded: LakeSettings) -> None:
     assert pm["initial_margin"] == pytest.approx(pm["grid_loss"] + pm["extended_addon"], rel=1e-12)
     assert 1 <= pm["worst_scenario_id"] <= 27 and pm["worst_scenario_pnl"] == pytest.approx(-pm["grid_loss"])
 
+    # SPAN: every delta of acct-a is long (calls, short puts, the perpetual): no calendar spread; 3 short
+    # puts: a short option minimum of 3 x 0.01 coin; the options' value is netted off
+    call, put = mark("BTC-15MAR24-65000-C"), mark("BTC-29MAR24-60000-P")
+    assert span["spread_charge"] == 0 and span["short_option_minimum"] == pytest.approx(0.03, rel=1e-12)
+    assert span["net_option_value"] == pytest.approx(2 * call["mark"] - 3 * put["mark"], rel=1e-12)
+    requirement = max(span["grid_loss"] + 0.0, 0.03) - span["net_option_value"]
+    assert (
+        span["initial_margin"]
+        == span["maintenance_margin"]
+        == pytest.approx(max(requirement, 0.0), rel=1e-12)
+    )
+    assert 1 <= span["worst_scenario_id"] <= 16
+
     # acct-b: short 100 SOL linear perpetual + 10 short SOL calls settled at this snapshot
     sol = accounts[("acct-b", "USDC", "standard")]
     sol_payoff = max(SOL_TWAP - 140.0, 0.0)
@@ -222,6 +236,10 @@ def test_margin_matches_hand_computed_day(seeded: LakeSettings) -> None:
     # a short linear future loses most at +16%: 100 x 151 x 0.16; ids 25-27 are +16% (up, same, down)
     assert sol_pm["initial_margin"] == pytest.approx(100 * SOL_PERP_MARK * 0.16, rel=1e-12)
     assert sol_pm["worst_scenario_id"] == 25 and sol_pm["extended_addon"] == 0
+    # SPAN: the full scan move up (+16%, scenarios 11 and 12) beats the extreme one (+32% x 0.35)
+    sol_span = accounts[("acct-b", "USDC", "span")]
+    assert sol_span["initial_margin"] == pytest.approx(100 * SOL_PERP_MARK * 0.16, rel=1e-12)
+    assert sol_span["worst_scenario_id"] == 11 and sol_span["short_option_minimum"] == 0
 
     # acct-c: a fill of an instrument the lake has no spec of: counted, never priced, equity unknown
     eth = accounts[("acct-c", "ETH", "standard")]
@@ -249,7 +267,7 @@ def test_margin_matches_hand_computed_day(seeded: LakeSettings) -> None:
     first = [p.read_bytes() for p in csvs]
     again = build_margin(seeded, D)
     assert [p.read_bytes() for p in csvs] == first, "a rerun writes the same bytes"
-    assert len(report_rows(seeded, "margin_accounts")) == 6, "a rerun replaces the day's rows"
+    assert len(report_rows(seeded, "margin_accounts")) == 9, "a rerun replaces the day's rows"
     html = next(p for p in again.files if p.suffix == ".html").read_text()
     assert "acct-a" in html and "BTC-PERPETUAL" in html and math.isfinite(exp["equity"])
 
@@ -285,7 +303,7 @@ def test_report_margin_cli_prints_counts_and_paths(
         con.close()
     assert main(["report", "margin", "--date", D.isoformat()]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert "reports.margin_accounts 2024-03-08: 6 rows (3 accounts)" in out
+    assert "reports.margin_accounts 2024-03-08: 9 rows (3 accounts)" in out
     assert "reports.margin_positions 2024-03-08: 7 rows (1 unpriced)" in out
     assert "margin calls: 0" in out
     folder = lake_in_env.reports_dir / "margin" / "2024-03-08"

@@ -81,5 +81,31 @@ class PortfolioParams:
     call 100% out of the money is charged for its +200..500% tail. Configurable."""
 
 
+@dataclass(frozen=True)
+class SpanParams:
+    """SPAN risk-array margin (domain.md 4.4) for crypto underlyings.
+
+    domain.md gives the SPAN mechanics (16 scenarios, scanning risk, spread charge, short option minimum,
+    net option value) and an S&P futures oracle, not crypto parameters: the values below are our choice for
+    crypto, sized like the portfolio grid (the same +-16% price range). Configurable.
+    """
+
+    price_scan_range: float = 0.16
+    """The full scan move as a fraction of the forward: scenarios move F by 0, +-1/3, +-2/3, +-1 of it."""
+    vol_scan_range: float = 0.25
+    """Relative vol shift: vol up = sigma (1 + 0.25), vol down = max(sigma (1 - 0.25), 0)."""
+    extreme_multiple: float = 2.0
+    """The extreme scenarios (15, 16) move F by +-extreme_multiple x price_scan_range, vol unchanged."""
+    extreme_fraction: float = 0.35
+    """Share of the extreme scenarios' P&L that counts (their risk-array weight)."""
+    short_option_minimum: float = 0.01
+    """Per short option contract, as a fraction of the forward: 0.01 coin for an inverse (coin-margined)
+    option, 0.01 x F USDC for a linear one; charged on max(short calls, short puts)."""
+    intra_spread_rate: float = 0.01
+    """Calendar-spread charge per unit (1 coin of delta) of spread between the expiries of one underlying, as
+    a fraction of the forward: scanning moves every expiry together, this charges for that assumption."""
+
+
 DEFAULT_STANDARD = StandardParams()
 DEFAULT_PORTFOLIO = PortfolioParams()
+DEFAULT_SPAN = SpanParams()

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from derivlake.margin._scenarios import group_codes, position_rows, reprice_pnl
 from derivlake.margin.params import DEFAULT_PORTFOLIO, PortfolioParams
-from derivlake.pricing.black import as_is_call, black_price
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -90,31 +90,15 @@ def scenario_pnl(
     Arguments broadcast to one row per position (flattened). Extended P&L is undamped; ``portfolio_margin``
     applies the damping. Invalid inputs (non-positive forward, negative sigma or tte...) give NaN rows.
     """
-    opt, inv, q, f0, k, t, s, dte = (
-        a.reshape(-1)
-        for a in np.broadcast_arrays(
-            *(np.asarray(a, dtype=bool) for a in (is_option, is_inverse)),
-            *(np.asarray(a, dtype=np.float64) for a in (qty, forward, strike, tte_years, sigma, dte_days)),
-        )
+    (opt, inv), (q, f0, k, t, s, dte), calls = position_rows(
+        (is_option, is_inverse), (qty, forward, strike, tte_years, sigma, dte_days), is_call
     )
-    calls = np.broadcast_to(np.asarray(is_call), q.shape)
     grid, ext = scenario_table(params), extended_table(params)
-    # column 0 is the base (move 0, vol same): priced in the same call as the scenarios, so it cancels exactly
-    moves = np.array([0.0] + [m for _, m, _ in grid + ext])
-    vol_codes = np.array([1] + [SCENARIO_VOLS.index(v) for _, _, v in grid + ext])
-
-    f0c = f0[:, None]
-    f1 = f0c * (1.0 + moves)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        value = np.where(inv[:, None], -f0c / f1, f1)  # futures: P&L = q (value(F1) - value(F0))
-        i = np.flatnonzero(opt)
-        if i.size:
-            up, down = shocked_vols(s[i], dte[i], params)
-            sig1 = np.stack([up, s[i], down], axis=1)[:, vol_codes]
-            v = black_price(f1[i], k[i, None], t[i, None], sig1, as_is_call(calls[i])[:, None])
-            value[i] = np.where(inv[i, None], v / f1[i], v)
-        pnl = q[:, None] * (value[:, 1:] - value[:, :1])
-    pnl[~((f0 > 0) & np.isfinite(f0))] = np.nan
+    moves = np.array([m for _, m, _ in grid + ext])
+    vol_codes = np.array([SCENARIO_VOLS.index(v) for _, _, v in grid + ext])
+    up, down = shocked_vols(s, dte, params)  # NaN on future rows (no sigma), which reprice_pnl ignores
+    vols = np.stack([up, s, down], axis=1)[:, vol_codes]
+    pnl = reprice_pnl(opt=opt, inv=inv, q=q, f0=f0, k=k, t=t, s=s, calls=calls, moves=moves, vols=vols)
     return pnl[:, : len(grid)], pnl[:, len(grid) :]
 
 
@@ -160,12 +144,7 @@ def portfolio_margin(
         raise ValueError(
             f"shapes do not match: grid {grid.shape}, extended {ext.shape}, groups {codes.shape}"
         )
-    if (codes < 0).any():
-        raise ValueError("negative group codes (pandas.factorize gives -1 for a missing key)")
-    if n_groups is None:
-        n_groups = int(codes.max()) + 1 if codes.size else 0
-    elif codes.size and codes.max() >= n_groups:
-        raise ValueError(f"group code {codes.max()} out of range for n_groups={n_groups}")
+    codes, n_groups = group_codes(codes, n_groups)
     n_grid = grid.shape[1]
     sums = np.zeros((n_groups, n_grid + ext.shape[1]))
     np.add.at(sums, codes, np.concatenate([grid, ext], axis=1))

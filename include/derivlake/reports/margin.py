@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from derivlake.config import LakeSettings
-from derivlake.margin import PortfolioParams, StandardParams
+from derivlake.margin import PortfolioParams, SpanParams, StandardParams
 from derivlake.reports.chain import BusinessDay
 
 if TYPE_CHECKING:
     import duckdb
+    import numpy as np
     import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class ChainMissingError(RuntimeError):
 class MarginParams:
     standard: StandardParams = field(default_factory=StandardParams)
     portfolio: PortfolioParams = field(default_factory=PortfolioParams)
+    span: SpanParams = field(default_factory=SpanParams)
 
 
 @dataclass(frozen=True)
@@ -199,47 +201,112 @@ def position_greeks(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def portfolio_by_account(df: pd.DataFrame, params: PortfolioParams) -> pd.DataFrame:
-    """Portfolio margin per account and currency: the scenario grid per underlying (each underlying moves
-    on its own), summed over the currency's underlyings; the worst scenario is the largest one's."""
+GROUP_KEYS = ["account_id", "currency", "underlying"]
+"""A scenario model moves each underlying on its own: it margins an account's currency per underlying."""
+
+
+def _scenario_inputs(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame, dict[str, Any]]:
+    """The open, priced positions; their group codes (account x currency x underlying) and the groups;
+    and the repricing arguments of the scenario models, as columns."""
     import numpy as np
+
+    live = df[(df["status"] == OPEN) & (df["size_base"] != 0)].reset_index(drop=True)
+    codes = live.groupby(GROUP_KEYS, sort=True).ngroup().to_numpy()
+    groups = live.assign(group=codes).drop_duplicates("group").sort_values("group")[GROUP_KEYS]
+    dte = live["days_to_expiry"].to_numpy(dtype=float)
+    pricing = {
+        "is_option": (live["kind"] == "option").to_numpy(),
+        "is_inverse": live["is_inverse"].to_numpy(dtype=bool),
+        "qty": live["size_base"].to_numpy(dtype=float),
+        "forward": live["forward"].to_numpy(dtype=float),
+        "strike": live["strike"].to_numpy(dtype=float),
+        "tte_years": np.where(np.isfinite(dte), dte, 0.0) / 365.0,
+        "sigma": live["mark_iv"].to_numpy(dtype=float) / 100.0,
+        "is_call": (live["option_type"] == "call").to_numpy(),
+    }
+    return live, codes, groups.reset_index(drop=True), pricing
+
+
+def _by_currency(groups: pd.DataFrame, per: pd.DataFrame, sums: list[str]) -> pd.DataFrame:
+    """Per-underlying figures summed per account x currency; the worst scenario is the largest IM's."""
     import pandas as pd
+
+    per = pd.concat([groups, per.reset_index(drop=True)], axis=1)
+    per = per.sort_values(
+        ["account_id", "currency", "initial_margin", "underlying"], ascending=[True, True, False, True]
+    )
+    agg = {c: (c, "sum") for c in sums} | {
+        "worst_scenario_id": ("worst_scenario_id", "first"),
+        "worst_scenario_pnl": ("worst_scenario_pnl", "first"),
+    }
+    return per.groupby(["account_id", "currency"], sort=True).agg(**agg).reset_index()
+
+
+def portfolio_by_account(df: pd.DataFrame, params: PortfolioParams) -> pd.DataFrame:
+    """Portfolio margin per account and currency (domain.md 4.3), summed over the currency's underlyings."""
+    import numpy as np
 
     from derivlake.margin import portfolio_margin, scenario_pnl
 
-    live = df[(df["status"] == OPEN) & (df["size_base"] != 0)].reset_index(drop=True)
-    keys = ["account_id", "currency", "underlying"]
-    if live.empty:
-        return pd.DataFrame(columns=[*keys[:2], "initial_margin", "maintenance_margin", "worst_scenario_id",
-                                     "worst_scenario_pnl", "grid_loss", "extended_addon"])  # fmt: skip
-    is_option = (live["kind"] == "option").to_numpy()
+    live, codes, groups, pricing = _scenario_inputs(df)
     dte = live["days_to_expiry"].to_numpy(dtype=float)
-    grid, extended = scenario_pnl(
-        is_option=is_option,
-        is_inverse=live["is_inverse"].to_numpy(dtype=bool),
-        qty=live["size_base"].to_numpy(dtype=float),
-        forward=live["forward"].to_numpy(dtype=float),
-        strike=live["strike"].to_numpy(dtype=float),
-        tte_years=dte / 365.0,
-        sigma=live["mark_iv"].to_numpy(dtype=float) / 100.0,
-        is_call=(live["option_type"] == "call").to_numpy(),
-        dte_days=np.where(np.isfinite(dte), dte, params.vega_dte_pivot),
-        params=params,
+    dte_days = np.where(np.isfinite(dte), dte, params.vega_dte_pivot)  # a future's vol is never shocked
+    grid, extended = scenario_pnl(**pricing, dte_days=dte_days, params=params)
+    per = portfolio_margin(grid, extended, codes, params, n_groups=len(groups))
+    per = per.rename(columns={"worst_pnl": "worst_scenario_pnl"})
+    sums = ["initial_margin", "maintenance_margin", "grid_loss", "extended_addon"]
+    return _by_currency(groups, per, sums)
+
+
+def span_by_account(df: pd.DataFrame, params: SpanParams) -> pd.DataFrame:
+    """SPAN per account and currency (domain.md 4.4), per underlying: the scanning risk of the 16 risk-array
+    scenarios plus the calendar-spread charge, floored by the short option minimum, less the net value of
+    the options held (floored at 0: long options cover, they are never paid out). SPAN has one
+    requirement: it is both the initial and the maintenance margin here."""
+    import numpy as np
+    import pandas as pd
+
+    from derivlake.margin import (
+        intra_spread_charge,
+        net_option_value,
+        risk_arrays,
+        scan_risk,
+        short_option_minimum,
+        span_requirement,
     )
-    codes = live.groupby(keys, sort=True).ngroup().to_numpy()
-    groups = live.assign(group=codes).drop_duplicates("group").sort_values("group")[keys]
-    per = portfolio_margin(grid, extended, codes, params)
-    per = pd.concat([groups.reset_index(drop=True), per.reset_index(drop=True)], axis=1)
-    per = per.sort_values([*keys[:2], "initial_margin", "underlying"], ascending=[True, True, False, True])
-    agg = per.groupby(keys[:2], sort=True).agg(
-        initial_margin=("initial_margin", "sum"),
-        maintenance_margin=("maintenance_margin", "sum"),
-        worst_scenario_id=("worst_scenario_id", "first"),
-        worst_scenario_pnl=("worst_pnl", "first"),
-        grid_loss=("grid_loss", "sum"),
-        extended_addon=("extended_addon", "sum"),
+
+    live, codes, groups, pricing = _scenario_inputs(df)
+    n = len(groups)
+    unit = np.where(pricing["is_inverse"], 1.0, pricing["forward"])  # coin-margined: per coin; USDC: x F
+    is_option = pricing["is_option"]
+    scan, worst = scan_risk(risk_arrays(**pricing, params=params), codes, n_groups=n)
+    # each row's delta in base coin: a future's size; an option's size x its coin delta (delta - mark for
+    # an inverse option, whose value in coin falls as the coin rises)
+    coin_delta = live["delta"].to_numpy(dtype=float) - np.where(
+        pricing["is_inverse"], live["mark_price"], 0.0
     )
-    return agg.reset_index()
+    delta = np.where(is_option, coin_delta, 1.0)
+    expiry = pd.factorize(live["expiration"].fillna(pd.Timestamp.max))[0]
+    intra = intra_spread_charge(pricing["qty"] * delta, expiry, codes, unit, params, n_groups=n)
+    som = short_option_minimum(is_option, pricing["is_call"], pricing["qty"], unit, codes, params, n_groups=n)
+    nov = net_option_value(
+        is_option, pricing["qty"], live["mark_price"].to_numpy(dtype=float), codes, n_groups=n
+    )
+    requirement = np.maximum(span_requirement(scan, intra, np.zeros(n), som, nov), 0.0)
+    per = pd.DataFrame({
+        "initial_margin": requirement, "maintenance_margin": requirement, "grid_loss": scan,
+        "spread_charge": intra, "short_option_minimum": som, "net_option_value": nov,
+        "worst_scenario_id": worst, "worst_scenario_pnl": -scan,
+    })  # fmt: skip
+    sums = [
+        "initial_margin",
+        "maintenance_margin",
+        "grid_loss",
+        "spread_charge",
+        "short_option_minimum",
+        "net_option_value",
+    ]
+    return _by_currency(groups, per, sums)
 
 
 def account_table(
@@ -332,8 +399,12 @@ def compute_margin(
             f"--date {as_of}`)"
         )
     cash = con.execute(_sql("margin_cash.sql", day)).df()
-    positions = position_greeks(standard_margin(value_positions(raw), params.standard))
-    scenario_models = {"portfolio": portfolio_by_account(positions, params.portfolio)}
+    valued = standard_margin(value_positions(raw), params.standard)  # greeks per contract, as quoted
+    scenario_models = {
+        "portfolio": portfolio_by_account(valued, params.portfolio),
+        "span": span_by_account(valued, params.span),
+    }
+    positions = position_greeks(valued)  # the positions' greeks in USD
     accounts = account_table(positions, cash, scenario_models, day)
     shown = positions["status"].isin(UNPRICED) | (
         (positions["size_base"] != 0)
