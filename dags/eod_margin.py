@@ -2,8 +2,8 @@
 ### End-of-day margin
 Runs when the options chain of a business day **D** lands (the chain asset). For every desk account and
 margin currency: positions from all fills before D 08:00 UTC, marked from the chain (options) and the last
-tickers (futures); equity = deposits - fees + fill cash flows + position value; Deribit standard margin and
-the 27-scenario portfolio margin, with utilisation and a margin-call flag. Writes `reports.margin_accounts`,
+tickers (futures); equity = deposits - fees + fill cash flows + position value; Deribit standard margin,
+the scenario-grid portfolio margin and SPAN, with utilisation and a margin-call flag. Writes `reports.margin_accounts`,
 `reports.margin_positions`, CSV + HTML under `$DERIVLAKE_HOME/reports/margin/<D>/`. Rerunning a date
 replaces it. Param `as_of_date` (YYYY-MM-DD), empty = the chain's date. Same code: `python -m derivlake report margin --date D`.
 """

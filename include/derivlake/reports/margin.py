@@ -2,9 +2,9 @@
 
 Positions and cash come from `desk.fills` and `desk.transfers` since inception (sql/margin_positions.sql,
 sql/margin_cash.sql); live options are marked from the day's options chain, futures from their last
-ticker, and instruments that expired settle at the delivery price their expiry day's chain recorded.
-Two models per account and margin currency (domain.md section 4): Deribit's standard margin, and the
-portfolio margin of the 27-scenario grid. Everything is computed over whole columns (numpy); a rerun
+ticker, and instruments that expired settle at their delivery price (the index TWAP the chain uses).
+Three models per account and margin currency (domain.md section 4): Deribit's standard margin, the
+portfolio margin of the scenario grid, and SPAN's risk arrays. Everything is computed over whole columns (numpy); a rerun
 replaces the date's rows in one transaction and writes the same CSV bytes.
 """
 
