@@ -80,7 +80,7 @@ FILLS = [
     ("acct-b", "SOL_USDC-8MAR24-140-C", datetime(2024, 3, 7, 17), "sell", 10.0, 12.0, 0.3, "USDC"),
     ("acct-c", "ETH-PERPETUAL", datetime(2024, 3, 7, 18), "buy", 1000.0, 3000.0, 0.0, "ETH"),  # no spec
 ]
-FILL_INDEX = {"BTC": 65000.0, "SOL": 150.0, "ETH": 3000.0}  # the index at each fill (its USD price)
+FILL_INDEX = {"BTC": 65000.0, "SOL": 150.0, "ETH": 3000.0}  # the index at each fill; its forward 1% above
 CONTRACT_SIZE = {"BTC-PERPETUAL": 10.0}  # USD per contract of the inverse perpetual; 1 elsewhere
 TRANSFERS = [
     ("acct-a", "BTC", 10.0, datetime(2024, 3, 6)),
@@ -109,8 +109,21 @@ def seed_margin_day(con) -> None:
     for n, (acct, inst, ts, side, amount, price, fee, fee_cur) in enumerate(FILLS):
         con.execute(
             "INSERT INTO desk.fills (account_id, trade_id, instrument_name, timestamp, direction, amount, price, "
-            "fee, fee_currency, index_price, date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [acct, f"F{n}", inst, ts, side, amount, price, fee, fee_cur, FILL_INDEX[inst[:3]], ts.date()],
+            "fee, fee_currency, index_price, underlying_price, date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                acct,
+                f"F{n}",
+                inst,
+                ts,
+                side,
+                amount,
+                price,
+                fee,
+                fee_cur,
+                FILL_INDEX[inst[:3]],
+                FILL_INDEX[inst[:3]] * 1.01,
+                ts.date(),
+            ],
         )
     for n, (acct, cur, amount, ts) in enumerate(TRANSFERS):
         con.execute(

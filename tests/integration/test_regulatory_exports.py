@@ -85,7 +85,8 @@ def test_first_filing(day: LakeSettings) -> None:
     assert call.findtext("a:Sellr/a:AcctOwnr/a:Id/a:MIC", namespaces=NS) == "XOFF"
     assert call.findtext("a:Tx/a:TradDt", namespaces=NS) == "2024-03-07T09:00:00.000000Z"
     assert call.findtext("a:Tx/a:Qty/a:Unit", namespaces=NS) == "2"
-    assert call.findtext("a:Tx/a:Pric/a:Pric/a:MntryVal/a:Amt", namespaces=NS) == "3250"  # 0.05 x 65,000
+    # a coin price in USD: 0.05 BTC x the fill's underlying (forward) price 65,650
+    assert call.findtext("a:Tx/a:Pric/a:Pric/a:MntryVal/a:Amt", namespaces=NS) == "3282.5"
     assert call.findtext(".//a:OptnTp", namespaces=NS) == "CALL"
     assert call.findtext(".//a:StrkPric/a:Pric/a:MntryVal/a:Amt", namespaces=NS) == "65000"
     assert call.findtext(".//a:FinInstrmGnlAttrbts/a:FullNm", namespaces=NS) == "BTC-15MAR24-65000-C"

@@ -34,7 +34,8 @@ class ExportError(RuntimeError):
 def rts22_transactions(fills: pd.DataFrame, settings: RegulatorySettings) -> pd.DataFrame:
     """One RTS 22 transaction per fill, column-wise. The desk account's side is its client's LEI (its own
     when unlisted), the other side the venue (an anonymous order book: its MIC). Prices are in USD: an
-    inverse option's coin price at the fill's index, USDC taken as USD."""
+    inverse option's coin price x the fill's underlying price (domain.md: USD value = coin price x
+    underlying_price; `usd_rate`, the index where a fill lacks it), USDC taken as USD."""
     import numpy as np
     import pandas as pd
 
@@ -49,21 +50,19 @@ def rts22_transactions(fills: pd.DataFrame, settings: RegulatorySettings) -> pd.
             "the instruments topic, then rerun"
         )
     priced = fills["price"].notna() & (
-        fills["index_price"].notna() | ~(fills["kind"] == "option") | ~fills["is_inverse"]
+        fills["usd_rate"].notna() | ~(fills["kind"] == "option") | ~fills["is_inverse"]
     )
     if not priced.all():
         bad = fills.loc[~priced, "trade_id"].tolist()
         raise ExportError(
-            f"{len(bad)} fills without a price or, for a coin-priced option, the index price that makes it USD "
+            f"{len(bad)} fills without a price or, for a coin-priced option, the underlying price that makes it USD "
             f"(trade ids {', '.join(map(str, bad[:5]))}): they cannot be reported"
         )
     buy = (fills["direction"] == "buy").to_numpy()
     client = fills["account_id"].map(settings.lei_of)
     option = (fills["kind"] == "option").to_numpy()
     price = fills["price"].to_numpy(dtype=float)
-    usd_price = np.where(
-        option & fills["is_inverse"].to_numpy(dtype=bool), price * fills["index_price"], price
-    )
+    usd_price = np.where(option & fills["is_inverse"].to_numpy(dtype=bool), price * fills["usd_rate"], price)
     tx_id = (fills["account_id"] + fills["trade_id"]).str.upper().str.replace(r"[^A-Z0-9]", "", regex=True)
     cfi = {
         (k, o): cfi_for(k, o)

@@ -4,7 +4,8 @@ WITH spec AS (
     {instrument_spec}
 )
 SELECT
-    f.account_id, f.trade_id, f.instrument_name, f.timestamp, f.direction, f.amount, f.price, f.index_price,
+    f.account_id, f.trade_id, f.instrument_name, f.timestamp, f.direction, f.amount, f.price,
+    coalesce(f.underlying_price, f.index_price) AS usd_rate,  -- a coin price x this is USD (domain.md 1)
     s.kind, s.inverse AS is_inverse, s.option_type, s.strike,
     CASE WHEN NOT s.perpetual THEN CAST(s.expiration AS DATE) END AS expiry,
     s.contract_size,
