@@ -3,6 +3,7 @@ corrections as cancellations plus new records, a lost file written again, an alt
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from datetime import datetime
@@ -185,11 +186,13 @@ def test_what_cannot_be_reported_fails_naming_it(lake_settings: LakeSettings) ->
     con = open_lake(lake_settings)
     try:
         seed_margin_day(con)
+        folder = lake_settings.exports_dir
         with pytest.raises(ExportError, match=r"margin report of 2024-03-08 is not in the lake"):
-            build_exports(con, D, settings=REG)
+            build_exports(con, D, settings=REG, exports_dir=folder)
         build_margin(con, D)
         with pytest.raises(ExportError, match=r"1 fills of 1 instruments without a spec .*ETH-PERPETUAL"):
-            build_exports(con, D, settings=REG)
+            build_exports(con, D, settings=REG, exports_dir=folder)
+        assert not list(folder.rglob("*.*")), "no file written, not even a temporary one"
         assert con.execute("SELECT count(*) FROM reports.regulatory_files").fetchone()[0] == 0
     finally:
         con.close()
@@ -222,12 +225,33 @@ def test_a_run_that_read_the_log_before_another_filed_refuses_to_file(day: LakeS
     try:
         ensure_tables(con)
         stale_log = con.execute("SELECT * FROM reports.regulatory_files").df()  # read: nothing filed yet
-        build_exports(con, D, settings=REG)  # the other run files sequence 1 of both reports
-        mine = FiledFile("CFTC17", 1, Path("CFTC17_DLK_20240308_001.txt"), "0" * 64, 0, 0, 0, SNAP, True)
+        build_exports(con, D, settings=REG, exports_dir=day.exports_dir)  # the other run files sequence 1
+        tmp = day.exports_dir / "mine.txt.tmp"
+        tmp.write_bytes(b"")
+        mine = FiledFile("CFTC17", 1, tmp.with_suffix(""), "0" * 64, 0, 0, 0, SNAP, True)
         with pytest.raises(
             ExportError, match=r"another run filed regulatory files of 2024-03-08 meanwhile \(2 more\)"
         ):
-            _log_filing(con, None, BusinessDay(D), [(mine, b"")], None, stale_log)
+            _log_filing(con, None, BusinessDay(D), [(mine, tmp)], None, stale_log)
+        assert not tmp.exists(), "what it rendered is removed"
         assert con.execute("SELECT count(*) FROM reports.regulatory_files").fetchone()[0] == 2
     finally:
         con.close()
+
+
+def test_a_day_of_many_chunks(day: LakeSettings) -> None:
+    """5,000 more executions read and written 2,048 at a time: the same file as in one piece."""
+    _execute(
+        day,
+        "INSERT INTO desk.fills (account_id, trade_id, instrument_name, timestamp, direction, amount, price, fee, "
+        "fee_currency, index_price, underlying_price, date) SELECT 'acct-b', 'G' || i, 'SOL_USDC-PERPETUAL', "
+        "TIMESTAMP '2024-03-07 20:00:00' + i * INTERVAL 1 SECOND, CASE WHEN i % 2 = 0 THEN 'buy' ELSE 'sell' END, "
+        "1, 150 + i / 1000, 0, 'USDC', 150, 150, DATE '2024-03-07' FROM range(5000) t(i)",
+    )
+    small = build_exports(day, D, settings=dataclasses.replace(REG, chunk_rows=2048))
+    xml = small.files[0].path.read_bytes()
+    assert small.files[0].records == 5009 and validate_rts22(xml) == []
+    ids = [t for _, t in parse_transaction_ids(xml)]
+    assert len(set(ids)) == 5009 and ids[-1] == "ACCTBG4999", "in the day's order"
+    small.files[0].path.unlink()  # as if lost: written again from one chunk, byte for byte
+    assert build_exports(day, D, settings=REG).files[0].path.read_bytes() == xml

@@ -25,11 +25,11 @@ from derivlake.regulatory.records import (
     NEW,
     ExportError,
     cftc_records,
-    content_hashes,
     render_rts22,
     rts22_changes,
-    rts22_transactions,
+    transaction_hashes,
 )
+from derivlake.regulatory.rts22 import validate_rts22_file
 from derivlake.regulatory.settings import RegulatorySettings
 from derivlake.reports.chain import BusinessDay
 
@@ -125,7 +125,12 @@ def build_exports(
     exports_dir: Path | None = None,
     settings: RegulatorySettings | None = None,
 ) -> ExportResult:
-    """File (or confirm) the regulatory files of business day `as_of` and write them with manifests."""
+    """File (or confirm) the regulatory files of business day `as_of` under `exports_dir/<D>/` (given
+    LakeSettings: its exports_dir), with manifests.
+
+    Memory is bounded by `RegulatorySettings.chunk_rows`, not by the day's executions: the fills are read
+    twice in chunks (their ids and content hashes, then the records to file), and the XML is written and
+    validated as a stream."""
     from derivlake.reports.margin import ensure_tables as ensure_margin_tables
     from derivlake.reports.output import report_connection
 
@@ -133,6 +138,9 @@ def build_exports(
     day = BusinessDay(as_of)
     if isinstance(con_or_settings, LakeSettings) and exports_dir is None:
         exports_dir = con_or_settings.exports_dir
+    if exports_dir is None:
+        raise ValueError("build_exports needs exports_dir with a connection")
+    folder = Path(exports_dir) / as_of.isoformat()
     with report_connection(con_or_settings, None, f"exports {as_of}") as (con, lake, _):
         ensure_margin_tables(con)
         ensure_tables(con)
@@ -142,16 +150,15 @@ def build_exports(
                 f"the margin report of {as_of} is not in the lake, and it holds the positions of the CFTC "
                 f"file: build it first (the eod_margin DAG, or `python -m derivlake report margin --date {as_of}`)"
             )
-        current = rts22_transactions(con.execute(_sql("rts22_fills.sql", day)).df(), reg)
-        current["content_hash"] = content_hashes(current)
         records = cftc_records(con.execute(_sql("cftc_positions.sql", day)).df(), as_of, reg)
         log_files = con.execute(_sql("filed.sql", day)).df()
         filed = con.execute(_sql("rts22_filed.sql", day)).df()
         now = _now()
-        rts, actions = _rts22_filing(current, filed, log_files, reg, as_of, now)
-        out = [*rts, _cftc_filing(records, log_files, reg, as_of, now)]
+        folder.mkdir(parents=True, exist_ok=True)
+        rts, actions = _rts22_filing(con, day, reg, filed, log_files, folder, now)
+        out = [*rts, _cftc_filing(records, log_files, reg, as_of, now, folder)]
         _log_filing(con, lake, day, out, actions, log_files)
-    written = tuple(_write(f, data, reg, as_of, exports_dir) if exports_dir else f for f, data in out)
+    written = tuple(_write(f, tmp, reg, as_of) for f, tmp in out)
     for f in written:
         log.info(
             "%s %s: sequence %d, %d records (%d new, %d cancelled), %s",
@@ -162,59 +169,87 @@ def build_exports(
 
 
 def _rts22_filing(
-    current: pd.DataFrame,
+    con: duckdb.DuckDBPyConnection,
+    day: BusinessDay,
+    reg: RegulatorySettings,
     filed: pd.DataFrame,
+    log_files: pd.DataFrame,
+    folder: Path,
+    now: datetime,
+) -> tuple[list[tuple[FiledFile, Path]], pd.DataFrame | None]:
+    """The RTS 22 file, rendered to a temporary path (none for a day without executions), and the actions
+    to log (None when the standing file stands: it is rendered again from the log, byte for byte)."""
+    import pandas as pd
+
+    sql = _sql("rts22_fills.sql", day)
+    current = transaction_hashes(con, sql, reg)
+    cancel, new = rts22_changes(current, filed)
+    rts = log_files[log_files["report"] == RTS22]
+    if rts.empty and current.empty:
+        log.info("RTS22 %s: no executions in the business day, nothing to report", day.as_of)
+        return [], None
+    if rts.empty or cancel or new:
+        seq, created, filed_now = int(rts["sequence"].max()) + 1 if not rts.empty else 1, now, True
+        actions = pd.DataFrame({"action": [CXL] * len(cancel) + [NEW] * len(new), "tx_id": cancel + new})
+        actions = actions.merge(current, on="tx_id", how="left")
+        actions.loc[actions["action"] == CXL, "content_hash"] = None
+        logged = actions.assign(as_of_date=day.as_of, sequence=seq)
+    else:
+        last = rts.iloc[-1]
+        seq, created, filed_now = int(last["sequence"]), last["generated_at"].to_pydatetime(), False
+        actions, logged = filed[filed["sequence"] == seq], None
+    stem = file_stem(RTS22, reg, day.as_of, seq)
+    tmp = folder / f"{stem}.xml.tmp"
+    cxl = actions.loc[actions["action"] == CXL, "tx_id"].tolist()
+    new_ids = set(actions.loc[actions["action"] == NEW, "tx_id"])
+    header_id = stem.replace(f"_{reg.entity_lei}", "")  # BizMsgIdr: 35 characters at most
+    with tmp.open("wb") as out:
+        n = render_rts22(out, con, sql, reg, cxl, new_ids, header_id, created)
+    errors = validate_rts22_file(tmp)
+    if errors:
+        tmp.unlink()
+        raise ExportError(f"{stem}.xml fails validation ({len(errors)} errors): {'; '.join(errors[:10])}")
+    f = FiledFile(RTS22, seq, folder / f"{stem}.xml", file_sha256(tmp), n, n - len(cxl), len(cxl), created,
+                  filed_now)  # fmt: skip
+    if not filed_now and f.sha256 != rts.iloc[-1]["sha256"]:
+        tmp.unlink()
+        raise ExportError(
+            f"{f.path.name} rendered again differs from the file filed as sequence {seq}: the filing log "
+            "and the fills disagree (a fill changed without a content change?); nothing was written"
+        )
+    return [(f, tmp)], logged
+
+
+def _cftc_filing(
+    records: list[str],
     log_files: pd.DataFrame,
     reg: RegulatorySettings,
     as_of: date,
     now: datetime,
-) -> tuple[list[tuple[FiledFile, bytes]], pd.DataFrame | None]:
-    """The RTS 22 file to write (none for a day without executions) and the actions to log (None when the
-    standing file stands: it is rendered again from the log, byte for byte)."""
-    import pandas as pd
-
-    cancel, new = rts22_changes(current, filed)
-    rts = log_files[log_files["report"] == RTS22]
-    if rts.empty and current.empty:
-        log.info("RTS22 %s: no executions in the business day, nothing to report", as_of)
-        return [], None
-    if rts.empty or cancel or new:
-        seq = int(rts["sequence"].max()) + 1 if not rts.empty else 1
-        actions = pd.DataFrame({"action": [CXL] * len(cancel) + [NEW] * len(new), "tx_id": cancel + new})
-        actions = actions.merge(current[["tx_id", "content_hash"]], on="tx_id", how="left")
-        actions.loc[actions["action"] == CXL, "content_hash"] = None
-        return [_rts_file(actions, current, reg, as_of, seq, now, filed_now=True)], actions.assign(
-            as_of_date=as_of, sequence=seq
-        )
-    last = rts.iloc[-1]
-    standing = filed[filed["sequence"] == last["sequence"]]
-    created = last["generated_at"].to_pydatetime()
-    return [_rts_file(standing, current, reg, as_of, int(last["sequence"]), created, filed_now=False)], None
-
-
-def _cftc_filing(
-    records: list[str], log_files: pd.DataFrame, reg: RegulatorySettings, as_of: date, now: datetime
-) -> tuple[FiledFile, bytes]:
+    folder: Path,
+) -> tuple[FiledFile, Path]:
     """The position file: a snapshot, filed again whole when it differs from the last one filed."""
     text = "".join(line + "\n" for line in records).encode("ascii")
     digest = hashlib.sha256(text).hexdigest()
     cftc = log_files[log_files["report"] == CFTC17]
     if cftc.empty or cftc.iloc[-1]["sha256"] != digest:
         seq = int(cftc["sequence"].max()) + 1 if not cftc.empty else 1
-        name = f"{file_stem(CFTC17, reg, as_of, seq)}.txt"
-        return FiledFile(CFTC17, seq, Path(name), digest, len(records), len(records), 0, now, True), text
-    last = cftc.iloc[-1]
-    created = last["generated_at"].to_pydatetime()
-    f = FiledFile(CFTC17, int(last["sequence"]), Path(last["file_name"]), digest, len(records),
-                  int(last["new_records"]), 0, created, False)  # fmt: skip
-    return f, text
+        path = folder / f"{file_stem(CFTC17, reg, as_of, seq)}.txt"
+        f = FiledFile(CFTC17, seq, path, digest, len(records), len(records), 0, now, True)
+    else:
+        last = cftc.iloc[-1]
+        f = FiledFile(CFTC17, int(last["sequence"]), folder / last["file_name"], digest, len(records),
+                      int(last["new_records"]), 0, last["generated_at"].to_pydatetime(), False)  # fmt: skip
+    tmp = f.path.with_name(f.path.name + ".tmp")
+    tmp.write_bytes(text)
+    return f, tmp
 
 
 def _log_filing(
     con: duckdb.DuckDBPyConnection,
     lake: LakeSettings | None,
     day: BusinessDay,
-    out: list[tuple[FiledFile, bytes]],
+    out: list[tuple[FiledFile, Path]],
     actions: pd.DataFrame | None,
     log_files: pd.DataFrame,
 ) -> None:
@@ -247,42 +282,33 @@ def _log_filing(
             )
 
     what = f"file the regulatory files of {day.as_of}"
-    replace_day(con, day.as_of, frames, lake, what, delete_first=False, precheck=unchanged)
+    try:
+        replace_day(con, day.as_of, frames, lake, what, delete_first=False, precheck=unchanged)
+    except BaseException:
+        for _, tmp in out:
+            tmp.unlink(missing_ok=True)
+        raise
 
 
-def _rts_file(
-    actions: pd.DataFrame,
-    current: pd.DataFrame,
-    reg: RegulatorySettings,
-    as_of: date,
-    seq: int,
-    created: datetime,
-    *,
-    filed_now: bool,
-) -> tuple[FiledFile, bytes]:
-    stem = file_stem(RTS22, reg, as_of, seq)
-    xml = render_rts22(actions, current, reg, stem, created)
-    n_cxl = int((actions["action"] == CXL).sum())
-    f = FiledFile(RTS22, seq, Path(f"{stem}.xml"), hashlib.sha256(xml).hexdigest(), len(actions),
-                  len(actions) - n_cxl, n_cxl, created, filed_now)  # fmt: skip
-    return f, xml
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
-def _write(f: FiledFile, data: bytes, reg: RegulatorySettings, as_of: date, exports_dir: Path) -> FiledFile:
-    """Write the file and its manifest whole. A standing file on disk must be the one filed."""
+def _write(f: FiledFile, tmp: Path, reg: RegulatorySettings, as_of: date) -> FiledFile:
+    """Put the rendered file in place and write its manifest. A standing file on disk must be the one
+    filed: an altered one is refused, not overwritten."""
     from derivlake.reports.output import write_text
 
-    folder = Path(exports_dir) / as_of.isoformat()
-    path = folder / f.path.name
-    if path.exists() and not f.filed_now and hashlib.sha256(path.read_bytes()).hexdigest() != f.sha256:
+    if f.path.exists() and not f.filed_now and file_sha256(f.path) != f.sha256:
+        tmp.unlink(missing_ok=True)
         raise ExportError(
-            f"{path} differs from the file filed as {f.report} sequence {f.sequence}: it was altered"
+            f"{f.path} differs from the file filed as {f.report} sequence {f.sequence}: it was altered"
         )
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    tmp.replace(f.path)
     manifest = json.dumps(f.manifest(reg, as_of), indent=2, sort_keys=True) + "\n"
-    write_text(manifest, folder / f"{path.stem}.manifest.json")
-    return FiledFile(f.report, f.sequence, path, f.sha256, f.records, f.new_records, f.cancelled_records,
-                     f.generated_at, f.filed_now)  # fmt: skip
+    write_text(manifest, f.path.with_name(f"{f.path.stem}.manifest.json"))
+    return f

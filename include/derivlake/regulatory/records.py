@@ -10,8 +10,11 @@ from typing import TYPE_CHECKING
 from derivlake.regulatory.settings import RegulatorySettings
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from datetime import datetime
+    from typing import BinaryIO
 
+    import duckdb
     import pandas as pd
 
 NEW, CXL = "NEW", "CXL"
@@ -104,9 +107,23 @@ def rts22_transactions(fills: pd.DataFrame, settings: RegulatorySettings) -> pd.
     )
 
 
+def _canonical(value: object) -> str:
+    """One value's text whatever the dtype its chunk gave it (None, NaN and NaT alike; 2 and 2.0 alike)."""
+    import pandas as pd
+
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return ""
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        return repr(float(value))
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return str(value)
+
+
 def content_hashes(tx: pd.DataFrame) -> pd.Series:
-    """A stable hash of each transaction's reported content (text of every HASHED column)."""
-    text = tx[list(HASHED)].apply(lambda col: col.map(str)).agg("\x1f".join, axis=1)
+    """A stable hash of each transaction's reported content (every HASHED column), the same however the
+    day's fills were chunked."""
+    text = tx[list(HASHED)].apply(lambda col: col.map(_canonical)).agg("\x1f".join, axis=1)
     return text.map(lambda t: hashlib.sha256(t.encode()).hexdigest()[:32])
 
 
@@ -123,27 +140,53 @@ def rts22_changes(current: pd.DataFrame, filed: pd.DataFrame) -> tuple[list[str]
     return cancel, new
 
 
-def render_rts22(
-    actions: pd.DataFrame, current: pd.DataFrame, settings: RegulatorySettings, stem: str, created: datetime
-) -> bytes:
-    """The file of one sequence: its cancellations (by id) then its new records (current content)."""
+def fill_chunks(con: duckdb.DuckDBPyConnection, sql: str, rows: int) -> Iterator[pd.DataFrame]:
+    """The day's fills (rts22_fills.sql) `rows` at a time (whole DuckDB vectors of 2,048): a day of any
+    size in bounded memory. Nothing else may run on `con` while this is consumed."""
+    result = con.execute(sql)
+    vectors = max(1, rows // 2048)
+    while not (chunk := result.fetch_df_chunk(vectors)).empty:
+        yield chunk
+
+
+def transaction_hashes(
+    con: duckdb.DuckDBPyConnection, sql: str, settings: RegulatorySettings
+) -> pd.DataFrame:
+    """tx_id and content_hash of every transaction of the day (the first of two passes over the fills)."""
     import pandas as pd
 
-    from derivlake.regulatory.rts22 import Rts22Header, build_rts22, validate_rts22
+    parts = [
+        tx[["tx_id"]].assign(content_hash=content_hashes(tx))
+        for tx in (rts22_transactions(c, settings) for c in fill_chunks(con, sql, settings.chunk_rows))
+    ]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["tx_id", "content_hash"])
 
-    cxl = actions.loc[actions["action"] == CXL, ["tx_id"]].assign(
-        action=CXL, executing_lei=settings.entity_lei
-    )
-    new_ids = actions.loc[actions["action"] == NEW, "tx_id"]
-    new = current[current["tx_id"].isin(new_ids)]
-    rows = pd.concat([cxl, new], ignore_index=True)
-    message_id = stem.replace(f"_{settings.entity_lei}", "")  # BizMsgIdr: 35 characters at most
-    xml = build_rts22(rows, Rts22Header(settings.entity_lei, settings.receiver, message_id, created))
-    errors = validate_rts22(xml)
-    if errors:
-        shown = "; ".join(errors[:10])
-        raise ExportError(f"{stem}.xml fails validation ({len(errors)} errors): {shown}")
-    return xml
+
+def render_rts22(
+    out: BinaryIO,
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    settings: RegulatorySettings,
+    cancel: list[str],
+    new: set[str],
+    message_id: str,
+    created: datetime,
+) -> int:
+    """Stream the file of one sequence to `out`: its cancellations (by id), then its new records with the
+    fills' current content (the second pass over the fills). Returns the number of transactions."""
+    import pandas as pd
+
+    from derivlake.regulatory.rts22 import Rts22Header, write_rts22
+
+    def chunks() -> Iterator[pd.DataFrame]:
+        if cancel:
+            yield pd.DataFrame({"action": CXL, "tx_id": cancel, "executing_lei": settings.entity_lei})
+        for chunk in fill_chunks(con, sql, settings.chunk_rows):
+            tx = rts22_transactions(chunk, settings)
+            yield tx[tx["tx_id"].isin(new)]
+
+    header = Rts22Header(settings.entity_lei, settings.receiver, message_id, created)
+    return write_rts22(chunks(), header, out)
 
 
 # ---------------------------------------------------------------------------------------------------------

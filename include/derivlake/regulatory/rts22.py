@@ -5,20 +5,28 @@ one auth.016.001.01 FinInstrmRptgTxRpt with a `<Tx>` per execution, `<New>` or `
 against the project's own schemas in ``xsd/`` (ESMA's are not available offline) and then against the
 rules a schema cannot express: LEI and ISIN check digits, MIC and CFI formats, UTC times, unique TxIds.
 The bytes depend only on the rows, their order and the header, so a rerun reproduces the filed file.
+
+A file is written and read in memory bounded by configuration, not by its number of transactions (a
+venue-scale day is 100k+ executions, gigabytes as one lxml tree): `write_rts22` streams the rows chunk by
+chunk, one `<Tx>` built, written and dropped at a time; `validate_rts22_file` and `iter_transaction_ids`
+parse incrementally and hold a few transactions (`VALIDATION_BATCH`) at a time.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import os
 import re
-from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from io import BytesIO
+from itertools import chain
 from numbers import Integral
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from lxml import etree
 
@@ -47,6 +55,9 @@ AMOUNT_DECIMALS = 13
 """fractionDigits of ActiveOrHistoricCurrencyAnd13DecimalAmount, the type of every price and strike."""
 NUMBER_DECIMALS = 17
 """fractionDigits of DecimalNumber: quantities and price multipliers."""
+VALIDATION_BATCH = 100
+"""Transactions validate_rts22_file holds and schema-validates at a time, ~20 kB of lxml tree each: its
+memory, whatever the file's size (larger batches are no faster)."""
 _UTC = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z")
 
 
@@ -120,12 +131,14 @@ def _date_text(value: date | str) -> str:
 
 
 def _sub(
-    parent: etree._Element, path: str, text: str | None = None, ns: str = NS_DOC, **attrib: str
+    parent: etree._Element, path: str, text: str | None = None, ns: str | None = None, **attrib: str
 ) -> etree._Element:
-    """Append the chain of elements ``path`` ('A/B/C') under ``parent``; text and attributes on the last."""
+    """Append the chain of elements ``path`` ('A/B/C') under ``parent``; text and attributes on the last.
+
+    Without ``ns`` the elements are bare (no namespace): a `<Tx>` is built so, see `_transaction`."""
     el = parent
     for name in path.split("/"):
-        el = etree.SubElement(el, f"{{{ns}}}{name}")
+        el = etree.SubElement(el, name if ns is None else f"{{{ns}}}{name}")
     if text is not None:
         el.text = text
     for key, value in attrib.items():
@@ -137,13 +150,14 @@ def _org_id(parent: etree._Element, name: str, identifier: str) -> None:
     _sub(parent, f"{name}/OrgId/Id/OrgId/Othr/Id", identifier, ns=NS_HDR)
 
 
-def _app_header(parent: etree._Element, header: Rts22Header) -> None:
-    app = etree.SubElement(parent, f"{{{NS_HDR}}}AppHdr", nsmap={None: NS_HDR})
+def _app_header(header: Rts22Header) -> etree._Element:
+    app = etree.Element(f"{{{NS_HDR}}}AppHdr", nsmap={None: NS_HDR})
     _org_id(app, "Fr", header.sender_lei)
     _org_id(app, "To", header.receiver)
     _sub(app, "BizMsgIdr", header.message_id, ns=NS_HDR)
     _sub(app, "MsgDefIdr", MESSAGE_DEFINITION, ns=NS_HDR)
     _sub(app, "CreDt", iso_utc(header.created), ns=NS_HDR)
+    return app
 
 
 def _party(parent: etree._Element, name: str, row: dict[str, Any], side: str) -> None:
@@ -219,31 +233,94 @@ def _cancel(parent: etree._Element, row: dict[str, Any]) -> None:
     _sub(cxl, "ExctgPty", str(_required(row, "executing_lei")))
 
 
-def build_rts22(transactions: pd.DataFrame, header: Rts22Header) -> bytes:
-    """The RTS 22 file of ``transactions`` in their row order, UTF-8 with an XML declaration.
+def _transaction(row: dict[str, Any]) -> etree._Element:
+    """The `<Tx>` of one row, its elements bare: `write_rts22` writes it inside `<Document>`, whose default
+    namespace (auth.016) they take in the file. Built in that namespace, each `<Tx>` would be serialised
+    with a redundant xmlns declaration of its own."""
+    action = row.get("action")
+    if action not in ACTIONS:
+        raise ValueError(f"transaction {row.get('tx_id')!r}: action is 'NEW' or 'CXL', got {action!r}")
+    tx = etree.Element("Tx")
+    (_new if action == "NEW" else _cancel)(tx, row)
+    return tx
+
+
+_INDENT = "  "
+"""libxml2's pretty-printing, which the file had when it was one tree serialised at once: two spaces a level."""
+
+
+def _newline(level: int) -> str:
+    return "\n" + _INDENT * level
+
+
+def _indented(el: etree._Element, level: int) -> etree._Element:
+    """``el``, a subtree written at depth ``level``, with the whitespace pretty-printing would give it."""
+    etree.indent(el, _INDENT, level=level)
+    return el
+
+
+def _rows(chunks: Iterable[pd.DataFrame]) -> Iterator[dict[str, Any]]:
+    for chunk in chunks:
+        if not chunk.empty:
+            yield from chunk.to_dict("records")
+
+
+def write_rts22(chunks: Iterable[pd.DataFrame], header: Rts22Header, out: BinaryIO) -> int:
+    """Stream the RTS 22 file of the rows of ``chunks``, in their order, to ``out``; the number of `<Tx>`.
 
     One row per execution: action ('NEW'/'CXL'), tx_id, executing_lei, submitting_lei, buyer_lei or
     buyer_mic, seller_lei or seller_mic, trade_ts, capacity, quantity, price, price_ccy, venue_mic,
     branch_country, venue_trade_id, isin (else full_name, cfi, notional_ccy, expiry, price_multiplier,
     underlying_index, option_type, strike, strike_ccy, exercise_style, delivery_type), algo; None/NaN/NaT
-    is absent. A CXL row uses only tx_id and executing_lei. Optional booleans default to an investment
-    firm (``investment_firm`` True) that transmitted no order (``transmission`` False), no securities
-    financing (``sfti`` False). Prices and strikes are rounded to the 13 decimals of an ISO 20022 amount.
-    An empty frame is an error: the schema requires a `<Tx>`, and a day without executions files nothing.
+    is absent (a column missing from a chunk too). A CXL row uses only tx_id and executing_lei. Optional
+    booleans default to an investment firm (``investment_firm`` True) that transmitted no order
+    (``transmission`` False), no securities financing (``sfti`` False). Prices and strikes are rounded to
+    the 13 decimals of an ISO 20022 amount.
+
+    The envelope, header and report are opened once and each row's `<Tx>` is built, written and dropped,
+    so memory is one chunk, whatever the day's size. The bytes are those of the whole file as one pretty-
+    printed tree (UTF-8, XML declaration): how the rows are cut into chunks changes nothing.
+
+    No rows at all (no chunks, or only empty ones) is an error, raised before anything is written: the
+    schema requires a `<Tx>`, and a day without executions files nothing. A bad row raises ValueError
+    part-way, leaving a partial file in ``out`` for the caller to discard.
     """
-    if transactions.empty:
+    rows = _rows(chunks)
+    first = next(rows, None)
+    if first is None:
         raise ValueError("an RTS 22 file holds at least one transaction")
-    root = etree.Element(f"{{{NS_BIZ}}}BizData", nsmap={None: NS_BIZ})
-    _app_header(_sub(root, "Hdr", ns=NS_BIZ), header)
-    pyld = _sub(root, "Pyld", ns=NS_BIZ)
-    document = etree.SubElement(pyld, f"{{{NS_DOC}}}Document", nsmap={None: NS_DOC})
-    report = _sub(document, "FinInstrmRptgTxRpt")
-    for row in transactions.to_dict("records"):
-        action = row.get("action")
-        if action not in ACTIONS:
-            raise ValueError(f"transaction {row.get('tx_id')!r}: action is 'NEW' or 'CXL', got {action!r}")
-        (_new if action == "NEW" else _cancel)(_sub(report, "Tx"), row)
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+    written = 0
+    with etree.xmlfile(out, encoding="UTF-8") as xf:
+        xf.write_declaration()
+        with xf.element(f"{{{NS_BIZ}}}BizData", nsmap={None: NS_BIZ}):
+            xf.write(_newline(1))
+            with xf.element(f"{{{NS_BIZ}}}Hdr"):
+                xf.write(_newline(2), _indented(_app_header(header), 2), _newline(1))
+            xf.write(_newline(1))
+            with xf.element(f"{{{NS_BIZ}}}Pyld"):
+                xf.write(_newline(2))
+                with xf.element(f"{{{NS_DOC}}}Document", nsmap={None: NS_DOC}):
+                    xf.write(_newline(3))
+                    with xf.element(f"{{{NS_DOC}}}FinInstrmRptgTxRpt"):
+                        for row in chain((first,), rows):
+                            xf.write(_newline(4), _indented(_transaction(row), 4))
+                            written += 1
+                        xf.write(_newline(3))
+                    xf.write(_newline(2))
+                xf.write(_newline(1))
+            xf.write(_newline(0))
+    out.write(b"\n")  # after the root element, where xmlfile writes nothing
+    return written
+
+
+def build_rts22(transactions: pd.DataFrame, header: Rts22Header) -> bytes:
+    """The RTS 22 file of ``transactions`` in their row order, in memory: `write_rts22` of one chunk.
+
+    For a file of a few transactions (tests, a correction); a day's file is streamed with `write_rts22`.
+    """
+    out = BytesIO()
+    write_rts22([transactions], header, out)
+    return out.getvalue()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -315,48 +392,180 @@ def _utc_problem(value: str) -> str | None:
     return f"date-time {value!r} is not ISO 8601 UTC (YYYY-MM-DDTHH:MM:SS[.ffffff]Z)"
 
 
-_RULES = (
-    ("//hdr:AppHdr/hdr:Fr/hdr:OrgId/hdr:Id/hdr:OrgId/hdr:Othr/hdr:Id", _lei_problem),
-    ("//doc:ExctgPty | //doc:SubmitgPty | //doc:AcctOwnr/doc:Id/doc:LEI", _lei_problem),
-    ("//doc:AcctOwnr/doc:Id/doc:MIC | //doc:New/doc:Tx/doc:TradVn", _mic_problem),
-    ("//doc:FinInstrm/doc:Id | //doc:FinInstrmGnlAttrbts/doc:Id | //doc:ISIN", _isin_problem),
-    ("//doc:ClssfctnTp", _cfi_problem),
-    ("//doc:New/doc:Tx/doc:TradDt | //hdr:AppHdr/hdr:CreDt", _utc_problem),
+_TX = f"{{{NS_DOC}}}Tx"
+_REPORT = f"{{{NS_DOC}}}FinInstrmRptgTxRpt"
+_APP_HDR = f"{{{NS_HDR}}}AppHdr"
+
+_Rule = tuple[int, etree.XPath, Callable[[str], str | None]]
+"""(rank, elements under the checked `<Tx>` or `<AppHdr>`, check): of two messages on one line, the lower
+rank comes first (a file written on one line keeps the order it had when the rules ran over the whole tree)."""
+
+
+def _rule(rank: int, path: str, problem: Callable[[str], str | None]) -> _Rule:
+    return rank, etree.XPath(path, namespaces=NSMAP), problem
+
+
+_HEADER_RULES = (
+    _rule(0, "hdr:Fr/hdr:OrgId/hdr:Id/hdr:OrgId/hdr:Othr/hdr:Id", _lei_problem),
+    _rule(5, "hdr:CreDt", _utc_problem),
 )
+_TX_RULES = (
+    _rule(1, ".//doc:ExctgPty | .//doc:SubmitgPty | .//doc:AcctOwnr/doc:Id/doc:LEI", _lei_problem),
+    _rule(2, ".//doc:AcctOwnr/doc:Id/doc:MIC | .//doc:New/doc:Tx/doc:TradVn", _mic_problem),
+    _rule(3, ".//doc:FinInstrm/doc:Id | .//doc:FinInstrmGnlAttrbts/doc:Id | .//doc:ISIN", _isin_problem),
+    _rule(4, ".//doc:ClssfctnTp", _cfi_problem),
+    _rule(5, ".//doc:New/doc:Tx/doc:TradDt", _utc_problem),
+)
+_DUPLICATE_RANK = 6
+_TX_IDS = etree.XPath("*/doc:TxId", namespaces=NSMAP)
+"""The TxId of a report's `<Tx>`, in its `<New>` or `<Cxl>`."""
 
 
-def _business_errors(root: etree._Element) -> list[str]:
-    found: list[tuple[int, str]] = []
-    for xpath, problem in _RULES:
-        for el in root.xpath(xpath, namespaces=NSMAP):
-            message = problem((el.text or "").strip())
-            if message:
-                found.append((el.sourceline or 0, f"{_where(el)}: {message}"))
-    seen: Counter[tuple[str, str]] = Counter()
-    for el in root.xpath("//doc:FinInstrmRptgTxRpt/doc:Tx/*/doc:TxId", namespaces=NSMAP):
-        key = (_local(el.getparent()), el.text or "")
-        seen[key] += 1
-        if seen[key] == 2:
-            found.append((el.sourceline or 0, f"{_where(el)}: TxId {key[1]} is reported twice as {key[0]}"))
-    return [message for _, message in sorted(found, key=lambda item: item[0])]
+def _is_transaction(el: etree._Element) -> bool:
+    """A report's `<Tx>`, not the trade details (also `<Tx>`) inside a `<New>`."""
+    parent = el.getparent()
+    return el.tag == _TX and parent is not None and parent.tag == _REPORT
+
+
+def _iterparse(source: str | Path | BinaryIO, **kwargs: Any) -> etree.iterparse:
+    """The file's elements as they end: local only (no network, no entities), of any size (huge_tree)."""
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
+    return etree.iterparse(
+        source, events=("end",), resolve_entities=False, no_network=True, huge_tree=True, **kwargs
+    )
+
+
+class _BusinessRules:
+    """The rules a schema cannot express, applied to each `<AppHdr>` and `<Tx>` as it ends; their errors
+    are kept as (line, rank, message). The TxIds seen so far are the only state that grows with the file."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[int, int, str]] = []
+        self._seen: dict[str, set[str]] = {}
+        self._twice: set[tuple[str, str]] = set()
+
+    def check(self, unit: etree._Element, rules: tuple[_Rule, ...]) -> None:
+        for rank, xpath, problem in rules:
+            for el in xpath(unit):
+                message = problem((el.text or "").strip())
+                if message:
+                    self.found.append((el.sourceline or 0, rank, f"{_where(el)}: {message}"))
+
+    def check_ids(self, tx: etree._Element) -> None:
+        """A TxId twice as New (or as Cxl) in the file, reported once at its second occurrence."""
+        for el in _TX_IDS(tx):
+            action, tx_id = _local(el.getparent()), el.text or ""
+            seen = self._seen.setdefault(action, set())
+            if tx_id not in seen:
+                seen.add(tx_id)
+            elif (action, tx_id) not in self._twice:
+                self._twice.add((action, tx_id))
+                message = f"{_where(el)}: TxId {tx_id} is reported twice as {action}"
+                self.found.append((el.sourceline or 0, _DUPLICATE_RANK, message))
+
+    def errors(self) -> list[str]:
+        return [message for _, _, message in sorted(self.found, key=lambda item: item[:2])]
+
+
+def _schema_errors(schema: etree.XMLSchema, root: etree._Element) -> list[tuple[int, str]]:
+    if schema.validate(root):
+        return []
+    return [(e.line, f"line {e.line}: {e.message}") for e in schema.error_log]
+
+
+def _holder() -> tuple[etree._Element, etree._Element]:
+    """A schema-valid file but for its empty report, and that report: the transactions of a batch are
+    moved into it to be validated, with their context in the schema and their line numbers."""
+    header = Rts22Header("0" * 20, "XX", "VALIDATION", datetime(2000, 1, 1))
+    root = etree.Element(f"{{{NS_BIZ}}}BizData", nsmap={None: NS_BIZ})
+    _sub(root, "Hdr", ns=NS_BIZ).append(_app_header(header))
+    pyld = _sub(root, "Pyld", ns=NS_BIZ)
+    document = etree.SubElement(pyld, f"{{{NS_DOC}}}Document", nsmap={None: NS_DOC})
+    return root, _sub(document, "FinInstrmRptgTxRpt", ns=NS_DOC)
+
+
+def validate_rts22_file(source: str | Path | BinaryIO, *, batch: int = VALIDATION_BATCH) -> list[str]:
+    """Every schema error ('line N: message') then every business-rule error; [] for a valid file.
+
+    ``source`` (a path or a binary file object) is parsed incrementally. The business rules run on each
+    `<AppHdr>` and `<Tx>` as it ends. Each `<Tx>` but the last is then moved out of the parsed tree into a
+    holder, and the holder's ``batch`` transactions are schema-validated together and dropped; the tree
+    left at the end (envelope, header, last `<Tx>`) is validated last. So at most ``batch`` + 2
+    transactions are in memory, and the messages, their line numbers and order are those of validating
+    the whole tree at once (the schema has no identity constraint across transactions); only in a file
+    written on one line do the envelope's schema errors, if any, come after the transactions'. The TxIds,
+    for the uniqueness rule, are the one thing kept for every transaction.
+
+    A file that is not well-formed gives its first syntax error alone.
+
+    Not ``iterparse(schema=...)``, which validates while parsing: in lxml 6.1.3 / libxml2 2.14 its schema
+    errors all have line 0, and with ``resolve_entities=False`` it passes a truncated file as valid and
+    reports a mismatched end tag as 'no element found' (the parser's errors no longer reach the parse's
+    error log, from which lxml then judges the file well-formed).
+    """
+    if batch < 1:
+        raise ValueError(f"batch is at least 1, got {batch}")
+    schema = load_schema()
+    holder, report = _holder()
+    rules = _BusinessRules()
+    tx_errors: list[tuple[int, str]] = []
+    first_line: int | None = None
+    last: etree._Element | None = None
+    held = 0
+    events = _iterparse(source, tag=(_APP_HDR, _TX))  # the other elements are parsed, not handed out
+    try:
+        for _, el in events:
+            if el.tag == _APP_HDR:
+                rules.check(el, _HEADER_RULES)
+            elif _is_transaction(el):
+                rules.check(el, _TX_RULES)
+                rules.check_ids(el)
+                if last is None:
+                    first_line = el.sourceline or 0
+                else:
+                    report.append(last)  # moves it out of the file's tree: it is complete
+                    held += 1
+                    if held == batch:
+                        tx_errors += _schema_errors(schema, holder)
+                        del report[:]
+                        held = 0
+                last = el
+    except etree.XMLSyntaxError as exc:
+        if exc.lineno == 0 and events.root is None:  # lxml's own message for no bytes at all
+            return ["line 1: Document is empty, line 1, column 1"]  # libxml2's, as parsing at once says
+        return [f"line {exc.lineno}: {exc.msg}"]
+    if held:
+        tx_errors += _schema_errors(schema, holder)
+        del report[:]
+    # the file's own tree: the envelope before the first Tx, then the last Tx and anything after it
+    rest = _schema_errors(schema, events.root)
+    start = first_line if first_line is not None else math.inf
+    before = [message for line, message in rest if line < start]
+    after = [message for line, message in rest if line >= start]
+    return before + [message for _, message in tx_errors] + after + rules.errors()
 
 
 def validate_rts22(xml: bytes) -> list[str]:
-    """Every schema error ('line N: message') then every business-rule error; [] for a valid file."""
-    try:
-        root = etree.fromstring(xml, _parser())
-    except etree.XMLSyntaxError as exc:
-        return [f"line {exc.lineno}: {exc.msg}"]
-    schema = load_schema()
-    errors = [] if schema.validate(root) else [f"line {e.line}: {e.message}" for e in schema.error_log]
-    return errors + _business_errors(root)
+    """`validate_rts22_file` of a file in memory."""
+    return validate_rts22_file(BytesIO(xml))
+
+
+def iter_transaction_ids(source: str | Path | BinaryIO) -> Iterator[tuple[str, str]]:
+    """(action 'NEW' or 'CXL', TxId) of every `<Tx>` in file order, the file parsed incrementally: each
+    `<Tx>` is dropped once read. XMLSyntaxError for a file that is not well-formed."""
+    action_of = {name: action for action, name in ACTIONS.items()}
+    for _, el in _iterparse(source, tag=_TX):
+        if not _is_transaction(el):
+            continue
+        for tx_id in _TX_IDS(el):
+            yield action_of[_local(tx_id.getparent())], tx_id.text or ""
+        el.clear()
+        report = el.getparent()
+        while el.getprevious() is not None:
+            del report[0]
 
 
 def parse_transaction_ids(xml: bytes) -> list[tuple[str, str]]:
-    """(action 'NEW' or 'CXL', TxId) of every `<Tx>` in file order."""
-    root = etree.fromstring(xml, _parser())
-    action_of = {name: action for action, name in ACTIONS.items()}
-    return [
-        (action_of[_local(el.getparent())], el.text or "")
-        for el in root.xpath("//doc:FinInstrmRptgTxRpt/doc:Tx/*/doc:TxId", namespaces=NSMAP)
-    ]
+    """`iter_transaction_ids` of a file in memory, as a list."""
+    return list(iter_transaction_ids(BytesIO(xml)))

@@ -53,6 +53,8 @@ class RegulatorySettings:
     """Implied decimals of the 7-digit strike field, per base currency (SOL_USDC strikes such as 8.6)."""
     reportable_level: int = 25
     """Contracts in one expiry of a commodity that make an account reportable (CFTC Part 15)."""
+    chunk_rows: int = 20_480
+    """Fills read and written at a time: what bounds an export's memory, whatever the day's executions."""
 
     def __post_init__(self) -> None:
         leis = {
