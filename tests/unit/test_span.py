@@ -23,6 +23,7 @@ from derivlake.margin import (
     span_requirement,
     span_scenarios,
 )
+from tests.unit.test_margin_models import _black
 
 # domain.md 4.4 (S&P futures, range 10,000, + = profit)
 ORACLE_FUTURE = [
@@ -81,21 +82,6 @@ EXPECTED_SCENARIOS = [
     (2.0, "same", 0.35),
     (-2.0, "same", 0.35),
 ]
-
-
-def _black(F: float, K: float, T: float, sigma: float, is_call: bool) -> float:
-    """Undiscounted Black with math.erf only (independent of scipy and the code under test)."""
-    intrinsic = max(F - K, 0.0) if is_call else max(K - F, 0.0)
-    sd = sigma * math.sqrt(T)
-    if sd == 0.0:
-        return intrinsic
-
-    def n(x: float) -> float:
-        return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
-
-    d1 = (math.log(F / K) + 0.5 * sd * sd) / sd
-    d2 = d1 - sd
-    return F * n(d1) - K * n(d2) if is_call else K * n(-d2) - F * n(-d1)
 
 
 def _future(qty: float, forward: float = 100_000.0, inverse: bool = True) -> dict[str, object]:
