@@ -182,7 +182,8 @@ def standard_margin(df: pd.DataFrame, params: StandardParams) -> pd.DataFrame:
 
 def position_greeks(df: pd.DataFrame) -> pd.DataFrame:
     """Position greeks in USD: delta per 1 USD move x forward (so that underlyings add up), gamma as the
-    USD delta change for a 1% move, vega per vol point, theta per day. Futures are delta one."""
+    USD delta change for a 1% move, vega per vol point, theta per day. Futures are delta one; their other
+    greeks are none (margin_positions.sql takes greeks from the chain, for options only)."""
     import numpy as np
 
     out = df.copy()
@@ -191,13 +192,11 @@ def position_greeks(df: pd.DataFrame) -> pd.DataFrame:
     size = out["size_base"].to_numpy(dtype=float)
     fwd = out["forward"].to_numpy(dtype=float)
     delta = np.where(is_option, out["delta"].to_numpy(dtype=float), 1.0)
-    zero = np.where(is_option, 1.0, 0.0)
+    gamma, vega, theta = (out[g].fillna(0).to_numpy(dtype=float) for g in ("gamma", "vega", "theta"))
     out["delta"] = np.where(is_open, size * delta * fwd, 0.0)
-    out["gamma"] = np.where(
-        is_open, size * zero * out["gamma"].fillna(0).to_numpy(float) * fwd * fwd / 100, 0.0
-    )
-    out["vega"] = np.where(is_open, size * zero * out["vega"].fillna(0).to_numpy(float), 0.0)
-    out["theta"] = np.where(is_open, size * zero * out["theta"].fillna(0).to_numpy(float), 0.0)
+    out["gamma"] = np.where(is_open, size * gamma * fwd * fwd / 100, 0.0)
+    out["vega"] = np.where(is_open, size * vega, 0.0)
+    out["theta"] = np.where(is_open, size * theta, 0.0)
     return out
 
 
@@ -449,9 +448,10 @@ def build_margin(
                 write_margin_html(accounts, positions, as_of, margin_html_file(Path(reports_dir), as_of))
             )
     result = MarginResult(as_of, accounts, positions, tuple(files))
+    summary = result.summary()
     log.info(
         "margin %s: %d accounts, %d positions (%d unpriced), %d margin calls",
-        as_of, result.summary()["accounts"], len(positions), result.summary()["unpriced_positions"],
-        result.margin_calls,
+        as_of, summary["accounts"], summary["positions"], summary["unpriced_positions"],
+        summary["margin_calls"],
     )  # fmt: skip
     return result

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,15 +14,10 @@ TEMPLATES = Path(__file__).with_name("templates")
 
 def _num(value: object, digits: int = 4) -> str:
     """Thousands separators and `digits` significant decimals; blank for unknown (NULL / NaN)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    try:
-        import pandas as pd
+    import pandas as pd
 
-        if pd.isna(value):
-            return ""
-    except (TypeError, ValueError):
-        pass
+    if pd.isna(value):  # None, NaN and pd.NA alike
+        return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):
