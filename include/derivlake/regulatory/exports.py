@@ -132,7 +132,7 @@ def build_exports(
     twice in chunks (their ids and content hashes, then the records to file), and the XML is written and
     validated as a stream."""
     from derivlake.reports.margin import ensure_tables as ensure_margin_tables
-    from derivlake.reports.output import report_connection
+    from derivlake.reports.output import day_rows, report_connection
 
     reg = settings or RegulatorySettings.from_env()
     day = BusinessDay(as_of)
@@ -144,8 +144,7 @@ def build_exports(
     with report_connection(con_or_settings, None, f"exports {as_of}") as (con, lake, _):
         ensure_margin_tables(con)
         ensure_tables(con)
-        (margin_rows,) = con.execute(_sql("margin_rows.sql", day)).fetchone()
-        if margin_rows == 0:
+        if day_rows(con, "margin_accounts", as_of) == 0:
             raise ExportError(
                 f"the margin report of {as_of} is not in the lake, and it holds the positions of the CFTC "
                 f"file: build it first (the eod_margin DAG, or `python -m derivlake report margin --date {as_of}`)"

@@ -383,15 +383,17 @@ def compute_margin(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The account and position frames of business day `as_of` (no writes)."""
     from derivlake.reports.chain import ensure_tables as ensure_chain_tables
-    from derivlake.reports.output import table_columns
+    from derivlake.reports.output import day_rows, table_columns
 
     params = params or MarginParams()
     day = BusinessDay(as_of)
     ensure_chain_tables(con)
     ensure_tables(con)
     raw = con.execute(_sql("margin_positions.sql", day)).df()
-    (chain_rows,) = con.execute(_sql("margin_chain_rows.sql", day)).fetchone()
-    if chain_rows == 0 and ((raw["kind"] == "option") & (raw["days_to_expiry"] > 0)).any():
+    if (
+        day_rows(con, "options_chain", as_of) == 0
+        and ((raw["kind"] == "option") & (raw["days_to_expiry"] > 0)).any()
+    ):
         raise ChainMissingError(
             f"the options chain of {as_of} is not in the lake, and it holds the marks of the accounts' "
             f"options: build it first (the eod_options_chain DAG, or `python -m derivlake report chain "

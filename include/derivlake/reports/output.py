@@ -32,6 +32,12 @@ def report_sql(path: Path, day: BusinessDay, **extra: str) -> str:
     return path.read_text().format(**literals, instrument_spec=spec, **extra)
 
 
+def day_rows(con: duckdb.DuckDBPyConnection, table: str, as_of: date) -> int:
+    """The rows `reports.<table>` holds for business day `as_of` (0: that day's report was not built)."""
+    (rows,) = con.execute((SQL_DIR / "day_rows.sql").read_text().format(table=table), [as_of]).fetchone()
+    return int(rows)
+
+
 def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
     """A `reports` table's columns, in table order (frames are cut to them before they are stored)."""
     rows = con.execute((SQL_DIR / "report_columns.sql").read_text(), [table]).fetchall()
