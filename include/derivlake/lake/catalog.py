@@ -400,19 +400,22 @@ def lake_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 def bootstrap(con: duckdb.DuckDBPyConnection, settings: LakeSettings) -> None:
     """Create schemas and tables, and partition the data tables by date (idempotent; a writer that
-    loses the race to another one creating them finds them made)."""
+    loses the race to another one creating them finds them made); then bring the tables of a lake made
+    by an older version up to schema.sql's columns."""
+    from derivlake.lake.schema_sync import declared_columns, sync_columns
+
+    ddl = SCHEMA_SQL.read_text()
+    declared = declared_columns(ddl)
 
     def create() -> None:
         existing = set(lake_tables(con))
-        if existing.issuperset(
-            (*PARTITIONED_TABLES, "ops.table_stats", "ops.offset_row_claims", "ops.kafka_topics")
-        ):
+        if existing.issuperset(declared):
             return
         from derivlake.lake.commit_guard import guarded_commit, now_ms
 
         begun = now_ms()
         con.execute("BEGIN")
-        con.execute(SCHEMA_SQL.read_text())
+        con.execute(ddl)
         for table in PARTITIONED_TABLES:
             if table not in existing:
                 con.execute(f"ALTER TABLE {table} SET PARTITIONED BY (date)")
@@ -423,3 +426,4 @@ def bootstrap(con: duckdb.DuckDBPyConnection, settings: LakeSettings) -> None:
     with_commit_retries(
         con, "create the lake's tables", create, attempts=20, first_delay_s=0.05, max_delay_s=1.0
     )
+    sync_columns(con, ddl)

@@ -111,7 +111,9 @@ def file_stem(report: str, settings: RegulatorySettings, as_of: date, sequence: 
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute((SQL_DIR / "regulatory_tables.sql").read_text())
+    from derivlake.lake.schema_sync import ensure_tables as ensure
+
+    ensure(con, SQL_DIR / "regulatory_tables.sql")
 
 
 def _now() -> datetime:

@@ -126,7 +126,9 @@ def quote_window(con: duckdb.DuckDBPyConnection, day: BusinessDay) -> dict[str, 
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute((SQL_DIR / "chain_tables.sql").read_text())
+    from derivlake.lake.schema_sync import ensure_tables as ensure
+
+    ensure(con, SQL_DIR / "chain_tables.sql")
 
 
 def chain_dir(reports_dir: Path, as_of: date) -> Path:

@@ -375,7 +375,9 @@ def account_table(
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute((SQL_DIR / "margin_tables.sql").read_text())
+    from derivlake.lake.schema_sync import ensure_tables as ensure
+
+    ensure(con, SQL_DIR / "margin_tables.sql")
 
 
 def compute_margin(

@@ -40,8 +40,9 @@ def day_rows(con: duckdb.DuckDBPyConnection, table: str, as_of: date) -> int:
 
 def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
     """A `reports` table's columns, in table order (frames are cut to them before they are stored)."""
-    rows = con.execute((SQL_DIR / "report_columns.sql").read_text(), [table]).fetchall()
-    return [r[0] for r in rows]
+    from derivlake.lake.schema_sync import table_columns as columns
+
+    return [name for name, _ in columns(con)[f"reports.{table}"]]
 
 
 def replace_day(

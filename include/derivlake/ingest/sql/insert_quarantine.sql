@@ -1,4 +1,4 @@
 -- A batch's quarantined messages, with the time and the run that quarantined them.
-INSERT INTO ops.quarantine
-SELECT *, now()::TIMESTAMP, ?
+INSERT INTO ops.quarantine BY NAME
+SELECT *, now()::TIMESTAMP AS quarantined_at, ? AS run_id
 FROM stage_quarantine

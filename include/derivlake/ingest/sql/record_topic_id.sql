@@ -1,2 +1,2 @@
--- (topic, topic_id, run_id): the broker topic id the offsets belong to from now on.
-INSERT INTO ops.kafka_topics VALUES (?, ?, now()::TIMESTAMP, ?)
+-- The broker topic id the offsets belong to from now on.
+INSERT INTO ops.kafka_topics (topic, topic_id, recorded_at, run_id) VALUES (?, ?, now()::TIMESTAMP, ?)

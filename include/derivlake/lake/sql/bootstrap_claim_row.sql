@@ -1,2 +1,2 @@
 -- The one row drains update to claim the creation of offset rows (ops.offset_row_claims).
-INSERT INTO ops.offset_row_claims VALUES (now()::TIMESTAMP, 'bootstrap')
+INSERT INTO ops.offset_row_claims (claimed_at, run_id) VALUES (now()::TIMESTAMP, 'bootstrap')
