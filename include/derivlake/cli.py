@@ -16,6 +16,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "broker": ("derivlake.broker_cli", "run the embedded Kafka-compatible broker (start|stop|status)"),
     "feed": ("derivlake.feed.cli", "produce market and desk data into the topics (simulate|replay|deribit)"),
     "drain": ("derivlake.ingest.cli", "one bounded drain of Kafka topics into the lake"),
+    "quarantine": (
+        "derivlake.ingest.quarantine_cli",
+        "replay quarantined messages that today's normalizer accepts into the lake",
+    ),
     "report": ("derivlake.reports.cli", "build an end-of-day product for a business date"),
     "sql": ("derivlake.lake.sql_cli", "read-only SQL on the lake"),
     "maintain": ("derivlake.lake.maintenance_cli", "compact the lake, expire snapshots, record table stats"),

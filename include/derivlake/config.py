@@ -257,11 +257,20 @@ class DrainSettings:
     # core. The drain already runs its read, parse and commit stages at once: where several drains share
     # a worker's cores, fewer threads each avoid oversubscribing them (README "Configuration")
     duckdb_threads: int = 0
+    # base currencies taken in instrument and index names besides the known ones (normalize/spec.py):
+    # a currency the venue lists after this version would otherwise be quarantined unknown_instrument
+    extra_currencies: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.duckdb_threads < 0:
             raise ConfigError(
                 f"DERIVLAKE_DRAIN_DUCKDB_THREADS={self.duckdb_threads} is below 0 (0: one per core)"
+            )
+        bad = [c for c in self.extra_currencies if not re.fullmatch(r"[A-Z0-9]{2,16}", c)]
+        if bad:
+            raise ConfigError(
+                f"DERIVLAKE_EXTRA_CURRENCIES: {', '.join(map(repr, bad))} is not a currency code "
+                "(2-16 capital letters or digits, comma-separated: e.g. HYPE,SUI)"
             )
 
     @classmethod
@@ -275,6 +284,9 @@ class DrainSettings:
             quarantine_max_ratio=_env_float("DERIVLAKE_QUARANTINE_MAX_RATIO", cls.quarantine_max_ratio),
             commit_retries=_env_int("DERIVLAKE_COMMIT_RETRIES", cls.commit_retries),
             duckdb_threads=_env_int("DERIVLAKE_DRAIN_DUCKDB_THREADS", cls.duckdb_threads),
+            extra_currencies=tuple(
+                c.strip() for c in os.environ.get("DERIVLAKE_EXTRA_CURRENCIES", "").split(",") if c.strip()
+            ),
         )
 
 

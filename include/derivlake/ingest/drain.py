@@ -41,7 +41,7 @@ from derivlake.lake.catalog import catalog_connection_lost, is_connection_lost, 
 from derivlake.lake.commit_guard import guarded_commit, now_ms
 from derivlake.normalize import normalizer_for
 from derivlake.normalize.core import ARROW_BATCH_ROWS, StagedBatch, stage_batch
-from derivlake.normalize.spec import MS_TIMESTAMP_MAX, Output
+from derivlake.normalize.spec import MS_TIMESTAMP_MAX, Output, TopicNormalizer
 
 if TYPE_CHECKING:
     import duckdb
@@ -252,7 +252,7 @@ class Drain:
         self.settings = drain or DrainSettings()
         self.reset_offsets = reset_offsets
         self.run_id = run_id or f"drain-{uuid.uuid4().hex[:12]}"
-        self.spec = normalizer_for(topic.kind)
+        self.spec = normalizer_for(topic.kind, self.settings.extra_currencies)
         self._con = con
         self._stage_con: duckdb.DuckDBPyConnection | None = None
         self._broken = False  # a batch failed to commit: the batches queued after it must not
@@ -663,38 +663,7 @@ class Drain:
     def _commit_staged(
         self, con, staged, names, stored, new_offsets, started, batch_no, n_messages, n_bytes
     ) -> dict:
-        rows: dict[str, int] = {}
-        duplicates = late = 0
-        min_ts = max_ts = None
-        dates: set = set()
-        for out, stage, (table, _rows) in zip(self.spec.outputs, names, staged.outputs, strict=True):
-            ts_col = "valid_from" if table == "market.instruments" else "timestamp"
-            if out.dedup_key:
-                con.register(
-                    f"{stage}_new", con.sql(dedup_query(out, stage)).to_arrow_table(ARROW_BATCH_ROWS)
-                )
-                before = _distinct_messages(con, stage)
-                stage = f"{stage}_new"
-                duplicates += before - _distinct_messages(con, stage)
-            n_rows, n_late, lo, hi, days = con.execute(
-                (SQL / "batch_stats.sql")
-                .read_text()
-                .format(
-                    stage=stage,
-                    ts=ts_col,
-                    late=f"count(DISTINCT {MESSAGE_KEY})" if out.exploded else "count(*)",
-                )
-            ).fetchone()
-            if n_rows:
-                exclude = "EXCLUDE (msg_pos)" if out.dedup_key else ""
-                con.execute(
-                    (SQL / "insert_rows.sql").read_text().format(table=table, stage=stage, exclude=exclude)
-                )
-            rows[table] = int(n_rows)
-            dates.update(days or ())
-            late += int(n_late)
-            min_ts = lo if min_ts is None or (lo is not None and lo < min_ts) else min_ts
-            max_ts = hi if max_ts is None or (hi is not None and hi > max_ts) else max_ts
+        out = insert_outputs(con, self.spec, staged, names)
         if staged.quarantined:
             con.execute((SQL / "insert_quarantine.sql").read_text(), [self.run_id])
         reasons = con.execute((SQL / "quarantine_reasons.sql").read_text()).fetchall()
@@ -716,13 +685,14 @@ class Drain:
             )
         con.execute(
             (SQL / "record_batch.sql").read_text(),
-            [self.run_id, self.topic.name, batch_no, started, n_messages, sum(rows.values()), n_bytes,
-             staged.quarantined, duplicates, late, min_ts, max_ts,
+            [self.run_id, self.topic.name, batch_no, started, n_messages, sum(out.rows.values()), n_bytes,
+             staged.quarantined, out.duplicates, out.late, out.min_ts, out.max_ts,
              offset_moves(stored, new_offsets)],
         )  # fmt: skip
         return {
-            "rows": rows, "quarantined": staged.quarantined, "duplicates": duplicates, "late": late,
-            "min_ts": min_ts, "max_ts": max_ts, "reasons": reasons, "dates": dates,
+            "rows": out.rows, "quarantined": staged.quarantined, "duplicates": out.duplicates,
+            "late": out.late, "min_ts": out.min_ts, "max_ts": out.max_ts, "reasons": reasons,
+            "dates": out.dates,
         }  # fmt: skip
 
     def _commit_group_offsets(self, consumer, stored: dict[int, int]) -> None:
@@ -751,6 +721,53 @@ class Drain:
                 f"({share:.1%}) quarantined, above the {self.settings.quarantine_max_ratio:.1%} threshold: "
                 f"{reasons}. They are committed to ops.quarantine with the raw bytes; the offsets moved on."
             )
+
+
+@dataclass
+class InsertedRows:
+    """What a staged batch's outputs added to their lake tables."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+    late: int = 0
+    min_ts: datetime | None = None
+    max_ts: datetime | None = None
+    dates: set = field(default_factory=set)
+
+
+def insert_outputs(
+    con: duckdb.DuckDBPyConnection, spec: TopicNormalizer, staged: StagedBatch, names: list[str]
+) -> InsertedRows:
+    """Insert the staged rows registered as `names` (one per output) into their tables, in the caller's
+    transaction, less upstream duplicates (of one another and of the lake's rows)."""
+    out = InsertedRows()
+    for output, stage, (table, _rows) in zip(spec.outputs, names, staged.outputs, strict=True):
+        ts_col = "valid_from" if table == "market.instruments" else "timestamp"
+        if output.dedup_key:
+            con.register(f"{stage}_new", con.sql(dedup_query(output, stage)).to_arrow_table(ARROW_BATCH_ROWS))
+            before = _distinct_messages(con, stage)
+            stage = f"{stage}_new"
+            out.duplicates += before - _distinct_messages(con, stage)
+        n_rows, n_late, lo, hi, days = con.execute(
+            (SQL / "batch_stats.sql")
+            .read_text()
+            .format(
+                stage=stage,
+                ts=ts_col,
+                late=f"count(DISTINCT {MESSAGE_KEY})" if output.exploded else "count(*)",
+            )
+        ).fetchone()
+        if n_rows:
+            exclude = "EXCLUDE (msg_pos)" if output.dedup_key else ""
+            con.execute(
+                (SQL / "insert_rows.sql").read_text().format(table=table, stage=stage, exclude=exclude)
+            )
+        out.rows[table] = int(n_rows)
+        out.dates.update(days or ())
+        out.late += int(n_late)
+        out.min_ts = lo if out.min_ts is None or (lo is not None and lo < out.min_ts) else out.min_ts
+        out.max_ts = hi if out.max_ts is None or (hi is not None and hi > out.max_ts) else out.max_ts
+    return out
 
 
 def _distinct_messages(con: duckdb.DuckDBPyConnection, stage: str) -> int:

@@ -107,3 +107,10 @@ CREATE TABLE IF NOT EXISTS ops.table_stats (
     measured_at TIMESTAMP, schema_name VARCHAR, table_name VARCHAR, partition_date DATE,
     rows BIGINT, files BIGINT, bytes BIGINT
 );
+
+-- Quarantined messages moved into the lake by `python -m derivlake quarantine replay`, one row per
+-- committed chunk: released = examined - still_quarantined (of which `duplicates` were dropped).
+CREATE TABLE IF NOT EXISTS ops.quarantine_replays (
+    run_id VARCHAR, topic VARCHAR, replayed_at TIMESTAMP, examined BIGINT, released BIGINT, rows BIGINT,
+    duplicates BIGINT, still_quarantined BIGINT
+);

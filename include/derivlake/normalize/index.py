@@ -8,5 +8,5 @@ SPEC = TopicNormalizer(
     required=("index_name", "price", "timestamp"),
     outputs=(Output("market.index_prices", "index_prices.sql"),),
     symbol_field="index_name",
-    symbol_pattern=index_pattern(),
+    symbol_grammar=index_pattern,
 )

@@ -8,7 +8,8 @@ column-wise parse of a whole batch.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 SQL_DIR = Path(__file__).with_name("sql")
@@ -67,9 +68,14 @@ class TopicNormalizer:
     required: tuple[str, ...]  # dotted paths that must be present and non-null
     outputs: tuple[Output, ...]
     type_checked: tuple[str, ...] = ()  # optional fields whose wrong type quarantines (besides `required`)
-    symbol_field: str | None = None  # validated against the instrument grammar
-    symbol_pattern: str = field(default_factory=instrument_pattern)
+    symbol_field: str | None = None  # validated against the grammar, over `currencies`
+    symbol_grammar: Callable[[tuple[str, ...]], str] = instrument_pattern
+    currencies: tuple[str, ...] = KNOWN_CURRENCIES
     key_fallback: str | None = None  # a field taken from the Kafka key when absent from the value
+
+    @property
+    def symbol_pattern(self) -> str:
+        return self.symbol_grammar(self.currencies)
 
     @property
     def exploded_lists(self) -> int:
