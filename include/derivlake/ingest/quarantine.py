@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from derivlake.config import DrainSettings, KafkaSettings, LakeSettings
 from derivlake.ingest.drain import SQL, InsertedRows, insert_outputs
@@ -44,6 +44,13 @@ class ReplayResult:
     still_quarantined: int = 0
     rows: dict[str, int] = field(default_factory=dict)
     dry_run: bool = False
+
+    def as_metadata(self) -> dict[str, object]:
+        return {
+            "topic": self.topic, "examined": self.examined, "released": self.released,
+            "duplicates": self.duplicates, "still_quarantined": self.still_quarantined,
+            "rows": {t: n for t, n in sorted(self.rows.items()) if n}, "dry_run": self.dry_run,
+        }  # fmt: skip
 
     def summary(self) -> str:
         if self.dry_run:
@@ -152,3 +159,16 @@ def _replay_chunk(
     for table, n in inserted.rows.items():
         result.rows[table] = result.rows.get(table, 0) + n
     return raw.num_rows, last
+
+
+def run_replay_task(kind: str, params: dict[str, Any]) -> dict[str, object]:
+    """The replay_quarantine DAG's task: one topic's replay, with the DAG run's params."""
+    from derivlake.config import Settings
+
+    settings = Settings.from_env()
+    result = replay_quarantine(
+        settings.kafka, settings.lake, kind, settings.drain,
+        reason=str(params.get("reason") or ""), dry_run=bool(params.get("dry_run")),
+    )  # fmt: skip
+    log.info("%s", result.summary())
+    return result.as_metadata()
