@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from derivlake.config import DrainSettings, KafkaSettings
+from derivlake.config import ConfigError, DrainSettings, KafkaSettings
 
 
 def test_clients_find_the_embedded_broker_on_the_port_it_was_started_on(
@@ -75,3 +75,11 @@ def test_an_s3_compatible_endpoint_is_reached_by_path_and_aws_by_host(
     lake = LakeSettings.from_env()
     assert lake.in_object_store and lake.s3.endpoint == "minio:9000"
     assert not LakeSettings(home=lake.home).in_object_store
+
+
+def test_extra_currencies_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DERIVLAKE_EXTRA_CURRENCIES", " HYPE, SUI ,,")
+    assert DrainSettings.from_env().extra_currencies == ("HYPE", "SUI")
+    monkeypatch.setenv("DERIVLAKE_EXTRA_CURRENCIES", "HYPE,sui-x")
+    with pytest.raises(ConfigError, match="'sui-x' is not a currency code"):
+        DrainSettings.from_env()
