@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from derivlake.cli import main
 from derivlake.config import ConfigError, DrainSettings, KafkaSettings, LakeSettings
 from derivlake.ingest.drain import drain_topic
 from derivlake.ingest.quarantine import replay_quarantine
@@ -183,3 +184,17 @@ def test_extra_currencies_are_validated_and_reach_the_grammar() -> None:
     assert re.fullmatch(normalizer_for("deribit.index", ("HYPE",)).symbol_pattern, "hype_usdc")
     with pytest.raises(ConfigError, match="DERIVLAKE_EXTRA_CURRENCIES: 'hype' is not a currency code"):
         DrainSettings(extra_currencies=("hype",))
+
+
+def test_list_counts_the_quarantine_by_reason_and_by_new_currency(
+    kafka: KafkaSettings, lake_settings: LakeSettings, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    seed(kafka, lake_settings)
+    for name, value in drain_env(kafka, lake_settings).items():
+        monkeypatch.setenv(name, value)
+    assert main(["quarantine", "list", "--topic", "deribit.ticker"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["topic", "reason", "messages", "first_at", "last_at", "example"]
+    counts = {line.split()[1]: int(line.split()[2]) for line in lines[2:-1]}
+    assert counts == {"unknown_instrument:HYPE": 30, "malformed_json": 5}
+    assert lines[-1] == "(2 rows)"

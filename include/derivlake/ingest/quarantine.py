@@ -161,6 +161,19 @@ def _replay_chunk(
     return raw.num_rows, last
 
 
+def quarantine_summary(
+    kafka: KafkaSettings, lake: LakeSettings, topics: list[str]
+) -> tuple[list[str], list[tuple]]:
+    """(columns, rows) of what the quarantine holds for `topics` (names or kinds), read-only."""
+    names = [kafka.topic(t).name for t in topics]
+    con = open_lake(lake, read_only=True)
+    try:
+        cur = con.execute((SQL / "quarantine_summary.sql").read_text(), {"topics": names})
+        return [d[0] for d in cur.description], cur.fetchall()
+    finally:
+        con.close()
+
+
 def run_replay_task(kind: str, params: dict[str, Any]) -> dict[str, object]:
     """The replay_quarantine DAG's task: one topic's replay, with the DAG run's params."""
     from derivlake.config import Settings

@@ -1,4 +1,4 @@
-"""`python -m derivlake quarantine replay [--topic T] [--reason PREFIX] [--dry-run]`."""
+"""`python -m derivlake quarantine list|replay [--topic T] ...`."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from derivlake.config import Settings
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
+    listing = sub.add_parser("list", help="what the quarantine holds, by topic and reason")
     replay = sub.add_parser(
         "replay", help="move the quarantined messages today's normalizer accepts into the lake"
     )
-    replay.add_argument("--topic", action="append", help="topic name or kind (repeatable; default: all)")
+    for p in (listing, replay):
+        p.add_argument("--topic", action="append", help="topic name or kind (repeatable; default: all)")
     replay.add_argument(
         "--reason", default="", help="only reasons starting with this, e.g. unknown_instrument"
     )
@@ -20,10 +22,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from derivlake.ingest.quarantine import replay_quarantine
+    from derivlake.ingest.quarantine import quarantine_summary, replay_quarantine
 
     settings = Settings.from_env()
-    for topic in args.topic or [t.kind for t in settings.kafka.topics]:
+    topics = args.topic or [t.kind for t in settings.kafka.topics]
+    if args.action == "list":
+        from derivlake.lake.sql_cli import render_table
+
+        columns, rows = quarantine_summary(settings.kafka, settings.lake, topics)
+        print(render_table(columns, rows, len(rows)))
+        return 0
+    for topic in topics:
         result = replay_quarantine(
             settings.kafka, settings.lake, topic, settings.drain, args.reason, args.dry_run
         )
