@@ -198,3 +198,10 @@ def test_list_counts_the_quarantine_by_reason_and_by_new_currency(
     counts = {line.split()[1]: int(line.split()[2]) for line in lines[2:-1]}
     assert counts == {"unknown_instrument:HYPE": 30, "malformed_json": 5}
     assert lines[-1] == "(2 rows)"
+
+
+def test_the_currencies_a_drain_would_quarantine_are_named() -> None:
+    from derivlake.normalize.spec import unknown_currencies
+
+    assert unknown_currencies(("BTC", "HYPE", "sui")) == ["HYPE", "sui"]
+    assert unknown_currencies(("BTC", "HYPE", "sui"), ("HYPE", "SUI")) == []

@@ -127,8 +127,16 @@ def _feed(args: argparse.Namespace, sink: KafkaSink, settings: KafkaSettings, st
 
         rstats = replay(args.path, sink, settings, speed=args.speed, stop=stop)
         return f"replayed {rstats.total} messages {dict(rstats.per_channel)}"
+    from derivlake.config import DrainSettings
     from derivlake.feed.deribit_ws import BridgeConfig, run_bridge
+    from derivlake.normalize.spec import unknown_currencies
 
+    for cur in unknown_currencies(tuple(args.currency or ()), DrainSettings.from_env().extra_currencies):
+        log.warning(
+            "%s is not a currency the drains know: its messages will be quarantined (unknown_instrument) "
+            "unless the drains run with DERIVLAKE_EXTRA_CURRENCIES including %s",
+            cur, cur.upper(),
+        )  # fmt: skip
     cfg = BridgeConfig(
         url=args.url,
         currencies=tuple(args.currency or ("BTC", "ETH")),

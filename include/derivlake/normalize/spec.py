@@ -25,6 +25,13 @@ KNOWN_CURRENCIES = (
 )  # fmt: skip
 
 
+def unknown_currencies(currencies: tuple[str, ...], extra: tuple[str, ...] = ()) -> list[str]:
+    """The `currencies` a drain would quarantine the instruments of (unknown_instrument), given the
+    DERIVLAKE_EXTRA_CURRENCIES `extra`."""
+    accepted = {*KNOWN_CURRENCIES, *extra}
+    return [c for c in currencies if c.upper() not in accepted]
+
+
 def instrument_pattern(currencies: tuple[str, ...] = KNOWN_CURRENCIES) -> str:
     """Deribit instrument grammar (domain.md section 1) as one regular expression."""
     cur = "|".join(currencies)
