@@ -23,7 +23,7 @@ from derivlake.margin import (
     span_requirement,
     span_scenarios,
 )
-from tests.unit.test_margin_models import _black
+from tests.unit.test_margin_models import _black, _future, _option
 
 # domain.md 4.4 (S&P futures, range 10,000, + = profit)
 ORACLE_FUTURE = [
@@ -84,35 +84,11 @@ EXPECTED_SCENARIOS = [
 ]
 
 
-def _future(qty: float, forward: float = 100_000.0, inverse: bool = True) -> dict[str, object]:
-    return {
-        "is_option": False,
-        "is_inverse": inverse,
-        "qty": qty,
-        "forward": forward,
-        "strike": np.nan,
-        "tte_years": np.nan,
-        "sigma": np.nan,
-        "is_call": None,
-    }
-
-
-def _option(qty: float, forward: float, strike: float, days: float, sigma: float, is_call, inverse: bool):
-    return {
-        "is_option": True,
-        "is_inverse": inverse,
-        "qty": qty,
-        "forward": forward,
-        "strike": strike,
-        "tte_years": days / 365.0,
-        "sigma": sigma,
-        "is_call": is_call,
-    }
-
-
 def _arrays(*rows: dict[str, object], params: SpanParams = DEFAULT_SPAN) -> np.ndarray:
     cols = {
-        key: np.array([r[key] for r in rows], dtype=object if key == "is_call" else None) for key in rows[0]
+        key: np.array([r[key] for r in rows], dtype=object if key == "is_call" else None)
+        for key in rows[0]
+        if key != "dte_days"  # the portfolio grid's input; SPAN's vol scan does not depend on it
     }
     return risk_arrays(**cols, params=params)
 
