@@ -12,11 +12,13 @@ drains' batches need not cover the same partitions, so stopping could leave a ra
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -634,15 +636,10 @@ class Drain:
         # registration outside one is a catalog transaction of its own (~3 ms)
         begun = now_ms()
         con.execute("BEGIN")
-        names = [f"stage_{i}" for i in range(len(staged.outputs))]
-        for name, (_table, rows) in zip(names, staged.outputs, strict=True):
-            con.register(name, rows)
-        con.register("stage_quarantine", staged.quarantine)
-        stats = self._commit_staged(
-            con, staged, names, stored, new_offsets, started, batch_no, n_messages, n_bytes
-        )
-        for name in [*names, *(f"{n}_new" for n in names), "stage_quarantine"]:
-            con.unregister(name)
+        with registered_stage(con, staged) as names:
+            stats = self._commit_staged(
+                con, staged, names, stored, new_offsets, started, batch_no, n_messages, n_bytes
+            )
         tables = [*stats["rows"], "ops.kafka_offsets", "ops.ingest_runs"]
         tables += ["ops.quarantine"] if staged.quarantined else []
         try:
@@ -733,6 +730,26 @@ class InsertedRows:
     min_ts: datetime | None = None
     max_ts: datetime | None = None
     dates: set = field(default_factory=set)
+
+
+@contextlib.contextmanager
+def registered_stage(
+    con: duckdb.DuckDBPyConnection, staged: StagedBatch, **extra: pa.Table
+) -> Iterator[list[str]]:
+    """A staged batch's tables registered on `con` for the statements of its commit: one `stage_<i>` per
+    output (the names yielded), `stage_quarantine`, and `extra` by name; all gone afterwards, with the
+    `<stage>_new` tables `insert_outputs` adds."""
+    names = [f"stage_{i}" for i in range(len(staged.outputs))]
+    for name, (_table, rows) in zip(names, staged.outputs, strict=True):
+        con.register(name, rows)
+    con.register("stage_quarantine", staged.quarantine)
+    for name, table in extra.items():
+        con.register(name, table)
+    try:
+        yield names
+    finally:  # unregistering works in a failed transaction too, and never raises for an unknown name
+        for name in [*names, *(f"{n}_new" for n in names), "stage_quarantine", *extra]:
+            con.unregister(name)
 
 
 def insert_outputs(

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from derivlake.config import DrainSettings, KafkaSettings, LakeSettings
-from derivlake.ingest.drain import SQL, InsertedRows, insert_outputs
+from derivlake.ingest.drain import SQL, InsertedRows, insert_outputs, registered_stage
 from derivlake.lake.catalog import locked_commit, open_lake
 from derivlake.lake.commit_guard import guarded_commit, now_ms
 from derivlake.normalize import normalizer_for
@@ -124,14 +124,9 @@ def _replay_chunk(
         return 0, (-1, -1)
     last = (raw["kafka_partition"][-1].as_py(), raw["kafka_offset"][-1].as_py())
     staged = stage_batch(stage_con, raw, spec)
-    names = [f"stage_{i}" for i in range(len(staged.outputs))]
-    for name, (_table, rows) in zip(names, staged.outputs, strict=True):
-        con.register(name, rows)
-    con.register("stage_quarantine", staged.quarantine)
-    con.register("replay_chunk", raw)
     released = raw.num_rows - staged.quarantined
     inserted = InsertedRows()
-    try:
+    with registered_stage(con, staged, replay_chunk=raw) as names:
         if dry_run:  # nothing written: the rows and duplicates are not known then
             con.execute("ROLLBACK")
         else:
@@ -149,9 +144,6 @@ def _replay_chunk(
             )  # fmt: skip
             tables = [*inserted.rows, "ops.quarantine", "ops.quarantine_replays", "ops.offset_row_claims"]
             guarded_commit(con, lake, tables, begun, inserted.dates)
-    finally:
-        for name in [*names, *(f"{n}_new" for n in names), "stage_quarantine", "replay_chunk"]:
-            con.unregister(name)
     result.examined += raw.num_rows
     result.released += released
     result.duplicates += inserted.duplicates
