@@ -10,7 +10,6 @@ import contextlib
 import glob
 import importlib.util
 import logging
-import os
 import re
 import sqlite3
 import time
@@ -198,21 +197,11 @@ SQLITE_SNAPSHOT_READS = "SET GLOBAL sqlite_disable_multithreaded_scans = true"
 def connect_duckdb(catalog_extension: str | None, spill_root: Path) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the lake's extensions (DuckLake and the catalog database's scanner)
     loaded from disk, never downloaded, spilling into a directory of its own under `spill_root`."""
-    import duckdb
+    from derivlake.lake.spill import scratch_connection
 
-    from derivlake.lake.spill import spill_directory
-
-    # memory is capped by configuration (DuckDB's default is 80% of RAM); beyond it DuckDB spills to disk.
     # No progress bar: where `__main__` has no file (a notebook, a REPL, `python -c`) DuckDB prints one to
     # stdout once a query runs 2 s, into the `sql` command's CSV/JSON stream (seen in CI on a slow machine).
-    con = duckdb.connect(
-        config={
-            "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False,
-            "memory_limit": os.environ.get("DERIVLAKE_DUCKDB_MEMORY_LIMIT", "512MB"),
-            "temp_directory": spill_directory(spill_root),
-        }
-    )
+    con = scratch_connection(spill_root)
     for name in filter(None, (catalog_extension, "ducklake")):
         con.execute(f"LOAD '{extension_path(name)}'")
     if catalog_extension == "sqlite_scanner":

@@ -20,6 +20,12 @@ import socket
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import duckdb
+
+MEMORY_LIMIT_ENV = "DERIVLAKE_DUCKDB_MEMORY_LIMIT"
 
 
 def _alive(pid: int) -> bool:
@@ -75,3 +81,18 @@ def remove_abandoned(root: Path, idle_s: float) -> int:
             shutil.rmtree(d, ignore_errors=True)
             removed += 1
     return removed
+
+
+def scratch_connection(root: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB capped at `DERIVLAKE_DUCKDB_MEMORY_LIMIT` (512MB; DuckDB's own default is 80% of
+    RAM) that spills beyond it into a directory of its own under `root`, and downloads nothing."""
+    import duckdb
+
+    return duckdb.connect(
+        config={
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "memory_limit": os.environ.get(MEMORY_LIMIT_ENV, "512MB"),
+            "temp_directory": spill_directory(root),
+        }
+    )

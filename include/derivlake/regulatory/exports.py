@@ -20,15 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from derivlake.config import LakeSettings
-from derivlake.regulatory.records import (
-    CXL,
-    NEW,
-    ExportError,
-    cftc_records,
-    render_rts22,
-    rts22_changes,
-    transaction_hashes,
-)
+from derivlake.regulatory.filing_state import FilingState, filing_state
+from derivlake.regulatory.records import ExportError, cftc_records
 from derivlake.regulatory.rts22 import validate_rts22_file
 from derivlake.regulatory.settings import RegulatorySettings
 from derivlake.reports.chain import BusinessDay
@@ -130,9 +123,10 @@ def build_exports(
     """File (or confirm) the regulatory files of business day `as_of` under `exports_dir/<D>/` (given
     LakeSettings: its exports_dir), with manifests.
 
-    Memory is bounded by `RegulatorySettings.chunk_rows`, not by the day's executions: the fills are read
-    twice in chunks (their ids and content hashes, then the records to file), and the XML is written and
-    validated as a stream."""
+    Memory is bounded by configuration, not by the day's executions: the fills are read twice in chunks of
+    `RegulatorySettings.chunk_rows` (their ids and content hashes, then the records to file), what each
+    transaction needs between the passes is kept in DuckDB tables (`filing_state`, under DuckDB's memory
+    limit), and the XML is written and validated as a stream."""
     from derivlake.reports.margin import ensure_tables as ensure_margin_tables
     from derivlake.reports.output import day_rows, report_connection
 
@@ -153,12 +147,13 @@ def build_exports(
             )
         records = cftc_records(con.execute(_sql("cftc_positions.sql", day)).df(), as_of, reg)
         log_files = con.execute(_sql("filed.sql", day)).df()
-        filed = con.execute(_sql("rts22_filed.sql", day)).df()
         now = _now()
         folder.mkdir(parents=True, exist_ok=True)
-        rts, actions = _rts22_filing(con, day, reg, filed, log_files, folder, now)
-        out = [*rts, _cftc_filing(records, log_files, reg, as_of, now, folder)]
-        _log_filing(con, lake, day, out, actions, log_files)
+        spill_root = lake.spill_root if lake is not None else None
+        with filing_state(con) as state:
+            rts, actions = _rts22_filing(state, day, reg, log_files, folder, now, spill_root)
+            out = [*rts, _cftc_filing(records, log_files, reg, as_of, now, folder)]
+            _log_filing(con, lake, day, out, actions, log_files)
     written = tuple(_write(f, tmp, reg, as_of) for f, tmp in out)
     for f in written:
         log.info(
@@ -170,48 +165,47 @@ def build_exports(
 
 
 def _rts22_filing(
-    con: duckdb.DuckDBPyConnection,
+    state: FilingState,
     day: BusinessDay,
     reg: RegulatorySettings,
-    filed: pd.DataFrame,
     log_files: pd.DataFrame,
     folder: Path,
     now: datetime,
-) -> tuple[list[tuple[FiledFile, Path]], pd.DataFrame | None]:
+    spill_root: Path | None,
+) -> tuple[list[tuple[FiledFile, Path]], duckdb.DuckDBPyRelation | None]:
     """The RTS 22 file, rendered to a temporary path (none for a day without executions), and the actions
     to log (None when the standing file stands: it is rendered again from the log, byte for byte)."""
-    import pandas as pd
-
     sql = _sql("rts22_fills.sql", day)
-    current = transaction_hashes(con, sql, reg)
-    cancel, new = rts22_changes(current, filed)
+    executions = state.hash_transactions(sql, reg)
     rts = log_files[log_files["report"] == RTS22]
-    if rts.empty and current.empty:
+    if rts.empty and not executions:
         log.info("RTS22 %s: no executions in the business day, nothing to report", day.as_of)
         return [], None
-    if rts.empty or cancel or new:
+    counts = state.plan_changes(day.as_of)
+    if rts.empty or counts.total:
         seq, created, filed_now = int(rts["sequence"].max()) + 1 if not rts.empty else 1, now, True
-        actions = pd.DataFrame({"action": [CXL] * len(cancel) + [NEW] * len(new), "tx_id": cancel + new})
-        actions = actions.merge(current, on="tx_id", how="left")
-        actions.loc[actions["action"] == CXL, "content_hash"] = None
-        logged = actions.assign(as_of_date=day.as_of, sequence=seq)
+        logged = state.log_rows(day.as_of, seq)
     else:
         last = rts.iloc[-1]
         seq, created, filed_now = int(last["sequence"]), last["generated_at"].to_pydatetime(), False
-        actions, logged = filed[filed["sequence"] == seq], None
+        counts, logged = state.take_filed(day.as_of, seq), None
     stem = file_stem(RTS22, reg, day.as_of, seq)
     tmp = folder / f"{stem}.xml.tmp"
-    cxl = actions.loc[actions["action"] == CXL, "tx_id"].tolist()
-    new_ids = set(actions.loc[actions["action"] == NEW, "tx_id"])
     header_id = stem.replace(f"_{reg.entity_lei}", "")  # BizMsgIdr: 35 characters at most
     with tmp.open("wb") as out:
-        n = render_rts22(out, con, sql, reg, cxl, new_ids, header_id, created)
-    errors = validate_rts22_file(tmp)
+        n = state.render(out, sql, reg, header_id, created)
+    if n != counts.total:
+        tmp.unlink()
+        raise ExportError(
+            f"{stem}.xml: the fills of {day.as_of} changed while it was built ({counts.total} transactions "
+            f"planned, {n} rendered); nothing was filed: rerun"
+        )
+    errors = validate_rts22_file(tmp, spill_root=spill_root)
     if errors:
         tmp.unlink()
         raise ExportError(f"{stem}.xml fails validation ({len(errors)} errors): {'; '.join(errors[:10])}")
-    f = FiledFile(RTS22, seq, folder / f"{stem}.xml", file_sha256(tmp), n, n - len(cxl), len(cxl), created,
-                  filed_now)  # fmt: skip
+    f = FiledFile(RTS22, seq, folder / f"{stem}.xml", file_sha256(tmp), n, counts.new, counts.cancelled,
+                  created, filed_now)  # fmt: skip
     if not filed_now and f.sha256 != rts.iloc[-1]["sha256"]:
         tmp.unlink()
         raise ExportError(
@@ -251,7 +245,7 @@ def _log_filing(
     lake: LakeSettings | None,
     day: BusinessDay,
     out: list[tuple[FiledFile, Path]],
-    actions: pd.DataFrame | None,
+    actions: duckdb.DuckDBPyRelation | None,
     log_files: pd.DataFrame,
 ) -> None:
     """Log the files filed now in one transaction, provided no other run filed any of the day's since this
@@ -269,9 +263,9 @@ def _log_filing(
     ]  # fmt: skip
     if not rows:
         return
-    frames = {"regulatory_files": pd.DataFrame(rows)}
+    frames: dict[str, pd.DataFrame | duckdb.DuckDBPyRelation] = {"regulatory_files": pd.DataFrame(rows)}
     if actions is not None:
-        frames["rts22_filed"] = actions[["as_of_date", "sequence", "action", "tx_id", "content_hash"]]
+        frames["rts22_filed"] = actions
     seen = len(log_files)
 
     def unchanged() -> None:

@@ -11,8 +11,6 @@ from derivlake.regulatory.settings import RegulatorySettings
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from datetime import datetime
-    from typing import BinaryIO
 
     import duckdb
     import pandas as pd
@@ -127,19 +125,6 @@ def content_hashes(tx: pd.DataFrame) -> pd.Series:
     return text.map(lambda t: hashlib.sha256(t.encode()).hexdigest()[:32])
 
 
-def rts22_changes(current: pd.DataFrame, filed: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """(tx_ids to cancel, tx_ids to file as new) given the current transactions (with `content_hash`) and
-    the day's filing log: what was filed last for a transaction stands until cancelled."""
-    in_order = filed.assign(is_new=filed["action"] == NEW).sort_values(["sequence", "is_new"], kind="stable")
-    last = in_order.drop_duplicates("tx_id", keep="last")  # a sequence cancels first, then re-files
-    alive = last[last["action"] == NEW]
-    standing = dict(zip(alive["tx_id"], alive["content_hash"], strict=True))
-    now = dict(zip(current["tx_id"], current["content_hash"], strict=True))
-    cancel = sorted(t for t, h in standing.items() if now.get(t) != h)
-    new = [t for t, h in now.items() if standing.get(t) != h]
-    return cancel, new
-
-
 def fill_chunks(con: duckdb.DuckDBPyConnection, sql: str, rows: int) -> Iterator[pd.DataFrame]:
     """The day's fills (rts22_fills.sql) `rows` at a time (whole DuckDB vectors of 2,048): a day of any
     size in bounded memory. Nothing else may run on `con` while this is consumed."""
@@ -147,46 +132,6 @@ def fill_chunks(con: duckdb.DuckDBPyConnection, sql: str, rows: int) -> Iterator
     vectors = max(1, rows // 2048)
     while not (chunk := result.fetch_df_chunk(vectors)).empty:
         yield chunk
-
-
-def transaction_hashes(
-    con: duckdb.DuckDBPyConnection, sql: str, settings: RegulatorySettings
-) -> pd.DataFrame:
-    """tx_id and content_hash of every transaction of the day (the first of two passes over the fills)."""
-    import pandas as pd
-
-    parts = [
-        tx[["tx_id"]].assign(content_hash=content_hashes(tx))
-        for tx in (rts22_transactions(c, settings) for c in fill_chunks(con, sql, settings.chunk_rows))
-    ]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["tx_id", "content_hash"])
-
-
-def render_rts22(
-    out: BinaryIO,
-    con: duckdb.DuckDBPyConnection,
-    sql: str,
-    settings: RegulatorySettings,
-    cancel: list[str],
-    new: set[str],
-    message_id: str,
-    created: datetime,
-) -> int:
-    """Stream the file of one sequence to `out`: its cancellations (by id), then its new records with the
-    fills' current content (the second pass over the fills). Returns the number of transactions."""
-    import pandas as pd
-
-    from derivlake.regulatory.rts22 import Rts22Header, write_rts22
-
-    def chunks() -> Iterator[pd.DataFrame]:
-        if cancel:
-            yield pd.DataFrame({"action": CXL, "tx_id": cancel, "executing_lei": settings.entity_lei})
-        for chunk in fill_chunks(con, sql, settings.chunk_rows):
-            tx = rts22_transactions(chunk, settings)
-            yield tx[tx["tx_id"].isin(new)]
-
-    header = Rts22Header(settings.entity_lei, settings.receiver, message_id, created)
-    return write_rts22(chunks(), header, out)
 
 
 # ---------------------------------------------------------------------------------------------------------

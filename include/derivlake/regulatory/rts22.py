@@ -14,10 +14,12 @@ parse incrementally and hold a few transactions (`VALIDATION_BATCH`) at a time.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -55,6 +57,8 @@ AMOUNT_DECIMALS = 13
 """fractionDigits of ActiveOrHistoricCurrencyAnd13DecimalAmount, the type of every price and strike."""
 NUMBER_DECIMALS = 17
 """fractionDigits of DecimalNumber: quantities and price multipliers."""
+TXID_BUFFER = 50_000
+"""TxIds validate_rts22_file buffers (~5 MB) before it moves them to DuckDB."""
 VALIDATION_BATCH = 100
 """Transactions validate_rts22_file holds and schema-validates at a time, ~20 kB of lxml tree each: its
 memory, whatever the file's size (larger batches are no faster)."""
@@ -438,12 +442,10 @@ def _iterparse(source: str | Path | BinaryIO, **kwargs: Any) -> etree.iterparse:
 
 class _BusinessRules:
     """The rules a schema cannot express, applied to each `<AppHdr>` and `<Tx>` as it ends; their errors
-    are kept as (line, rank, message). The TxIds seen so far are the only state that grows with the file."""
+    are kept as (line, rank, message)."""
 
     def __init__(self) -> None:
         self.found: list[tuple[int, int, str]] = []
-        self._seen: dict[str, set[str]] = {}
-        self._twice: set[tuple[str, str]] = set()
 
     def check(self, unit: etree._Element, rules: tuple[_Rule, ...]) -> None:
         for rank, xpath, problem in rules:
@@ -452,20 +454,69 @@ class _BusinessRules:
                 if message:
                     self.found.append((el.sourceline or 0, rank, f"{_where(el)}: {message}"))
 
-    def check_ids(self, tx: etree._Element) -> None:
-        """A TxId twice as New (or as Cxl) in the file, reported once at its second occurrence."""
-        for el in _TX_IDS(tx):
-            action, tx_id = _local(el.getparent()), el.text or ""
-            seen = self._seen.setdefault(action, set())
-            if tx_id not in seen:
-                seen.add(tx_id)
-            elif (action, tx_id) not in self._twice:
-                self._twice.add((action, tx_id))
-                message = f"{_where(el)}: TxId {tx_id} is reported twice as {action}"
-                self.found.append((el.sourceline or 0, _DUPLICATE_RANK, message))
-
     def errors(self) -> list[str]:
         return [message for _, _, message in sorted(self.found, key=lambda item: item[:2])]
+
+
+class _TxIds:
+    """The uniqueness rule: a TxId twice as New (or as Cxl) in the file, reported once, at its second
+    occurrence. The TxIds are the one thing kept for every transaction, so they go to a DuckDB table,
+    `TXID_BUFFER` at a time, which DuckDB's memory limit caps (it spills beyond): a file's validation
+    does not grow with its transactions. The table is opened at the first flush."""
+
+    def __init__(self, spill_root: Path) -> None:
+        self._spill_root = spill_root
+        self._con: Any = None
+        self._rows: tuple[list[str], list[str], list[int]] = ([], [], [])  # action, TxId, line
+        self._seen = 0
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def add(self, tx: etree._Element) -> None:
+        actions, ids, lines = self._rows
+        for el in _TX_IDS(tx):
+            actions.append(_local(el.getparent()))
+            ids.append(el.text or "")
+            lines.append(el.sourceline or 0)
+        if len(ids) >= TXID_BUFFER:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        from derivlake.lake.spill import scratch_connection
+
+        actions, ids, lines = self._rows
+        if not ids:
+            return
+        if self._con is None:
+            self._con = scratch_connection(self._spill_root)
+            self._con.execute("CREATE TABLE tx_ids (n BIGINT, action VARCHAR, tx_id VARCHAR, line BIGINT)")
+        n = pa.array(range(self._seen, self._seen + len(ids)), pa.int64())
+        batch = pa.table({"n": n, "action": actions, "tx_id": ids, "line": lines})
+        self._con.register("tx_ids_batch", batch)
+        self._con.execute("INSERT INTO tx_ids SELECT * FROM tx_ids_batch")
+        self._con.unregister("tx_ids_batch")
+        self._seen += len(ids)
+        self._rows = ([], [], [])
+
+    def repeated(self) -> list[tuple[int, int, str]]:
+        """(line, rank, message) of each TxId's second occurrence as the same action."""
+        self._flush()
+        if self._con is None:
+            return []
+        rows = self._con.execute(
+            "SELECT line, action, tx_id FROM tx_ids "
+            "QUALIFY row_number() OVER (PARTITION BY action, tx_id ORDER BY n) = 2 ORDER BY n"
+        ).fetchall()
+        found = []
+        for line, action, tx_id in rows:
+            where = f"line {line}: TxId ({action} {tx_id})" if tx_id else f"line {line}: TxId ({action})"
+            found.append((line, _DUPLICATE_RANK, f"{where}: TxId {tx_id} is reported twice as {action}"))
+        return found
 
 
 def _schema_errors(schema: etree.XMLSchema, root: etree._Element) -> list[tuple[int, str]]:
@@ -485,7 +536,9 @@ def _holder() -> tuple[etree._Element, etree._Element]:
     return root, _sub(document, "FinInstrmRptgTxRpt", ns=NS_DOC)
 
 
-def validate_rts22_file(source: str | Path | BinaryIO, *, batch: int = VALIDATION_BATCH) -> list[str]:
+def validate_rts22_file(
+    source: str | Path | BinaryIO, *, batch: int = VALIDATION_BATCH, spill_root: Path | None = None
+) -> list[str]:
     """Every schema error ('line N: message') then every business-rule error; [] for a valid file.
 
     ``source`` (a path or a binary file object) is parsed incrementally. The business rules run on each
@@ -495,7 +548,9 @@ def validate_rts22_file(source: str | Path | BinaryIO, *, batch: int = VALIDATIO
     transactions are in memory, and the messages, their line numbers and order are those of validating
     the whole tree at once (the schema has no identity constraint across transactions); only in a file
     written on one line do the envelope's schema errors, if any, come after the transactions'. The TxIds,
-    for the uniqueness rule, are the one thing kept for every transaction.
+    for the uniqueness rule, are the one thing kept for every transaction: in a DuckDB table under its
+    memory limit, spilling into a directory of its own under ``spill_root`` (default: the system's
+    temporary directory).
 
     A file that is not well-formed gives its first syntax error alone.
 
@@ -509,41 +564,43 @@ def validate_rts22_file(source: str | Path | BinaryIO, *, batch: int = VALIDATIO
     schema = load_schema()
     holder, report = _holder()
     rules = _BusinessRules()
-    tx_errors: list[tuple[int, str]] = []
-    first_line: int | None = None
-    last: etree._Element | None = None
-    held = 0
-    events = _iterparse(source, tag=(_APP_HDR, _TX))  # the other elements are parsed, not handed out
-    try:
-        for _, el in events:
-            if el.tag == _APP_HDR:
-                rules.check(el, _HEADER_RULES)
-            elif _is_transaction(el):
-                rules.check(el, _TX_RULES)
-                rules.check_ids(el)
-                if last is None:
-                    first_line = el.sourceline or 0
-                else:
-                    report.append(last)  # moves it out of the file's tree: it is complete
-                    held += 1
-                    if held == batch:
-                        tx_errors += _schema_errors(schema, holder)
-                        del report[:]
-                        held = 0
-                last = el
-    except etree.XMLSyntaxError as exc:
-        if exc.lineno == 0 and events.root is None:  # lxml's own message for no bytes at all
-            return ["line 1: Document is empty, line 1, column 1"]  # libxml2's, as parsing at once says
-        return [f"line {exc.lineno}: {exc.msg}"]
-    if held:
-        tx_errors += _schema_errors(schema, holder)
-        del report[:]
-    # the file's own tree: the envelope before the first Tx, then the last Tx and anything after it
-    rest = _schema_errors(schema, events.root)
-    start = first_line if first_line is not None else math.inf
-    before = [message for line, message in rest if line < start]
-    after = [message for line, message in rest if line >= start]
-    return before + [message for _, message in tx_errors] + after + rules.errors()
+    with contextlib.closing(_TxIds(spill_root or Path(tempfile.gettempdir()) / "derivlake-spill")) as tx_ids:
+        tx_errors: list[tuple[int, str]] = []
+        first_line: int | None = None
+        last: etree._Element | None = None
+        held = 0
+        events = _iterparse(source, tag=(_APP_HDR, _TX))  # the other elements are parsed, not handed out
+        try:
+            for _, el in events:
+                if el.tag == _APP_HDR:
+                    rules.check(el, _HEADER_RULES)
+                elif _is_transaction(el):
+                    rules.check(el, _TX_RULES)
+                    tx_ids.add(el)
+                    if last is None:
+                        first_line = el.sourceline or 0
+                    else:
+                        report.append(last)  # moves it out of the file's tree: it is complete
+                        held += 1
+                        if held == batch:
+                            tx_errors += _schema_errors(schema, holder)
+                            del report[:]
+                            held = 0
+                    last = el
+        except etree.XMLSyntaxError as exc:
+            if exc.lineno == 0 and events.root is None:  # lxml's own message for no bytes at all
+                return ["line 1: Document is empty, line 1, column 1"]  # libxml2's, as parsing at once says
+            return [f"line {exc.lineno}: {exc.msg}"]
+        if held:
+            tx_errors += _schema_errors(schema, holder)
+            del report[:]
+        # the file's own tree: the envelope before the first Tx, then the last Tx and anything after it
+        rest = _schema_errors(schema, events.root)
+        start = first_line if first_line is not None else math.inf
+        before = [message for line, message in rest if line < start]
+        after = [message for line, message in rest if line >= start]
+        rules.found += tx_ids.repeated()
+        return before + [message for _, message in tx_errors] + after + rules.errors()
 
 
 def validate_rts22(xml: bytes) -> list[str]:

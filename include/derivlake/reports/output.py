@@ -48,7 +48,7 @@ def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
 def replace_day(
     con: duckdb.DuckDBPyConnection,
     as_of: date,
-    frames: Mapping[str, pd.DataFrame],
+    frames: Mapping[str, pd.DataFrame | duckdb.DuckDBPyRelation],
     settings: LakeSettings | None,
     what: str,
     *,
@@ -56,7 +56,8 @@ def replace_day(
     precheck: Callable[[], None] | None = None,
 ) -> None:
     """Replace the date's rows of every `reports.<table>` in ONE transaction: readers see the old or the
-    new day, never half of it. With `delete_first=False` the rows are added to the day's (a filing log);
+    new day, never half of it. A frame is a DataFrame or a relation of `con` (scanned again on a retry).
+    With `delete_first=False` the rows are added to the day's (a filing log);
     `precheck` runs inside the transaction, under the lock: what it raises rolls the transaction back.
 
     Retried while it loses commit races, as a drain's commit is; given the lake's settings, under the
