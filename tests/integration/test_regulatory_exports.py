@@ -255,3 +255,60 @@ def test_a_day_of_many_chunks(day: LakeSettings) -> None:
     assert len(set(ids)) == 5009 and ids[-1] == "ACCTBG4999", "in the day's order"
     small.files[0].path.unlink()  # as if lost: written again from one chunk, byte for byte
     assert build_exports(day, D, settings=REG).files[0].path.read_bytes() == xml
+
+
+def test_a_vanished_fill_is_cancelled_and_filed_again_when_it_returns(day: LakeSettings) -> None:
+    _build(day)
+    con = open_lake(day)
+    try:
+        con.execute("CREATE TEMP TABLE gone AS SELECT * FROM desk.fills WHERE trade_id = 'F2'")
+        con.execute("DELETE FROM desk.fills WHERE trade_id = 'F2'")
+        rts, cftc = _build(day).files
+        assert (rts.sequence, rts.records, rts.new_records, rts.cancelled_records) == (2, 1, 0, 1)
+        assert parse_transaction_ids(rts.path.read_bytes()) == [("CXL", "ACCTAF2")]
+        assert not cftc.filed_now, "the positions come from the margin report, which did not change"
+        con.execute("INSERT INTO desk.fills SELECT * FROM gone")
+        rts = _build(day).files[0]
+        assert (rts.sequence, rts.records, rts.new_records, rts.cancelled_records) == (3, 1, 1, 0)
+        assert parse_transaction_ids(rts.path.read_bytes()) == [("NEW", "ACCTAF2")]
+        logged = con.execute(
+            "SELECT sequence, action, tx_id, content_hash IS NULL FROM reports.rts22_filed "
+            "WHERE tx_id = 'ACCTAF2' ORDER BY sequence"
+        ).fetchall()
+        assert logged == [
+            (1, "NEW", "ACCTAF2", False),
+            (2, "CXL", "ACCTAF2", True),
+            (3, "NEW", "ACCTAF2", False),
+        ]
+    finally:
+        con.close()
+    assert not _build(day).files[0].filed_now
+
+
+def test_fills_that_change_between_the_two_passes_file_nothing(
+    day: LakeSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fill deleted after the first pass planned it (a race this test forces by deleting it just
+    before the second pass): the run fails naming the change and files nothing; its rerun files the day."""
+    from derivlake.regulatory.filing_state import FilingState
+
+    render = FilingState.render
+
+    def raced(self: FilingState, *args, **kwargs) -> int:
+        self.con.execute("DELETE FROM desk.fills WHERE trade_id = 'F2'")
+        return render(self, *args, **kwargs)
+
+    monkeypatch.setattr(FilingState, "render", raced)
+    with pytest.raises(
+        ExportError, match=r"fills of 2024-03-08 changed while it was built \(9 transactions planned, 8"
+    ):
+        _build(day)
+    monkeypatch.undo()
+    assert not _folder(day).exists() or not list(_folder(day).iterdir()), "no file, not even a temporary one"
+    con = open_lake(day, read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM reports.regulatory_files").fetchone() == (0,)
+    finally:
+        con.close()
+    rts = _build(day).files[0]
+    assert (rts.sequence, rts.records) == (1, 8)

@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 from lxml import etree
 
+from derivlake.regulatory import rts22
 from derivlake.regulatory.rts22 import (
     SCHEMA_DIR,
     Rts22Header,
@@ -740,13 +741,15 @@ for total in map(int, sys.argv[2:]):
 
 def test_memory_does_not_grow_with_the_transactions(tmp_path):
     # A fresh interpreter, so that its peak RSS is this work's alone: 20,000 then 200,000 executions
-    # written and validated, through a file on disk (~50 MB, then ~500 MB). Measured on a 2-core machine:
-    # peaks of ~140 MB and ~160 MB, ~37 s in all; the ~19 MB between them is the set of 200,000 TxIds the
-    # uniqueness rule keeps, the rest stays flat. Built and validated as one tree (before streaming),
-    # 20,000 alone took ~440 MB more than their frame, ~16 kB a transaction, so ~3 GB for 200,000. The
-    # margin, 60 MB, is ~3x the growth measured.
+    # written and validated, through a file on disk (~50 MB, then ~500 MB), DuckDB capped at 64 MB.
+    # Measured on a 2-core machine: peaks of ~195 MB and ~235 MB, ~40 s in all. What lies between them is
+    # the DuckDB table of the 200,000 TxIds the uniqueness rule keeps and the aggregate that finds repeats,
+    # under DuckDB's limit, beyond which they spill (as a Python set they took ~19 MB, without a bound).
+    # Built and validated as one tree (before streaming), 20,000 alone took ~440 MB more than their frame,
+    # ~16 kB a transaction, so ~3 GB for 200,000. The margin, 60 MB, is 1.5x the growth measured.
     root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "include")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "include")]),
+           "DERIVLAKE_DUCKDB_MEMORY_LIMIT": "64MB"}  # fmt: skip
     run = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(MEMORY_PROBE), str(tmp_path), "20000", "200000"],
         cwd=root, env=env, capture_output=True, text=True, timeout=300, check=False,
@@ -757,3 +760,25 @@ def test_memory_does_not_grow_with_the_transactions(tmp_path):
     )
     assert (small, large) == (20000, 200000) and large_bytes > 9 * small_bytes  # ~50 MB and ~500 MB
     assert large_kb - small_kb < 60 * 1024, (small_kb, large_kb)
+
+
+def test_tx_ids_kept_in_duckdb_over_several_flushes(monkeypatch, tmp_path):
+    # the uniqueness rule's TxIds leave Python every TXID_BUFFER: repeats across those flushes are found
+    # as within one, each once, at its second occurrence, with the line of that occurrence
+    frame = pd.concat(list(synthetic_chunks(25)), ignore_index=True)
+    first, again = frame.loc[3, "tx_id"], frame.loc[10, "tx_id"]
+    frame.loc[[17, 20], "tx_id"] = first  # twice more, in later flushes: reported once
+    frame.loc[11, "tx_id"] = again  # next to its first occurrence
+    xml = build_rts22(frame, HEADER)
+    lines = xml.decode().splitlines()
+
+    def second(tx_id: str) -> int:
+        return [n for n, line in enumerate(lines, 1) if f"<TxId>{tx_id}</TxId>" in line][1]
+
+    expected = [
+        f"line {second(t)}: TxId (New {t}): TxId {t} is reported twice as New"
+        for t in sorted((first, again), key=second)
+    ]
+    assert validate_rts22(xml) == expected
+    monkeypatch.setattr(rts22, "TXID_BUFFER", 4)
+    assert validate_rts22_file(BytesIO(xml), spill_root=tmp_path) == expected

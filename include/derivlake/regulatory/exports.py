@@ -149,9 +149,8 @@ def build_exports(
         log_files = con.execute(_sql("filed.sql", day)).df()
         now = _now()
         folder.mkdir(parents=True, exist_ok=True)
-        spill_root = lake.spill_root if lake is not None else None
         with filing_state(con) as state:
-            rts, actions = _rts22_filing(state, day, reg, log_files, folder, now, spill_root)
+            rts, actions = _rts22_filing(state, day, reg, log_files, folder, now)
             out = [*rts, _cftc_filing(records, log_files, reg, as_of, now, folder)]
             _log_filing(con, lake, day, out, actions, log_files)
     written = tuple(_write(f, tmp, reg, as_of) for f, tmp in out)
@@ -171,7 +170,6 @@ def _rts22_filing(
     log_files: pd.DataFrame,
     folder: Path,
     now: datetime,
-    spill_root: Path | None,
 ) -> tuple[list[tuple[FiledFile, Path]], duckdb.DuckDBPyRelation | None]:
     """The RTS 22 file, rendered to a temporary path (none for a day without executions), and the actions
     to log (None when the standing file stands: it is rendered again from the log, byte for byte)."""
@@ -200,7 +198,7 @@ def _rts22_filing(
             f"{stem}.xml: the fills of {day.as_of} changed while it was built ({counts.total} transactions "
             f"planned, {n} rendered); nothing was filed: rerun"
         )
-    errors = validate_rts22_file(tmp, spill_root=spill_root)
+    errors = validate_rts22_file(tmp, con=state.con)
     if errors:
         tmp.unlink()
         raise ExportError(f"{stem}.xml fails validation ({len(errors)} errors): {'; '.join(errors[:10])}")

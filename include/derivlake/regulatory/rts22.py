@@ -20,6 +20,7 @@ import math
 import os
 import re
 import tempfile
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -41,6 +42,7 @@ from derivlake.regulatory.identifiers import (
 )
 
 if TYPE_CHECKING:
+    import duckdb
     import pandas as pd
 
 NS_BIZ = "urn:iso:std:iso:20022:tech:xsd:head.003.001.01"
@@ -50,6 +52,7 @@ NSMAP = {"biz": NS_BIZ, "hdr": NS_HDR, "doc": NS_DOC}
 MESSAGE_DEFINITION = "auth.016.001.01"
 
 SCHEMA_DIR = Path(__file__).with_name("xsd")
+SQL_DIR = Path(__file__).with_name("sql")
 SCHEMA_FILE = SCHEMA_DIR / "head.003.001.01_derivlake.xsd"
 
 ACTIONS = {"NEW": "New", "CXL": "Cxl"}
@@ -462,18 +465,23 @@ class _TxIds:
     """The uniqueness rule: a TxId twice as New (or as Cxl) in the file, reported once, at its second
     occurrence. The TxIds are the one thing kept for every transaction, so they go to a DuckDB table,
     `TXID_BUFFER` at a time, which DuckDB's memory limit caps (it spills beyond): a file's validation
-    does not grow with its transactions. The table is opened at the first flush."""
+    does not grow with its transactions. The table is a temporary one of `con` when given (the caller's
+    memory budget), else of a connection of its own; it is made at the first flush."""
 
-    def __init__(self, spill_root: Path) -> None:
-        self._spill_root = spill_root
-        self._con: Any = None
+    def __init__(self, con: duckdb.DuckDBPyConnection | None, spill_root: Path | None) -> None:
+        self._given = con
+        self._spill_root = spill_root or Path(tempfile.gettempdir()) / "derivlake-spill"
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._table = f"rts22_tx_ids_{uuid.uuid4().hex[:12]}"
         self._rows: tuple[list[str], list[str], list[int]] = ([], [], [])  # action, TxId, line
         self._seen = 0
 
     def close(self) -> None:
-        if self._con is not None:
+        if self._con is self._given and self._con is not None:
+            self._con.execute(f"DROP TABLE IF EXISTS temp.{self._table}")
+        elif self._con is not None:
             self._con.close()
-            self._con = None
+        self._con = None
 
     def add(self, tx: etree._Element) -> None:
         actions, ids, lines = self._rows
@@ -493,13 +501,17 @@ class _TxIds:
         if not ids:
             return
         if self._con is None:
-            self._con = scratch_connection(self._spill_root)
-            self._con.execute("CREATE TABLE tx_ids (n BIGINT, action VARCHAR, tx_id VARCHAR, line BIGINT)")
+            self._con = self._given or scratch_connection(self._spill_root)
+            self._con.execute(
+                f"CREATE TEMP TABLE {self._table} (n BIGINT, action VARCHAR, tx_id VARCHAR, line BIGINT)"
+            )
         n = pa.array(range(self._seen, self._seen + len(ids)), pa.int64())
         batch = pa.table({"n": n, "action": actions, "tx_id": ids, "line": lines})
-        self._con.register("tx_ids_batch", batch)
-        self._con.execute("INSERT INTO tx_ids SELECT * FROM tx_ids_batch")
-        self._con.unregister("tx_ids_batch")
+        self._con.register(f"{self._table}_batch", batch)
+        try:
+            self._con.execute(f"INSERT INTO temp.{self._table} SELECT * FROM {self._table}_batch")
+        finally:
+            self._con.unregister(f"{self._table}_batch")
         self._seen += len(ids)
         self._rows = ([], [], [])
 
@@ -508,10 +520,8 @@ class _TxIds:
         self._flush()
         if self._con is None:
             return []
-        rows = self._con.execute(
-            "SELECT line, action, tx_id FROM tx_ids "
-            "QUALIFY row_number() OVER (PARTITION BY action, tx_id ORDER BY n) = 2 ORDER BY n"
-        ).fetchall()
+        sql = (SQL_DIR / "repeated_tx_ids.sql").read_text().format(tx_ids=f"temp.{self._table}")
+        rows = self._con.execute(sql).fetchall()
         found = []
         for line, action, tx_id in rows:
             where = f"line {line}: TxId ({action} {tx_id})" if tx_id else f"line {line}: TxId ({action})"
@@ -537,7 +547,11 @@ def _holder() -> tuple[etree._Element, etree._Element]:
 
 
 def validate_rts22_file(
-    source: str | Path | BinaryIO, *, batch: int = VALIDATION_BATCH, spill_root: Path | None = None
+    source: str | Path | BinaryIO,
+    *,
+    batch: int = VALIDATION_BATCH,
+    con: duckdb.DuckDBPyConnection | None = None,
+    spill_root: Path | None = None,
 ) -> list[str]:
     """Every schema error ('line N: message') then every business-rule error; [] for a valid file.
 
@@ -548,9 +562,9 @@ def validate_rts22_file(
     transactions are in memory, and the messages, their line numbers and order are those of validating
     the whole tree at once (the schema has no identity constraint across transactions); only in a file
     written on one line do the envelope's schema errors, if any, come after the transactions'. The TxIds,
-    for the uniqueness rule, are the one thing kept for every transaction: in a DuckDB table under its
-    memory limit, spilling into a directory of its own under ``spill_root`` (default: the system's
-    temporary directory).
+    for the uniqueness rule, are the one thing kept for every transaction: in a temporary table of ``con``
+    or, without one, of a DuckDB of its own spilling under ``spill_root`` (default: the system's
+    temporary directory), within DuckDB's memory limit.
 
     A file that is not well-formed gives its first syntax error alone.
 
@@ -564,7 +578,7 @@ def validate_rts22_file(
     schema = load_schema()
     holder, report = _holder()
     rules = _BusinessRules()
-    with contextlib.closing(_TxIds(spill_root or Path(tempfile.gettempdir()) / "derivlake-spill")) as tx_ids:
+    with contextlib.closing(_TxIds(con, spill_root)) as tx_ids:
         tx_errors: list[tuple[int, str]] = []
         first_line: int | None = None
         last: etree._Element | None = None
