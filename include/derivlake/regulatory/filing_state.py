@@ -32,6 +32,8 @@ _CHUNK = "filing_state_chunk"
 
 @dataclass(frozen=True)
 class ActionCounts:
+    """The cancellations and new records of one sequence."""
+
     cancelled: int
     new: int
 
@@ -49,8 +51,8 @@ class FilingState:
     actions: str
     """action, tx_id, content_hash (NULL for a CXL): what the sequence being rendered files."""
 
-    def _sql(self, name: str, **values: object) -> str:
-        return (SQL_DIR / name).read_text().format(current=self.current, actions=self.actions, **values)
+    def _sql(self, name: str) -> str:
+        return (SQL_DIR / name).read_text().format(current=self.current, actions=self.actions)
 
     def _append(self, table: str, frame: pd.DataFrame) -> None:
         self.cursor.register(_CHUNK, frame)
