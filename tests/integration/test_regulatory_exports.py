@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
+import subprocess
 from datetime import datetime
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from derivlake.regulatory.exports import ExportError, build_exports
 from derivlake.regulatory.rts22 import parse_transaction_ids, validate_rts22
 from derivlake.regulatory.settings import RegulatorySettings, demo_lei
 from derivlake.reports.margin import build_margin
+from tests.conftest import tmpfs
 from tests.integration.test_chain_build import D
 from tests.integration.test_margin_build import FILLS, SNAP, seed_margin_day
 
@@ -312,3 +315,52 @@ def test_fills_that_change_between_the_two_passes_file_nothing(
         con.close()
     rts = _build(day).files[0]
     assert (rts.sequence, rts.records) == (1, 8)
+
+
+def test_a_full_disk_files_nothing_and_the_rerun_files_the_day(day: LakeSettings, tmp_path: Path) -> None:
+    disk = tmp_path / "exports"
+    disk.mkdir()
+    with tmpfs(disk, "8k", "a full exports disk"):  # the day's XML alone is ~25 kB
+        name = re.escape(f"{disk}/{D}/RTS22_{LEI}_20240308_001.xml")
+        with pytest.raises(
+            ExportError, match=rf"cannot write {name}: No space left on device; nothing was filed"
+        ):
+            build_exports(day, D, settings=REG, exports_dir=disk)
+        assert not [p for p in disk.rglob("*") if p.is_file()], "no partial file left"
+        assert _logged_files(day) == 0
+        subprocess.run(["mount", "-o", "remount,size=16m", str(disk)], check=True)  # space is back
+        result = build_exports(day, D, settings=REG, exports_dir=disk)
+        assert [(f.sequence, f.filed_now) for f in result.files] == [(1, True), (1, True)]
+        assert validate_rts22(result.files[0].path.read_bytes()) == []
+
+
+def test_a_disk_full_after_filing_gets_the_files_written_by_the_rerun(
+    day: LakeSettings, tmp_path: Path
+) -> None:
+    """The log is committed, then the disk fills before the manifests are written: the run fails saying
+    the files are filed, and the next one writes them, byte for byte."""
+    filed = {p.name: p.read_bytes() for p in _build(day).files[0].path.parent.iterdir()}
+    files = [n for n in filed if not n.endswith(".manifest.json")]
+    pages = sum(-(-len(filed[n]) // 4096) for n in files)  # room for the rendered files, not their manifests
+    disk = tmp_path / "exports"
+    disk.mkdir()
+    with tmpfs(disk, str(pages * 4096), "a full exports disk"):
+        with pytest.raises(
+            ExportError, match=r"manifest\.json: No space left on device; it is logged as filed"
+        ):
+            build_exports(day, D, settings=REG, exports_dir=disk)
+        subprocess.run(["mount", "-o", "remount,size=16m", str(disk)], check=True)
+        assert [f.filed_now for f in build_exports(day, D, settings=REG, exports_dir=disk).files] == [
+            False,
+            False,
+        ]
+        assert {p.name: p.read_bytes() for p in (disk / D.isoformat()).iterdir()} == filed
+    assert _logged_files(day) == 2, "filed once"
+
+
+def _logged_files(settings: LakeSettings) -> int:
+    con = open_lake(settings, read_only=True)
+    try:
+        return con.execute("SELECT count(*) FROM reports.regulatory_files").fetchone()[0]
+    finally:
+        con.close()

@@ -11,9 +11,11 @@ a file lost to a full disk is written again, byte for byte, by the next run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -151,9 +153,11 @@ def build_exports(
         folder.mkdir(parents=True, exist_ok=True)
         with filing_state(con) as state:
             rts, actions = _rts22_filing(state, day, reg, log_files, folder, now)
-            out = [*rts, _cftc_filing(records, log_files, reg, as_of, now, folder)]
+            with _removed_on_failure(tmp for _, tmp in rts):
+                out = [*rts, _cftc_filing(records, log_files, reg, as_of, now, folder)]
             _log_filing(con, lake, day, out, actions, log_files)
-    written = tuple(_write(f, tmp, reg, as_of) for f, tmp in out)
+    with _removed_on_failure(tmp for _, tmp in out):
+        written = tuple(_write(f, tmp, reg, as_of) for f, tmp in out)
     for f in written:
         log.info(
             "%s %s: sequence %d, %d records (%d new, %d cancelled), %s",
@@ -190,7 +194,7 @@ def _rts22_filing(
     stem = file_stem(RTS22, reg, day.as_of, seq)
     tmp = folder / f"{stem}.xml.tmp"
     header_id = stem.replace(f"_{reg.entity_lei}", "")  # BizMsgIdr: 35 characters at most
-    with tmp.open("wb") as out:
+    with _writing(tmp, logged=False), tmp.open("wb") as out:
         n = state.render(out, sql, reg, header_id, created)
     if n != counts.total:
         tmp.unlink()
@@ -234,7 +238,8 @@ def _cftc_filing(
         f = FiledFile(CFTC17, int(last["sequence"]), folder / last["file_name"], digest, len(records),
                       int(last["new_records"]), 0, last["generated_at"].to_pydatetime(), False)  # fmt: skip
     tmp = f.path.with_name(f.path.name + ".tmp")
-    tmp.write_bytes(text)
+    with _writing(tmp, logged=False):
+        tmp.write_bytes(text)
     return f, tmp
 
 
@@ -301,7 +306,37 @@ def _write(f: FiledFile, tmp: Path, reg: RegulatorySettings, as_of: date) -> Fil
         raise ExportError(
             f"{f.path} differs from the file filed as {f.report} sequence {f.sequence}: it was altered"
         )
-    tmp.replace(f.path)
-    manifest = json.dumps(f.manifest(reg, as_of), indent=2, sort_keys=True) + "\n"
-    write_text(manifest, f.path.with_name(f"{f.path.stem}.manifest.json"))
+    with _writing(tmp, logged=True):
+        tmp.replace(f.path)
+    manifest = f.path.with_name(f"{f.path.stem}.manifest.json")
+    with _writing(manifest.with_name(f"{manifest.name}.tmp"), logged=True):
+        write_text(json.dumps(f.manifest(reg, as_of), indent=2, sort_keys=True) + "\n", manifest)
     return f
+
+
+@contextlib.contextmanager
+def _writing(tmp: Path, *, logged: bool) -> Iterator[None]:
+    """A file that cannot be written (a full disk, a read-only folder) fails the run naming it and what
+    became of the filing; its temporary file is removed."""
+    try:
+        yield
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        then = (
+            "it is logged as filed, and the next run writes it again, byte for byte"
+            if logged
+            else "nothing was filed; rerun once it can be written"
+        )
+        raise ExportError(f"cannot write {tmp.with_suffix('')}: {exc.strerror or exc}; {then}") from exc
+
+
+@contextlib.contextmanager
+def _removed_on_failure(tmps: Iterator[Path]) -> Iterator[None]:
+    """The rendered files not yet in place are removed when a later step fails."""
+    pending = list(tmps)
+    try:
+        yield
+    except BaseException:
+        for tmp in pending:
+            tmp.unlink(missing_ok=True)
+        raise

@@ -124,8 +124,12 @@ def write_text(text: str, path: Path) -> Path:
     """Write a report file whole or not at all (a reader never opens half a page)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a half-written page left by a full disk
+        raise
     return path
 
 
