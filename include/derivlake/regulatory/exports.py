@@ -130,7 +130,7 @@ def build_exports(
     transaction needs between the passes is kept in DuckDB tables (`filing_state`, under DuckDB's memory
     limit), and the XML is written and validated as a stream."""
     from derivlake.reports.margin import ensure_tables as ensure_margin_tables
-    from derivlake.reports.output import day_rows, report_connection
+    from derivlake.reports.output import day_rows, removed_on_failure, report_connection
 
     reg = settings or RegulatorySettings.from_env()
     day = BusinessDay(as_of)
@@ -153,10 +153,10 @@ def build_exports(
         folder.mkdir(parents=True, exist_ok=True)
         with filing_state(con) as state:
             rts, actions = _rts22_filing(state, day, reg, log_files, folder, now)
-            with _removed_on_failure(tmp for _, tmp in rts):
+            with removed_on_failure(*(tmp for _, tmp in rts)):
                 out = [*rts, _cftc_filing(records, log_files, reg, as_of, now, folder)]
             _log_filing(con, lake, day, out, actions, log_files)
-    with _removed_on_failure(tmp for _, tmp in out):
+    with removed_on_failure(*(tmp for _, tmp in out)):
         written = tuple(_write(f, tmp, reg, as_of) for f, tmp in out)
     for f in written:
         log.info(
@@ -256,7 +256,7 @@ def _log_filing(
     finds the other's filing."""
     import pandas as pd
 
-    from derivlake.reports.output import replace_day
+    from derivlake.reports.output import removed_on_failure, replace_day
 
     rows = [
         {"as_of_date": day.as_of, "report": f.report, "sequence": f.sequence, "file_name": f.path.name,
@@ -280,12 +280,8 @@ def _log_filing(
             )
 
     what = f"file the regulatory files of {day.as_of}"
-    try:
+    with removed_on_failure(*(tmp for _, tmp in out)):
         replace_day(con, day.as_of, frames, lake, what, delete_first=False, precheck=unchanged)
-    except BaseException:
-        for _, tmp in out:
-            tmp.unlink(missing_ok=True)
-        raise
 
 
 def file_sha256(path: Path) -> str:
@@ -328,15 +324,3 @@ def _writing(tmp: Path, *, logged: bool) -> Iterator[None]:
             else "nothing was filed; rerun once it can be written"
         )
         raise ExportError(f"cannot write {tmp.with_suffix('')}: {exc.strerror or exc}; {then}") from exc
-
-
-@contextlib.contextmanager
-def _removed_on_failure(tmps: Iterator[Path]) -> Iterator[None]:
-    """The rendered files not yet in place are removed when a later step fails."""
-    pending = list(tmps)
-    try:
-        yield
-    except BaseException:
-        for tmp in pending:
-            tmp.unlink(missing_ok=True)
-        raise

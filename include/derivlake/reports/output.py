@@ -99,7 +99,7 @@ def write_csv(frame: pd.DataFrame, path: Path) -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".csv.tmp")
-    with duckdb.connect() as con:
+    with removed_on_failure(tmp), duckdb.connect() as con:
         con.register("frame_csv", frame)
         types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE frame_csv)").fetchall())
         select = []
@@ -124,13 +124,25 @@ def write_text(text: str, path: Path) -> Path:
     """Write a report file whole or not at all (a reader never opens half a page)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
+    with removed_on_failure(tmp):
+        try:
+            tmp.write_text(text, encoding="utf-8")
+        except OSError as exc:  # a failed write() names no file: say which disk is full
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a half-written page left by a full disk
-        raise
     return path
+
+
+@contextlib.contextmanager
+def removed_on_failure(*tmps: Path) -> Iterator[None]:
+    """Files not yet in place (half-written when a disk filled up, say) are removed if the block fails,
+    not left beside the report's files."""
+    try:
+        yield
+    except BaseException:
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 @contextlib.contextmanager
