@@ -364,3 +364,22 @@ def _logged_files(settings: LakeSettings) -> int:
         return con.execute("SELECT count(*) FROM reports.regulatory_files").fetchone()[0]
     finally:
         con.close()
+
+
+def test_the_filed_hashes_are_those_of_the_python_oracle(day: LakeSettings) -> None:
+    """The hashes DuckDB computed and logged, against the Python implementation that logged them before
+    (tests/unit/test_content_hash.py), on the transactions of the day as the export reads them."""
+    from derivlake.regulatory.exports import _sql
+    from derivlake.regulatory.records import rts22_transactions
+    from derivlake.reports.chain import BusinessDay
+    from tests.unit.test_content_hash import oracle_hashes
+
+    _build(day)
+    con = open_lake(day, read_only=True)
+    try:
+        tx = rts22_transactions(con.execute(_sql("rts22_fills.sql", BusinessDay(D))).df(), REG)
+        logged = dict(con.execute("SELECT tx_id, content_hash FROM reports.rts22_filed").fetchall())
+    finally:
+        con.close()
+    assert len(logged) == len(tx) == 9
+    assert logged == dict(zip(tx["tx_id"], oracle_hashes(tx), strict=True))

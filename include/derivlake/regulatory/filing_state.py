@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from derivlake.regulatory.records import CXL, NEW, content_hashes, fill_chunks, rts22_transactions
+from derivlake.regulatory.records import CXL, NEW, content_hash_sql, fill_chunks, rts22_transactions
 from derivlake.regulatory.settings import RegulatorySettings
 
 if TYPE_CHECKING:
@@ -54,23 +54,18 @@ class FilingState:
     def _sql(self, name: str) -> str:
         return (SQL_DIR / name).read_text().format(current=self.current, actions=self.actions)
 
-    def _append(self, table: str, frame: pd.DataFrame) -> None:
-        self.cursor.register(_CHUNK, frame)
-        try:
-            self.cursor.execute(f"INSERT INTO {table} SELECT * FROM {_CHUNK}")
-        finally:
-            self.cursor.unregister(_CHUNK)
-
     def hash_transactions(self, fills_sql: str, settings: RegulatorySettings) -> int:
         """The first pass over the fills: each transaction's tx_id and content hash. Returns their number."""
-        import pandas as pd
 
         count = 0
         for chunk in fill_chunks(self.con, fills_sql, settings.chunk_rows):
             tx = rts22_transactions(chunk, settings)
-            self._append(
-                self.current, pd.DataFrame({"tx_id": tx["tx_id"], "content_hash": content_hashes(tx)})
-            )
+            self.cursor.register(_CHUNK, tx)
+            try:
+                digest = content_hash_sql(self.cursor, _CHUNK)
+                self.cursor.execute(f"INSERT INTO {self.current} SELECT tx_id, {digest} FROM {_CHUNK}")
+            finally:
+                self.cursor.unregister(_CHUNK)
             count += len(tx)
         return count
 

@@ -3,7 +3,6 @@ content, so a changed fill is a correction) and the CFTC Part 17 records of the 
 
 from __future__ import annotations
 
-import hashlib
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -105,24 +104,58 @@ def rts22_transactions(fills: pd.DataFrame, settings: RegulatorySettings) -> pd.
     )
 
 
-def _canonical(value: object) -> str:
-    """One value's text whatever the dtype its chunk gave it (None, NaN and NaT alike; 2 and 2.0 alike)."""
-    import pandas as pd
+_INTEGERS = (
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+)
 
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return ""
-    if isinstance(value, float | int) and not isinstance(value, bool):
-        return repr(float(value))
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    return str(value)
+
+def _canonical_sql(column: str, kind: str) -> str:
+    """One column's canonical text in SQL, whatever type its chunk gave it: '' for NULL (None, NaN and NaT
+    alike), a number as the shortest text of its double (Python's repr: 2 and 2.0 alike, DuckDB's cast
+    gives the same digits), a time in ISO 8601 with its fraction only when not zero (pandas' isoformat),
+    True or False, a string as it is."""
+    if kind == "VARCHAR":
+        text = column
+    elif kind in ("DOUBLE", "FLOAT") or kind in _INTEGERS or kind.startswith("DECIMAL"):
+        number = f"CAST({column} AS DOUBLE)"
+        text = f"CASE WHEN NOT isnan({number}) THEN CAST({number} AS VARCHAR) END"
+    elif kind == "TIMESTAMP_NS":
+        fraction = (
+            f"CASE WHEN epoch_ns({column}) % 1000 <> 0 THEN strftime({column}, '.%n') "
+            f"WHEN epoch_ns({column}) % 1000000000 <> 0 THEN strftime({column}, '.%f') ELSE '' END"
+        )
+        text = f"strftime({column}, '%Y-%m-%dT%H:%M:%S') || {fraction}"
+    elif kind in ("TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS"):
+        ts = f"CAST({column} AS TIMESTAMP)"
+        fraction = f"CASE WHEN epoch_us({ts}) % 1000000 <> 0 THEN strftime({ts}, '.%f') ELSE '' END"
+        text = f"strftime({ts}, '%Y-%m-%dT%H:%M:%S') || {fraction}"
+    elif kind == "DATE":
+        text = f"CAST({column} AS VARCHAR)"
+    elif kind == "BOOLEAN":
+        text = f"CASE WHEN {column} THEN 'True' WHEN NOT {column} THEN 'False' END"
+    elif kind == '"NULL"' or kind == "NULL":
+        text = "NULL"
+    else:
+        raise TypeError(f"content hash: column {column} is {kind}, which has no canonical text")
+    return f"coalesce({text}, '')"
 
 
-def content_hashes(tx: pd.DataFrame) -> pd.Series:
-    """A stable hash of each transaction's reported content (every HASHED column), the same however the
-    day's fills were chunked."""
-    text = tx[list(HASHED)].apply(lambda col: col.map(_canonical)).agg("\x1f".join, axis=1)
-    return text.map(lambda t: hashlib.sha256(t.encode()).hexdigest()[:32])
+def content_hash_sql(con: duckdb.DuckDBPyConnection, view: str) -> str:
+    """The SQL of each row's content hash over `view`'s HASHED columns (a chunk of transactions registered
+    on `con`), computed by DuckDB for the whole chunk: the SHA-256 of the columns' canonical texts joined
+    by U+001F, its first 32 hex digits. The same however the day's fills were chunked, and the same as the
+    hashes filed before it moved from Python to SQL (`tests/unit/test_content_hash.py`)."""
+    kinds = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {view})").fetchall())
+    texts = ", ".join(_canonical_sql(f'"{name}"', kinds[name]) for name in HASHED)
+    return f"left(sha256(concat_ws(chr(31), {texts})), 32)"
 
 
 def fill_chunks(con: duckdb.DuckDBPyConnection, sql: str, rows: int) -> Iterator[pd.DataFrame]:
