@@ -56,18 +56,23 @@ class FilingState:
 
     def hash_transactions(self, fills_sql: str, settings: RegulatorySettings) -> int:
         """The first pass over the fills: each transaction's tx_id and content hash. Returns their number."""
-
         count = 0
         for chunk in fill_chunks(self.con, fills_sql, settings.chunk_rows):
             tx = rts22_transactions(chunk, settings)
-            self.cursor.register(_CHUNK, tx)
-            try:
+            with self._chunk(tx):
                 digest = content_hash_sql(self.cursor, _CHUNK)
                 self.cursor.execute(f"INSERT INTO {self.current} SELECT tx_id, {digest} FROM {_CHUNK}")
-            finally:
-                self.cursor.unregister(_CHUNK)
             count += len(tx)
         return count
+
+    @contextlib.contextmanager
+    def _chunk(self, frame: pd.DataFrame) -> Iterator[None]:
+        """`frame` as the cursor's view `_CHUNK` while the block runs."""
+        self.cursor.register(_CHUNK, frame)
+        try:
+            yield
+        finally:
+            self.cursor.unregister(_CHUNK)
 
     def plan_changes(self, as_of: date) -> ActionCounts:
         """The actions of the next sequence: the standing transactions to cancel, those to file anew."""
@@ -97,14 +102,11 @@ class FilingState:
 
     def filed_new(self, tx: pd.DataFrame) -> pd.DataFrame:
         """The rows of `tx` (one chunk of the second pass) that this sequence files as new records."""
-        self.cursor.register(_CHUNK, tx[["tx_id"]])
-        try:
+        with self._chunk(tx[["tx_id"]]):
             kept = self.cursor.execute(
                 f"SELECT DISTINCT c.tx_id FROM {_CHUNK} c "
                 f"SEMI JOIN {self.actions} a ON a.tx_id = c.tx_id AND a.action = '{NEW}'"
             ).fetchall()
-        finally:
-            self.cursor.unregister(_CHUNK)
         return tx[tx["tx_id"].isin([t for (t,) in kept])]
 
     def render(
@@ -112,7 +114,6 @@ class FilingState:
     ) -> int:
         """Stream the sequence's file to `out`: its cancellations, then its new records with the fills'
         content now (the second pass over the fills), in the day's order. Returns the transactions written."""
-
         from derivlake.regulatory.rts22 import Rts22Header, write_rts22
 
         def chunks() -> Iterator[pd.DataFrame]:
