@@ -185,7 +185,7 @@ def _rts22_filing(
         return [], None
     counts = state.plan_changes(day.as_of)
     if rts.empty or counts.total:
-        seq, created, filed_now = int(rts["sequence"].max()) + 1 if not rts.empty else 1, now, True
+        seq, created, filed_now = _next_sequence(rts), now, True
         logged = state.log_rows(day.as_of, seq)
     else:
         last = rts.iloc[-1]
@@ -230,7 +230,7 @@ def _cftc_filing(
     digest = hashlib.sha256(text).hexdigest()
     cftc = log_files[log_files["report"] == CFTC17]
     if cftc.empty or cftc.iloc[-1]["sha256"] != digest:
-        seq = int(cftc["sequence"].max()) + 1 if not cftc.empty else 1
+        seq = _next_sequence(cftc)
         path = folder / f"{file_stem(CFTC17, reg, as_of, seq)}.txt"
         f = FiledFile(CFTC17, seq, path, digest, len(records), len(records), 0, now, True)
     else:
@@ -241,6 +241,11 @@ def _cftc_filing(
     with _writing(tmp, logged=False):
         tmp.write_bytes(text)
     return f, tmp
+
+
+def _next_sequence(filed: pd.DataFrame) -> int:
+    """The sequence after the last one `filed` (one report's rows of the day's log): 1 on a day's first."""
+    return int(filed["sequence"].max()) + 1 if not filed.empty else 1
 
 
 def _log_filing(
