@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import re
 import subprocess
@@ -383,3 +384,41 @@ def test_the_filed_hashes_are_those_of_the_python_oracle(day: LakeSettings) -> N
         con.close()
     assert len(logged) == len(tx) == 9
     assert logged == dict(zip(tx["tx_id"], oracle_hashes(tx), strict=True))
+
+
+def test_a_day_that_does_not_sort_on_two_threads_sorts_on_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """600,000 fills in a 64 MB DuckDB: their sort ran out of memory on two threads and fits on one."""
+    from derivlake.regulatory.exports import _sql
+    from derivlake.regulatory.records import fill_chunks
+    from derivlake.reports.chain import BusinessDay
+
+    monkeypatch.setenv("DERIVLAKE_DUCKDB_MEMORY_LIMIT", "64MB")
+    lake = seed_reportable_day(LakeSettings(home=tmp_path / "home"))
+    con = open_lake(lake)
+    try:
+        con.execute(
+            "INSERT INTO desk.fills (account_id, trade_id, instrument_name, timestamp, direction, amount, price, "
+            "fee, fee_currency, index_price, underlying_price, date) SELECT 'acct-b', 'G' || i, 'SOL_USDC-PERPETUAL', "
+            "TIMESTAMP '2024-03-07 09:00:00' + i * INTERVAL 100 MILLISECOND, 'buy', 1, 150, 0, 'USDC', 150, 150, "
+            "DATE '2024-03-07' FROM range(600000) t(i)"
+        )
+        con.execute("SET threads = 2")
+        sql = _sql("rts22_fills.sql", BusinessDay(D))
+        with caplog.at_level("WARNING", logger="derivlake.regulatory.records"):
+            stamps = [c["timestamp"].iloc[[0, -1]] for c in fill_chunks(con, sql, 20480)]
+        assert sum(1 for _ in stamps) == -(-600009 // 20480)
+        assert all(a.iloc[-1] <= b.iloc[0] for a, b in itertools.pairwise(stamps)), "in the day's order"
+        assert "do not sort in DuckDB's memory on 2 threads: sorting on one" in caplog.text
+        assert con.execute("SELECT current_setting('threads')").fetchone() == (2,), "restored"
+
+        con.execute("SET memory_limit = '16MB'")
+        with pytest.raises(
+            ExportError, match=r"do not sort within DuckDB's memory limit of .* even on one thread"
+        ):
+            next(fill_chunks(con, sql, 20480))
+        con.execute("SET memory_limit = '64MB'")
+        assert con.execute("SELECT current_setting('threads')").fetchone() == (2,)
+    finally:
+        con.close()

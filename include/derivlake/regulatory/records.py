@@ -3,6 +3,7 @@ content, so a changed fill is a correction) and the CFTC Part 17 records of the 
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,8 @@ if TYPE_CHECKING:
 
     import duckdb
     import pandas as pd
+
+log = logging.getLogger(__name__)
 
 NEW, CXL = "NEW", "CXL"
 HASHED = (
@@ -160,11 +163,47 @@ def content_hash_sql(con: duckdb.DuckDBPyConnection, view: str) -> str:
 
 def fill_chunks(con: duckdb.DuckDBPyConnection, sql: str, rows: int) -> Iterator[pd.DataFrame]:
     """The day's fills (rts22_fills.sql) `rows` at a time (whole DuckDB vectors of 2,048): a day of any
-    size in bounded memory. Nothing else may run on `con` while this is consumed."""
-    result = con.execute(sql)
+    size in bounded memory. Nothing else may run on `con` while this is consumed.
+
+    DuckDB sorts the day within its memory limit and spills the rest, but its sort needs room on each
+    thread: one that runs out of memory is retried on one thread (64 MB sorted 600,000 fills on one
+    thread, not on two), and one that does not fit even then fails naming the setting to raise."""
+    import duckdb
+
+    threads, limit = con.execute(
+        "SELECT current_setting('threads'), current_setting('memory_limit')"
+    ).fetchone()
     vectors = max(1, rows // 2048)
-    while not (chunk := result.fetch_df_chunk(vectors)).empty:
+
+    def first() -> tuple[duckdb.DuckDBPyConnection, pd.DataFrame]:
+        result = con.execute(sql)
+        return result, result.fetch_df_chunk(vectors)  # the sort runs here, before the first chunk
+
+    try:
+        result, chunk = first()
+    except duckdb.OutOfMemoryException as exc:
+        if threads == 1:
+            raise _fills_out_of_memory(limit, exc) from exc
+        log.warning("the day's fills do not sort in DuckDB's memory on %d threads: sorting on one", threads)
+        con.execute("SET threads = 1")
+        try:
+            result, chunk = first()
+        except duckdb.OutOfMemoryException as again:
+            raise _fills_out_of_memory(limit, again) from again
+        finally:  # the sort is done, and reading it needs no more room; on a cursor, as a statement on
+            # `con` would end its pending result (silently: the next fetch finds no more rows)
+            with con.cursor() as other:
+                other.execute(f"SET threads = {int(threads)}")
+    while not chunk.empty:
         yield chunk
+        chunk = result.fetch_df_chunk(vectors)
+
+
+def _fills_out_of_memory(limit: str, exc: Exception) -> ExportError:
+    return ExportError(
+        f"the day's fills do not sort within DuckDB's memory limit of {limit} even on one thread "
+        f"({str(exc).splitlines()[0]}): raise DERIVLAKE_DUCKDB_MEMORY_LIMIT; nothing was filed"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
