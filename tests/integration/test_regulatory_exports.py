@@ -422,3 +422,30 @@ def test_a_day_that_does_not_sort_on_two_threads_sorts_on_one(
         assert con.execute("SELECT current_setting('threads')").fetchone() == (2,)
     finally:
         con.close()
+
+
+def test_a_first_pass_cut_short_files_nothing(day: LakeSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A statement run on the lake connection while the fills stream on it ends the stream without an
+    error (DuckDB): forced here after the first of three chunks, the run refuses to plan from what it read."""
+    import derivlake.regulatory.filing_state as filing_state
+
+    _execute(
+        day,
+        "INSERT INTO desk.fills SELECT f.* REPLACE ('G' || r.range || f.trade_id AS trade_id) FROM desk.fills f, range(500) r",
+    )
+    con = open_lake(day)
+    transactions = filing_state.rts22_transactions
+
+    def interrupting(chunk, settings):
+        con.execute("SET threads = 2")  # a statement without rows: the next fetch finds none
+        return transactions(chunk, settings)
+
+    monkeypatch.setattr(filing_state, "rts22_transactions", interrupting)
+    try:
+        with pytest.raises(ExportError, match=r"read 2048 of the day's 4509 fills: nothing was filed"):
+            build_exports(
+                con, D, settings=dataclasses.replace(REG, chunk_rows=2048), exports_dir=day.exports_dir
+            )
+        assert con.execute("SELECT count(*) FROM reports.regulatory_files").fetchone() == (0,)
+    finally:
+        con.close()

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from derivlake.regulatory.records import CXL, NEW, content_hash_sql, fill_chunks, rts22_transactions
+from derivlake.regulatory.records import (
+    CXL,
+    NEW,
+    ExportError,
+    content_hash_sql,
+    fill_chunks,
+    rts22_transactions,
+)
 from derivlake.regulatory.settings import RegulatorySettings
 
 if TYPE_CHECKING:
@@ -63,6 +70,9 @@ class FilingState:
                 digest = content_hash_sql(self.cursor, _CHUNK)
                 self.cursor.execute(f"INSERT INTO {self.current} SELECT tx_id, {digest} FROM {_CHUNK}")
             count += len(tx)
+        (read,) = self.con.execute(f"SELECT count(*) FROM (\n{fills_sql}\n)").fetchone()
+        if read != count:  # a statement on `con` mid-stream ends it without an error, or the fills changed
+            raise ExportError(f"read {count} of the day's {read} fills: nothing was filed; rerun")
         return count
 
     @contextlib.contextmanager

@@ -163,7 +163,8 @@ def content_hash_sql(con: duckdb.DuckDBPyConnection, view: str) -> str:
 
 def fill_chunks(con: duckdb.DuckDBPyConnection, sql: str, rows: int) -> Iterator[pd.DataFrame]:
     """The day's fills (rts22_fills.sql) `rows` at a time (whole DuckDB vectors of 2,048): a day of any
-    size in bounded memory. Nothing else may run on `con` while this is consumed.
+    size in bounded memory. Nothing else may run on `con` while this is consumed: a statement there
+    ends the stream, with no error when it returns no rows (the first pass checks the count it read).
 
     DuckDB sorts the day within its memory limit and spills the rest, but its sort needs room on each
     thread: one that runs out of memory is retried on one thread (64 MB sorted 600,000 fills on one
