@@ -1,5 +1,5 @@
 -- The second occurrence of each TxId that a file reports twice or more as the same action (New or Cxl),
--- in file order. Aggregates rather than a window: DuckDB spills them within its memory limit.
+-- in file order, by grouped aggregates (which DuckDB spills beyond its memory limit).
 WITH repeated AS (
     SELECT action, tx_id, min(n) AS first
     FROM {tx_ids}
