@@ -319,10 +319,12 @@ def _write(f: FiledFile, tmp: Path, reg: RegulatorySettings, as_of: date) -> Fil
 def _writing(tmp: Path, *, logged: bool) -> Iterator[None]:
     """A file that cannot be written (a full disk, a read-only folder) fails the run naming it and what
     became of the filing; its temporary file is removed."""
+    from derivlake.reports.output import removed_on_failure
+
     try:
-        yield
+        with removed_on_failure(tmp):
+            yield
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         then = (
             "it is logged as filed, and the next run writes it again, byte for byte"
             if logged

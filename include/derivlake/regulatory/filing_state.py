@@ -86,14 +86,16 @@ class FilingState:
 
     def plan_changes(self, as_of: date) -> ActionCounts:
         """The actions of the next sequence: the standing transactions to cancel, those to file anew."""
-        self.cursor.execute(f"DELETE FROM {self.actions}")
-        self.con.execute(self._sql("rts22_changes.sql"), [as_of])
-        return self.counts()
+        return self._set_actions("rts22_changes.sql", [as_of])
 
     def take_filed(self, as_of: date, sequence: int) -> ActionCounts:
         """The actions of a sequence already filed, to render its file again from the log."""
+        return self._set_actions("rts22_sequence.sql", [as_of, sequence])
+
+    def _set_actions(self, sql_file: str, params: list[object]) -> ActionCounts:
+        """Replace the actions with what `sql_file` inserts (on `con`: it reads the lake's filing log)."""
         self.cursor.execute(f"DELETE FROM {self.actions}")
-        self.con.execute(self._sql("rts22_sequence.sql"), [as_of, sequence])
+        self.con.execute(self._sql(sql_file), params)
         return self.counts()
 
     def counts(self) -> ActionCounts:

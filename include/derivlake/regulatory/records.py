@@ -3,6 +3,7 @@ content, so a changed fill is a correction) and the CFTC Part 17 records of the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import date
 from typing import TYPE_CHECKING
@@ -144,8 +145,6 @@ def _canonical_sql(column: str, kind: str) -> str:
         text = f"CAST({column} AS VARCHAR)"
     elif kind == "BOOLEAN":
         text = f"CASE WHEN {column} THEN 'True' WHEN NOT {column} THEN 'False' END"
-    elif kind == '"NULL"' or kind == "NULL":
-        text = "NULL"
     else:
         raise TypeError(f"content hash: column {column} is {kind}, which has no canonical text")
     return f"coalesce({text}, '')"
@@ -180,9 +179,14 @@ def fill_chunks(con: duckdb.DuckDBPyConnection, sql: str, rows: int) -> Iterator
         result = con.execute(sql)
         return result, result.fetch_df_chunk(vectors)  # the sort runs here, before the first chunk
 
+    def end_aborted() -> None:  # running out of memory can leave the query's transaction aborted
+        with contextlib.suppress(duckdb.TransactionException):  # "no transaction is active"
+            con.execute("ROLLBACK")
+
     try:
         result, chunk = first()
     except duckdb.OutOfMemoryException as exc:
+        end_aborted()
         if threads == 1:
             raise _fills_out_of_memory(limit, exc) from exc
         log.warning("the day's fills do not sort in DuckDB's memory on %d threads: sorting on one", threads)
@@ -190,6 +194,7 @@ def fill_chunks(con: duckdb.DuckDBPyConnection, sql: str, rows: int) -> Iterator
         try:
             result, chunk = first()
         except duckdb.OutOfMemoryException as again:
+            end_aborted()
             raise _fills_out_of_memory(limit, again) from again
         finally:  # the sort is done, and reading it needs no more room; on a cursor, as a statement on
             # `con` would end its pending result (silently: the next fetch finds no more rows)
