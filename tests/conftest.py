@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
@@ -109,10 +109,11 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 
 
 @contextlib.contextmanager
-def tmpfs(path: Path, size: str, what: str) -> Iterator[None]:
+def tmpfs(path: Path, size: str, what: str) -> Iterator[Callable[[str], None]]:
     """A tmpfs of `size` at `path` while the block runs, a filesystem of its own that can fill up (root
     only: without it, `what` is skipped, or fails where DERIVLAKE_REQUIRE_TMPFS=1). Unmounted lazily, so
-    files the test still holds open do not keep it mounted."""
+    files the test still holds open do not keep it mounted. Yields a function that resizes it (space
+    back after a full disk)."""
     mount = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True
     )
@@ -120,8 +121,12 @@ def tmpfs(path: Path, size: str, what: str) -> Iterator[None]:
         require_or_skip(
             "DERIVLAKE_REQUIRE_TMPFS", what, f"cannot mount a tmpfs (needs root): {mount.stderr.strip()}"
         )
+
+    def resize(new_size: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={new_size}", str(path)], check=True)
+
     try:
-        yield
+        yield resize
     finally:
         subprocess.run(["umount", "-l", str(path)], check=False)
 
