@@ -367,6 +367,7 @@ def test_the_filed_hashes_are_those_of_the_python_oracle(day: LakeSettings) -> N
     """The hashes DuckDB computed and logged, against the Python implementation that logged them before
     (tests/unit/test_content_hash.py), on the transactions of the day as the export reads them."""
     from derivlake.regulatory.exports import _sql
+    from derivlake.regulatory.identifiers import cfi_for
     from derivlake.regulatory.records import rts22_transactions
     from derivlake.reports.chain import BusinessDay
     from tests.unit.test_content_hash import oracle_hashes
@@ -374,12 +375,16 @@ def test_the_filed_hashes_are_those_of_the_python_oracle(day: LakeSettings) -> N
     _build(day)
     con = open_lake(day, read_only=True)
     try:
-        tx = rts22_transactions(con.execute(_sql("rts22_fills.sql", BusinessDay(D))).df(), REG)
+        fills = con.execute(_sql("rts22_fills.sql", BusinessDay(D))).df()
         logged = dict(con.execute("SELECT tx_id, content_hash FROM reports.rts22_filed").fetchall())
     finally:
         con.close()
+    tx = rts22_transactions(fills, REG)
     assert len(logged) == len(tx) == 9
     assert logged == dict(zip(tx["tx_id"], oracle_hashes(tx), strict=True))
+    # each fill's CFI is that of its own instrument (the day holds calls, puts and futures)
+    expected = [cfi_for(k, o) for k, o in zip(fills["kind"], fills["option_type"], strict=True)]
+    assert list(tx["cfi"]) == expected and set(expected) == {"OCEMCS", "OPEMCS", "FFMCSX"}
 
 
 def test_a_day_that_does_not_sort_on_two_threads_sorts_on_one(

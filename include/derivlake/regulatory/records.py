@@ -68,10 +68,11 @@ def rts22_transactions(fills: pd.DataFrame, settings: RegulatorySettings) -> pd.
     price = fills["price"].to_numpy(dtype=float)
     usd_price = np.where(option & fills["is_inverse"].to_numpy(dtype=bool), price * fills["usd_rate"], price)
     tx_id = (fills["account_id"] + fills["trade_id"]).str.upper().str.replace(r"[^A-Z0-9]", "", regex=True)
-    cfi = {
-        (k, o): cfi_for(k, o)
-        for k, o in fills[["kind", "option_type"]].drop_duplicates().itertuples(index=False)
-    }
+    pairs = fills[["kind", "option_type"]]
+    # cfi_for once per (kind, option_type), a handful; a join gives each fill its code
+    codes = pairs.drop_duplicates()
+    codes = codes.assign(cfi=[cfi_for(k, o) for k, o in codes.itertuples(index=False)])
+    cfi = pairs.merge(codes, on=["kind", "option_type"], how="left")["cfi"].to_numpy()
     otype = fills["option_type"].map({"call": "CALL", "put": "PUTO"})
     return pd.DataFrame(
         {
@@ -93,7 +94,7 @@ def rts22_transactions(fills: pd.DataFrame, settings: RegulatorySettings) -> pd.
             "venue_trade_id": fills["trade_id"].str.replace(r"[^A-Za-z0-9]", "", regex=True),  # ESMA's type
             "isin": None,
             "full_name": fills["instrument_name"],
-            "cfi": [cfi[(k, o)] for k, o in zip(fills["kind"], fills["option_type"], strict=True)],
+            "cfi": cfi,
             "notional_ccy": "USD",
             "expiry": fills["expiry"],
             "price_multiplier": fills["contract_size"].fillna(1.0).astype(float),
