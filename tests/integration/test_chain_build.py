@@ -147,6 +147,7 @@ INDEX_TICKS = [
     ("sol_usdc", datetime(2024, 3, 8, 7, 30), 150.0),
     ("sol_usdc", datetime(2024, 3, 8, 7, 50), 160.0),
 ]
+TWAP_START = datetime(2024, 3, 8, 7, 30)
 BTC_TWAP = (10 * 64000 + 5 * 65000 + 15 * 67000) / 30
 SOL_TWAP = (20 * 150 + 10 * 160) / 30
 
@@ -311,6 +312,25 @@ def test_expiring_series_carry_twap_delivery_price_and_payoff(seeded: LakeSettin
     assert sol["delivery_index"] == "sol_usdc"
     assert sol["delivery_price"] == pytest.approx(SOL_TWAP)
     assert sol["payoff"] == pytest.approx(SOL_TWAP - 140.0)  # USDC
+
+
+def test_an_index_silent_over_0730_0800_gives_no_delivery_price(seeded: LakeSettings) -> None:
+    """The feed stopped at 07:20: the tick in force at 07:30 is not the TWAP of a window the lake has no
+    tick of (it was, carried over the whole window, until 2026-12-03)."""
+    con = open_lake(seeded)
+    try:
+        con.execute(
+            "DELETE FROM market.index_prices WHERE index_name = 'btc_usd' AND timestamp >= ?", [TWAP_START]
+        )
+    finally:
+        con.close()
+    build_chain(seeded, D)
+    rows = {r["symbol"]: r for r in report_rows(seeded, "options_chain")}
+    for K in STRIKES:
+        for right in ("C", "P"):
+            r = rows[f"BTC-8MAR24-{int(K)}-{right}"]
+            assert r["is_expiring"] and r["delivery_price"] is None and r["payoff"] is None
+    assert rows["SOL_USDC-8MAR24-140-C"]["delivery_price"] == pytest.approx(SOL_TWAP)  # its ticks are there
 
 
 def test_rerun_is_identical(seeded: LakeSettings) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from datetime import date, datetime, timedelta
 
+import pandas as pd
 import pytest
 
 from derivlake.cli import main
@@ -22,6 +23,7 @@ from tests.integration.test_chain_build import (
     EXPIRIES,
     SNAP,
     SOL_TWAP,
+    TWAP_START,
     D,
     report_rows,
     seed_day,
@@ -304,6 +306,36 @@ def test_a_margin_call_is_flagged(seeded: LakeSettings) -> None:
 def test_without_the_days_chain_the_build_fails_naming_it(seeded: LakeSettings) -> None:
     with pytest.raises(ChainMissingError, match=r"options chain of 2024-03-09 is not in the lake"):
         build_margin(seeded, D + timedelta(days=1))
+
+
+def test_without_the_chain_or_instrument_specs_the_build_fails_naming_the_chain(seeded: LakeSettings) -> None:
+    """Options held without a spec in the lake (instruments not drained) still need the day's chain."""
+    con = open_lake(seeded)
+    try:
+        con.execute("DELETE FROM market.instruments")
+    finally:
+        con.close()
+    with pytest.raises(ChainMissingError, match=r"options chain of 2024-03-09 is not in the lake"):
+        build_margin(seeded, D + timedelta(days=1))
+
+
+def test_an_expiry_without_index_ticks_in_its_window_has_no_delivery_price(seeded: LakeSettings) -> None:
+    """The index feed stopped at 07:20 of D: BTC-8MAR24-60000-C is not settled at the 07:20 tick."""
+    con = open_lake(seeded)
+    try:
+        con.execute(
+            "DELETE FROM market.index_prices WHERE index_name = 'btc_usd' AND timestamp >= ?", [TWAP_START]
+        )
+        build_chain(con, D)
+    finally:
+        con.close()
+    result = build_margin(seeded, D, html=False)
+    expiring = result.positions.set_index(["account_id", "instrument_name"]).loc[
+        ("acct-a", "BTC-8MAR24-60000-C")
+    ]
+    assert expiring["status"] == "no_delivery_price" and pd.isna(expiring["delivery_price"])
+    btc = result.accounts.set_index(["account_id", "currency", "model"]).loc[("acct-a", "BTC", "standard")]
+    assert btc["unpriced_positions"] == 1 and pd.isna(btc["equity"])
 
 
 def test_report_margin_cli_prints_counts_and_paths(

@@ -392,10 +392,10 @@ def compute_margin(
     ensure_chain_tables(con)
     ensure_tables(con)
     raw = con.execute(_sql("margin_positions.sql", day)).df()
-    if (
-        day_rows(con, "options_chain", as_of) == 0
-        and ((raw["kind"] == "option") & (raw["days_to_expiry"] > 0)).any()
-    ):
+    # an option by its spec, or by its name when the lake has no spec of it (instruments not drained)
+    live_option = (raw["kind"] == "option") & (raw["days_to_expiry"] > 0)
+    unspecified_option = raw["kind"].isna() & raw["instrument_name"].str.contains(r"-[CP]$")
+    if day_rows(con, "options_chain", as_of) == 0 and (live_option | unspecified_option).any():
         raise ChainMissingError(
             f"the options chain of {as_of} is not in the lake, and it holds the marks of the accounts' "
             f"options: build it first (the eod_options_chain DAG, or `python -m derivlake report chain "

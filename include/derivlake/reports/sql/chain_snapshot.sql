@@ -54,17 +54,19 @@ index_ticks AS (
 ),
 twap AS (
     -- step function of the index: each tick holds until the next one (the last until 08:00); the tick
-    -- in force at 07:30 counts from 07:30
+    -- in force at 07:30 counts from 07:30. An index with no tick inside 07:30-08:00 has no delivery price:
+    -- a tick of hours before (the feed stopped) carried over the window is not its TWAP
     SELECT index_name, fsum(price * seconds) / fsum(seconds) AS delivery_price
     FROM (
         SELECT
-            index_name, price,
+            index_name, price, timestamp,
             date_diff('microsecond', greatest(timestamp, {twap_start}), coalesce(next_ts, {snapshot}))
                 / 1e6 AS seconds
         FROM index_ticks
     )
     WHERE seconds > 0
     GROUP BY index_name
+    HAVING bool_or(timestamp >= {twap_start})
 ),
 chain AS (
     SELECT

@@ -61,11 +61,12 @@ index_ticks AS (
 ),
 settlement AS (
     -- the delivery price: the index's time-weighted average over 07:30-08:00 of the expiry day, as the
-    -- chain computes it for the series expiring at its snapshot (each tick holds until the next)
+    -- chain computes it for the series expiring at its snapshot (each tick holds until the next; none
+    -- without a tick inside the window)
     SELECT index_name, expiration, fsum(price * seconds) / fsum(seconds) AS delivery_price
     FROM (
         SELECT
-            index_name, expiration, price,
+            index_name, expiration, price, timestamp,
             date_diff(
                 'microsecond', greatest(timestamp, expiration - INTERVAL 30 MINUTE), coalesce(next_ts, expiration)
             ) / 1e6 AS seconds
@@ -73,6 +74,7 @@ settlement AS (
     )
     WHERE seconds > 0
     GROUP BY index_name, expiration
+    HAVING bool_or(timestamp >= expiration - INTERVAL 30 MINUTE)
 )
 SELECT
     h.account_id, h.instrument_name,
