@@ -333,6 +333,25 @@ def test_an_index_silent_over_0730_0800_gives_no_delivery_price(seeded: LakeSett
     assert rows["SOL_USDC-8MAR24-140-C"]["delivery_price"] == pytest.approx(SOL_TWAP)  # its ticks are there
 
 
+def test_a_chain_of_hours_old_quotes_says_so(seeded: LakeSettings, caplog: pytest.LogCaptureFixture) -> None:
+    """A feed that stopped in the afternoon: the chain is built from the quotes the lake has, and its
+    result, asset event and log say how old they are."""
+    fresh = build_chain(seeded, D, write_files=False)
+    assert fresh.stale_note() is None and fresh.summary()["newest_quote"] == QUOTE_TS.isoformat()
+    con = open_lake(seeded)
+    try:
+        con.execute("DELETE FROM market.options_ticker WHERE timestamp > TIMESTAMP '2024-03-07 12:00:00'")
+    finally:
+        con.close()
+    with caplog.at_level("WARNING", logger="derivlake.reports.chain"):
+        stale = build_chain(seeded, D, write_files=False)
+    note = (
+        "the newest quote in the chain of 2024-03-08 is 2024-03-07 12:00:00, 20.0 h before the 08:00 snapshot"
+    )
+    assert stale.series == fresh.series and stale.summary()["warning"].startswith(note)
+    assert any(r.getMessage().startswith(note) for r in caplog.records)
+
+
 def test_rerun_is_identical(seeded: LakeSettings) -> None:
     first = build_chain(seeded, D)
     csv1 = first.csv_path.read_bytes()

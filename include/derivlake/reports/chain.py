@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SQL_DIR = Path(__file__).with_name("sql")
+STALE_QUOTES = timedelta(hours=1)
+"""A chain whose newest quote is older than this before its snapshot is built with a warning (quotes of a
+live market come every few seconds; a whole hour without any is a stopped feed or drain)."""
 SNAPSHOT_TIME = time(8, 0)
 """Every Deribit expiry and the end of every business day."""
 TWAP_WINDOW = timedelta(minutes=30)
@@ -93,12 +96,35 @@ class ChainResult:
     def expiry_count(self) -> int:
         return len(self.expiries)
 
+    @property
+    def newest_quote(self) -> datetime | None:
+        return None if self.chain.empty else self.chain["quote_ts"].max().to_pydatetime()
+
+    def stale_note(self) -> str | None:
+        """Why the chain may be out of date: its newest quote is over STALE_QUOTES before the snapshot.
+
+        The gate lets through partitions that are quiet at their log end, which a stopped feed's are too,
+        and a date asked by hand is checked against the lake's first quote only: built then, the chain
+        holds the last quotes the lake has, hours old, and says so here rather than nowhere."""
+        newest = self.newest_quote
+        if newest is None or self.snapshot - newest <= STALE_QUOTES:
+            return None
+        hours = (self.snapshot - newest).total_seconds() / 3600
+        return (
+            f"the newest quote in the chain of {self.as_of} is {newest:%Y-%m-%d %H:%M:%S}, {hours:.1f} h before "
+            "the 08:00 snapshot: the lake holds no quote of the day's last hours (is the feed running, and "
+            "drained?); its marks are that old, see quote_age_s"
+        )
+
     def summary(self) -> dict[str, Any]:
         """The asset event's `extra` and the CLI's output: JSON-serialisable."""
+        newest = self.newest_quote
         return {
             "as_of_date": self.as_of.isoformat(),
             "series": self.series,
             "expiries": self.expiry_count,
+            "newest_quote": newest.isoformat() if newest else None,
+            "warning": self.stale_note(),
             "csv": str(self.csv_path) if self.csv_path else None,
             "html": str(self.html_path) if self.html_path else None,
         }
@@ -341,4 +367,6 @@ def build_chain(
             html_path = write_html(chain, expiries, as_of, chain_file(Path(reports_dir), as_of, "html"))
     result = ChainResult(as_of, BusinessDay(as_of).snapshot, chain, expiries, csv_path, html_path)
     log.info("options chain %s: %d series, %d expiries", as_of, result.series, result.expiry_count)
+    if note := result.stale_note():
+        log.warning("%s", note)
     return result
