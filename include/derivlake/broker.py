@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, replace
 
 from derivlake.config import BrokerSettings, KafkaSettings
-from derivlake.kafka_io import BrokerUnavailable, ensure_topics, wait_for_broker
+from derivlake.kafka_io import BrokerUnavailable, ensure_topics, partition_counts, wait_for_broker
 
 
 class BrokerError(RuntimeError):
@@ -91,16 +91,33 @@ def _kafka(settings: BrokerSettings) -> KafkaSettings:
     return replace(KafkaSettings.from_env(), bootstrap_servers=settings.bootstrap, extra={})
 
 
+def _topics_note(kafka: KafkaSettings, created: list[str] | None = None) -> str:
+    """Our topics (those of DERIVLAKE_TOPIC_PREFIX) apart from the broker's whole count: with a prefix
+    the broker also holds other runs' topics, and a bare count of all of them read as ours."""
+    on_broker = partition_counts(kafka)
+    first = kafka.topics[0]
+    prefix = first.name.removesuffix(first.kind)
+    ours = f"the {len(kafka.topics)} topics" + (f" of prefix {prefix!r}" if prefix else "")
+    if created is None:
+        present = sum(t.name in on_broker for t in kafka.topics)
+        return f"{present} of {ours} present, {len(on_broker)} topics on the broker"
+    return f"created {len(created)} of {ours}, {len(on_broker)} topics on the broker"
+
+
 def status(settings: BrokerSettings) -> BrokerStatus:
     pid = _read_pid(settings)
     if pid is not None and _is_our_broker(pid):
+        from confluent_kafka import KafkaException
+
+        kafka = _kafka(settings)
         try:
-            topics = wait_for_broker(_kafka(settings), timeout_s=3)
-        except BrokerUnavailable:
+            wait_for_broker(kafka, timeout_s=3)
+            note = _topics_note(kafka)
+        except (BrokerUnavailable, KafkaException):
             return BrokerStatus(
                 False, f"unhealthy: pid {pid} is alive but {settings.bootstrap} does not answer"
             )
-        return BrokerStatus(True, f"running: pid {pid} on {settings.bootstrap}, {topics} topics", pid)
+        return BrokerStatus(True, f"running: pid {pid} on {settings.bootstrap}; {note}", pid)
     stale = f" (stale pid file for pid {pid}, which is gone: removed)" if pid is not None else ""
     if pid is not None:
         settings.pid_file.unlink(missing_ok=True)
@@ -116,8 +133,9 @@ def status(settings: BrokerSettings) -> BrokerStatus:
 def start(settings: BrokerSettings, wait_s: float = 20.0) -> BrokerStatus:
     current = status(settings)
     if current.running:
-        ensure_topics(_kafka(settings))
-        return current
+        kafka = _kafka(settings)
+        note = _topics_note(kafka, ensure_topics(kafka))
+        return BrokerStatus(True, f"running: pid {current.pid} on {settings.bootstrap}; {note}", current.pid)
     if _port_in_use(settings.host, settings.port):
         raise BrokerError(
             f"port {settings.port} is taken by {_port_owner(settings.port)}; "
@@ -153,10 +171,9 @@ def start(settings: BrokerSettings, wait_s: float = 20.0) -> BrokerStatus:
         raise BrokerError(
             f"broker did not answer on {url} within {wait_s:.0f}s; log: {' | '.join(tail)}"
         ) from None
-    created = ensure_topics(_kafka(settings))
-    return BrokerStatus(
-        True, f"started: pid {proc.pid} on {settings.bootstrap}, created {len(created)} topics", proc.pid
-    )
+    kafka = _kafka(settings)
+    note = _topics_note(kafka, ensure_topics(kafka))
+    return BrokerStatus(True, f"started: pid {proc.pid} on {settings.bootstrap}; {note}", proc.pid)
 
 
 def stop(settings: BrokerSettings, timeout_s: float = 10.0) -> BrokerStatus:

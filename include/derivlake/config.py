@@ -39,6 +39,25 @@ def _env_float(name: str, default: float) -> float:
         raise ConfigError(f"{name}={raw!r} is not a number") from None
 
 
+MEMORY_LIMIT_ENV = "DERIVLAKE_DUCKDB_MEMORY_LIMIT"
+# what DuckDB's memory_limit takes: a number and a unit (KB, MB, GB, TB by 1000, KiB ... TiB by 1024)
+_MEMORY_SIZE = re.compile(
+    r"\s*\d+(\.\d+)?\s*(b|bytes?|[kmgt]|[kmgt]i?b|(kilo|mega|giga|tera)bytes?)\s*", re.IGNORECASE
+)
+
+
+def duckdb_memory_limit() -> str:
+    """DERIVLAKE_DUCKDB_MEMORY_LIMIT (default 512MB), checked here: DuckDB's own error for a malformed
+    one ("Memory must have a number") names no variable."""
+    raw = os.environ.get(MEMORY_LIMIT_ENV, "512MB")
+    if not _MEMORY_SIZE.fullmatch(raw):
+        raise ConfigError(
+            f"{MEMORY_LIMIT_ENV}={raw!r} is not a memory size: give a number and a unit, e.g. 512MB or 2GB "
+            "(unset: 512MB)"
+        )
+    return raw
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     """One Kafka topic of architecture.md section 3."""
@@ -85,8 +104,13 @@ class KafkaSettings:
         for spec in self.topics:
             if name_or_kind in (spec.name, spec.kind):
                 return spec
-        known = ", ".join(t.name for t in self.topics)
-        raise ConfigError(f"unknown topic {name_or_kind!r}; known topics: {known}")
+        raise ConfigError(f"unknown topic {name_or_kind!r}; {self.accepted_topics()}")
+
+    def accepted_topics(self) -> str:
+        """What `topic()` accepts, for its error: the kinds and, behind a prefix, the full names."""
+        kinds = ", ".join(t.kind for t in self.topics)
+        names = ", ".join(t.name for t in self.topics if t.name != t.kind)
+        return f"give a topic kind ({kinds})" + (f" or a topic name ({names})" if names else "")
 
     @classmethod
     def from_env(cls) -> KafkaSettings:
@@ -198,6 +222,7 @@ class LakeSettings:
     def from_env(cls) -> LakeSettings:
         home = Path(os.environ.get("DERIVLAKE_HOME") or PROJECT_ROOT / ".local" / "data")
         data_path = os.environ.get("DERIVLAKE_DATA_PATH", "")
+        duckdb_memory_limit()  # every lake connection's limit (lake/spill.py): malformed, it fails here
         return cls(
             home=home.resolve(),
             catalog=os.environ.get("DERIVLAKE_CATALOG", ""),

@@ -206,17 +206,25 @@ def test_book_depth_around_the_mid_matches_a_plain_rebuild(lake: LakeSettings, f
 
 
 def test_daily_funding_of_perpetuals(lake: LakeSettings, tickers: list[dict]) -> None:
-    """The 8-hour rate in force at each settlement (the last quoted before it), summed per day, here."""
+    """The 8-hour rate in force at each settlement (the last quoted before it), summed per day, here;
+    only settlements the data has reached: the feed ends at 09:00, so 16:00's has not happened."""
     last: dict[tuple[str, int], tuple[int, float]] = {}  # (perpetual, settlement ms) -> (quoted at, rate)
+    newest: dict[str, int] = {}
     for t in tickers:
-        if not t["instrument_name"].endswith("PERPETUAL") or t.get("funding_8h") is None:
+        if not t["instrument_name"].endswith("PERPETUAL"):
+            continue
+        newest[t["instrument_name"]] = max(newest.get(t["instrument_name"], 0), t["timestamp"])
+        if t.get("funding_8h") is None:
             continue
         key = (t["instrument_name"], (t["timestamp"] // EIGHT_H_MS + 1) * EIGHT_H_MS)
         if key not in last or t["timestamp"] >= last[key][0]:
             last[key] = (t["timestamp"], t["funding_8h"])
     per_day: dict[tuple[date, str], list[float]] = defaultdict(list)
     for (symbol, settles), (_, rate) in last.items():
-        per_day[datetime.fromtimestamp(settles / 1000, UTC).date(), symbol].append(rate)
+        if settles <= newest[symbol]:
+            per_day[datetime.fromtimestamp(settles / 1000, UTC).date(), symbol].append(rate)
+    # data 00:00-09:00: the 08:00 settlement only, once per perpetual
+    assert {k: len(v) for k, v in per_day.items()} == {(date(2025, 3, 6), s): 1 for _, s in per_day}
     rows = run(lake, "daily_funding")
     assert "BTC-PERPETUAL" in {r[1] for r in rows}
     assert [(r[0], r[1], r[2]) for r in rows] == [(d, s, len(per_day[d, s])) for d, s in sorted(per_day)]

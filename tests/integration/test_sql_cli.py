@@ -73,6 +73,33 @@ def test_errors_are_one_line_and_the_lake_is_read_only(lake_with_rows: LakeSetti
     assert missing.returncode == 1 and "no lake at" in missing.stderr
 
 
+def test_a_query_left_without_its_parameters_names_them_and_how_to_pass_them(
+    lake_with_rows: LakeSettings,
+) -> None:
+    """It said `Binder Error: Unexpected prepared parameter. This type of statement can't be prepared!`."""
+    analyst = ROOT / "include/derivlake/lake/sql/analyst"
+    atm = sql(lake_with_rows, "--file", str(analyst / "atm_term_structure.sql"))
+    assert (atm.returncode, atm.stdout) == (2, "")
+    assert atm.stderr == "error: the query needs $day: pass --param day=VALUE\n"
+    book = sql(lake_with_rows, "--file", str(analyst / "book_depth.sql"), "--param", "ts=2026-11-24T08:00:00",
+               "--format", "csv")  # fmt: skip
+    assert (book.returncode, book.stderr) == (
+        2,
+        "error: the query needs $symbol: pass --param symbol=VALUE\n",
+    )
+    done = sql(lake_with_rows, "--file", str(analyst / "atm_term_structure.sql"), "--param", "day=2025-03-06")
+    assert done.returncode == 0 and done.stdout.endswith("(0 rows)\n"), done.stderr
+
+
+def test_max_rows_below_one_is_refused(lake_with_rows: LakeSettings) -> None:
+    """`--max-rows 0` printed `(0 rows)` over a result that had two."""
+    zero = sql(lake_with_rows, "--max-rows", "0", "SELECT * FROM market.index_prices")
+    assert zero.returncode == 2 and zero.stdout == ""
+    assert "argument --max-rows: '0' is not a row count of 1 or more" in zero.stderr
+    one = sql(lake_with_rows, "--max-rows", "1", "SELECT * FROM market.index_prices")
+    assert one.returncode == 0 and one.stdout.endswith("(2 rows (showing 1))\n"), one.stderr
+
+
 def test_prompt_reads_statements_from_a_pipe(lake_with_rows: LakeSettings) -> None:
     done = sql(
         lake_with_rows, "--format", "csv", stdin="SELECT count(*) AS n\nFROM market.index_prices;\n.quit\n"

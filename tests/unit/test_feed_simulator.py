@@ -20,13 +20,17 @@ from derivlake.feed.calendar import (
 from derivlake.feed.market import MARKETS, YEAR_S, smile_vol
 from derivlake.feed.producer import ListSink
 from derivlake.feed.simulator import (
+    ACCOUNTS,
+    BAD_KINDS,
     DAY_MS,
+    OPENING_MS,
     REQUIRED_FIELDS,
     WRONG_TYPES,
     SimulatorConfig,
     iter_messages,
     simulate,
 )
+from derivlake.normalize.spec import KNOWN_CURRENCIES, MS_TIMESTAMP_MIN
 from derivlake.pricing import implied_vol
 
 # 06:00 -> 10:00 covers the 07:30-08:00 TWAP, the 08:00 expiry and the new listings
@@ -187,6 +191,12 @@ def test_deposits_first_and_fills_are_user_trades(run) -> None:
     first_fill = next(i for i, m in enumerate(messages) if m.topic == "desk.fills")
     deposits = [i for i, m in enumerate(messages) if m.topic == "desk.transfers"]
     assert deposits[0] < first_fill
+    opening = [json.loads(messages[i].value) for i in deposits[: sum(len(a.deposits) for a in ACCOUNTS)]]
+    assert {(v["account_id"], v["currency"], v["amount"]) for v in opening} == {
+        (a.account_id, c, amount) for a in ACCOUNTS for c, amount in a.deposits
+    }
+    assert {v["timestamp"] for v in opening} == {OPENING_MS}
+    assert OPENING_MS >= MS_TIMESTAMP_MIN  # a time the lake takes (not out_of_range)
     trades = {v["trade_id"]: v for v in values(messages, "deribit.trades")}
     for m in messages:
         if m.topic == "desk.fills":
@@ -198,6 +208,52 @@ def test_deposits_first_and_fills_are_user_trades(run) -> None:
         h = dict(m.headers)
         assert h["source"] == b"simulator" and h["channel"]
         assert lo_us <= int(h["received_at"]) < hi_us + 5_000, h  # µs, when the feed got it: in the run
+
+
+def _ids(config: SimulatorConfig) -> dict[str, set[str]]:
+    """Every id a run gives out, by kind; the opening deposits' transfer ids apart."""
+    ids: dict[str, set[str]] = defaultdict(set)
+    for m in iter_messages(config):
+        v = json.loads(m.value)
+        if m.kind == "deribit.trades":
+            ids["trade"].add(v["trade_id"])
+            ids["block"] |= {v["block_trade_id"]} if "block_trade_id" in v else set()
+        elif m.kind == "desk.fills":
+            ids["fill"].add((v["account_id"], v["trade_id"]))
+            ids["order"].add(v["order_id"])
+        elif m.kind == "desk.transfers":
+            ids["opening" if v["timestamp"] == OPENING_MS else "transfer"].add(v["transfer_id"])
+    return ids
+
+
+def test_runs_over_other_windows_never_reuse_an_id_and_a_rerun_repeats_them() -> None:
+    """Ids restarted with every run until 2026-12-03: a second run over a later window of the same day had
+    its fills dropped by the drain as duplicates of the first run's. Consecutive, overlapping and other-seed
+    runs each have ids of their own; the same run again has the same ones (its re-send is a duplicate)."""
+    day = datetime(2024, 12, 26, tzinfo=UTC)
+    at = lambda h, m: day.replace(hour=h, minute=m)  # noqa: E731
+    run = lambda seed, start, end: SimulatorConfig(seed=seed, start=start, end=end, trade_rate=0.5)  # noqa: E731
+    first = run(7, at(11, 50), at(12, 10))  # with the 12:00 transfers
+    runs = {
+        "first": first,
+        "next": run(7, at(12, 10), at(12, 30)),
+        "overlapping": run(7, at(11, 55), at(12, 5)),
+        "longer": run(7, at(11, 50), at(12, 20)),
+        "other seed": run(8, first.start, first.end),
+    }
+    ids = {name: _ids(config) for name, config in runs.items()}
+    assert ids["first"] == _ids(first)
+    for kind in ("trade", "fill", "order", "transfer"):
+        assert all(ids[name][kind] for name in runs if kind != "transfer" or name != "next"), kind
+        for a in runs:
+            for b in runs:
+                if a < b:
+                    assert not ids[a][kind] & ids[b][kind], (kind, a, b)
+    assert ids["first"]["block"] and ids["longer"]["block"]
+    assert len({i for r in ids.values() for i in r["block"]}) == sum(len(r["block"]) for r in ids.values())
+    # the opening deposits: one per account and currency, the same in every run
+    opening = {f"tr-open-{a.account_id}-{c}" for a in ACCOUNTS for c, _ in a.deposits}
+    assert all(r["opening"] == opening for r in ids.values())
 
 
 def test_same_seed_same_bytes_and_other_seed_differs() -> None:
@@ -224,7 +280,7 @@ def test_faults_are_counted_and_located() -> None:
     )
     sink = ListSink()
     stats = simulate(cfg, sink)
-    for kind in ("bad_json", "wrong_type", "missing_field", "unknown_instrument", "duplicate", "late", "gap"):
+    for kind in (*BAD_KINDS, "duplicate", "late", "gap"):
         assert stats.faults[kind] > 0, kind
     by_kind = defaultdict(int)
     for d in stats.faulty:
@@ -237,8 +293,10 @@ def test_faults_are_counted_and_located() -> None:
         v = json.loads(m.value)
         if d.mark == "missing_field":
             assert not set(REQUIRED_FIELDS[m.topic]) <= v.keys()
-        elif d.mark == "unknown_instrument":
+        elif d.mark in ("unknown_instrument", "malformed_instrument"):
             assert parse_instrument(v["instrument_name"]) is None
+            known = v["instrument_name"].split("-")[0].split("_")[0] in KNOWN_CURRENCIES
+            assert known == (d.mark == "malformed_instrument"), v["instrument_name"]
         elif d.mark == "late":
             ts = v["timestamp"]
             assert ts // DAY_MS < int(dict(m.headers)["received_at"]) // 1000 // DAY_MS

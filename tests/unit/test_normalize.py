@@ -71,7 +71,9 @@ def reference_reason(spec: TopicNormalizer, value: bytes, key: bytes | None) -> 
     if spec.symbol_field:
         symbol = str(doc[spec.symbol_field])
         if not re.fullmatch(spec.symbol_pattern, symbol):
-            return f"unknown_instrument:{symbol}"
+            currency = re.match("[A-Za-z0-9]*", symbol).group().upper()  # as `quarantine list` cuts it
+            known = currency in ("", *(c.upper() for c in spec.currencies))
+            return f"{'malformed_instrument' if known else 'unknown_instrument'}:{symbol}"
     return None
 
 
@@ -112,6 +114,11 @@ def cases(kind: str) -> list[tuple[bytes | None, bytes]]:
         json.dumps(make(4, instrument_name=12345)).encode(),
         json.dumps(make(5, instrument_name="XYZ-31DEC99-100-C")).encode(),
         json.dumps(make(6, instrument_name="BTC-PERPETUAL-X")).encode(),
+        # a known currency's name off the grammar is malformed, an unknown currency's is unknown
+        json.dumps(make(22, instrument_name="BTC-32JAN25-1000-C")).encode(),
+        json.dumps(make(23, instrument_name="btc-perpetual")).encode(),
+        json.dumps(make(24, instrument_name="-PERPETUAL")).encode(),
+        json.dumps(make(25, instrument_name="DOGE2-1JAN25")).encode(),
         # epoch ms in ns, µs, negative, a boolean: an int64 overflow stopped the whole drain
         json.dumps(make(12, timestamp=1_735_000_000_000_000_000)).encode(),
         json.dumps(make(13, timestamp=1_735_000_000_000_000)).encode(),
@@ -238,3 +245,50 @@ def test_a_book_level_with_a_price_or_amount_that_is_not_a_finite_number_is_quar
     got = dict(con.execute('SELECT "offset", error FROM quarantine').fetchall())
     assert got == dict.fromkeys(range(1, n), "wrong_type:book_level")
     assert staged.outputs[0][1].column("kafka_offset").to_pylist() == [0]
+
+
+def _reasons(spec: TopicNormalizer, docs: list[dict]) -> list[str | None]:
+    """Each message's quarantine reason (None: taken) as the drain's parse gives it."""
+    n = len(docs)
+    raw = pa.table(
+        {
+            "kafka_topic": pa.array([spec.kind] * n),
+            "kafka_partition": pa.array([0] * n, pa.int32()),
+            "kafka_offset": pa.array(range(n), pa.int64()),
+            "key": pa.array([b"k"] * n, pa.binary()),
+            "value": pa.array([json.dumps(d).encode() for d in docs], pa.binary()),
+            "received_at_us": pa.array([1_735_000_000_000_000] * n, pa.int64()),
+        }
+    )
+    con = duckdb.connect()
+    staged = stage_batch(con, raw, spec)
+    con.register("quarantine", staged.quarantine)
+    got = dict(con.execute('SELECT "offset", error FROM quarantine').fetchall())
+    return [got.get(i) for i in range(n)]
+
+
+def test_a_name_off_the_grammar_is_unknown_only_when_its_currency_is() -> None:
+    """`unknown_instrument:<name>` is what DERIVLAKE_EXTRA_CURRENCIES fixes; a known currency's bad name
+    is `malformed_instrument:<name>` (until 2026-12-03 BTC-FOO was `unknown_instrument`, and `quarantine
+    list` showed it as `unknown_instrument:BTC`, a currency to add that is known already)."""
+    names = ["BTC-FOO", "BTC-32JAN25-1000-C", "btc-perpetual", "XYZ-31DEC99-100-C", "DOGE2-1JAN25",
+             "FOO_USDC-PERPETUAL", "HYPE-PERPETUAL", "HYPE-FOO"]  # fmt: skip
+    reasons = _reasons(
+        normalizer_for("deribit.ticker"), [ticker(i, instrument_name=n) for i, n in enumerate(names)]
+    )
+    kinds = [r.split(":")[0] for r in reasons]
+    assert kinds == ["malformed_instrument"] * 3 + ["unknown_instrument"] * 5
+    assert reasons[0] == "malformed_instrument:BTC-FOO"
+    # once HYPE is named in DERIVLAKE_EXTRA_CURRENCIES its instruments are taken, its bad names malformed
+    extra = _reasons(
+        normalizer_for("deribit.ticker", ("HYPE",)),
+        [ticker(i, instrument_name=n) for i, n in enumerate(names[-2:])],
+    )
+    assert extra == [None, "malformed_instrument:HYPE-FOO"]
+    index = [
+        {"index_name": n, "price": 1.0, "timestamp": 1_735_000_000_000}
+        for n in ("btc_eur", "xyz_usd", "eth_usd")
+    ]
+    assert _reasons(normalizer_for("deribit.index"), index) == [
+        "malformed_instrument:btc_eur", "unknown_instrument:xyz_usd", None
+    ]  # fmt: skip

@@ -83,3 +83,19 @@ def test_extra_currencies_come_from_the_environment(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("DERIVLAKE_EXTRA_CURRENCIES", "HYPE,sui-x")
     with pytest.raises(ConfigError, match="'sui-x' is not a currency code"):
         DrainSettings.from_env()
+
+
+def test_a_malformed_duckdb_memory_limit_is_named_with_an_example(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DuckDB's own error, `Parser Error: Memory must have a number`, named no variable."""
+    from derivlake.config import LakeSettings
+
+    for good in ("512MB", "2GB", "1.5 GiB", "800mb"):
+        monkeypatch.setenv("DERIVLAKE_DUCKDB_MEMORY_LIMIT", good)
+        LakeSettings.from_env()
+    for bad in ("abc", "512", "80%", ""):
+        monkeypatch.setenv("DERIVLAKE_DUCKDB_MEMORY_LIMIT", bad)
+        with pytest.raises(
+            ConfigError,
+            match=rf"^DERIVLAKE_DUCKDB_MEMORY_LIMIT='{bad}' is not a memory size: .* e\.g\. 512MB",
+        ):
+            LakeSettings.from_env()

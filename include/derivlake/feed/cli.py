@@ -23,8 +23,35 @@ log = logging.getLogger(__name__)
 
 
 def _iso(text: str) -> datetime:
-    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    """An argparse type: its error names the expected format (argparse's own said `invalid _iso value`)."""
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO time: give e.g. 2026-12-01 or 2026-12-01T08:00:00Z (UTC if no offset)"
+        ) from None
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _probability(text: str) -> float:
+    """An argparse type: a fault rate is a probability per message, so a value outside [0, 1] is a typo."""
+    try:
+        p = float(text)
+    except ValueError:
+        p = float("nan")
+    if not 0.0 <= p <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a probability: give a number from 0 to 1")
+    return p
+
+
+def _non_negative(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        x = float("nan")
+    if not x >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of 0 or more")
+    return x
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,12 +59,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sim = sub.add_parser("simulate", help="deterministic synthetic venue + desk activity")
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--start", type=_iso, required=True, help="ISO time (UTC if no offset)")
-    sim.add_argument("--end", type=_iso, required=True)
+    sim.add_argument("--end", type=_iso, required=True, help="ISO time, after --start")
     sim.add_argument("--realtime", action="store_true", help="after [start, end), go on at wall-clock pace")
     sim.add_argument("--scale", choices=("small", "venue"), default="small")
-    sim.add_argument("--rate", type=float, default=None, help="public trades per simulated second")
+    sim.add_argument("--rate", type=_non_negative, default=None, help="public trades per simulated second")
     for name in ("bad", "dup", "late", "gap"):
-        sim.add_argument(f"--{name}-rate", type=float, default=0.0, metavar="P")
+        sim.add_argument(
+            f"--{name}-rate", type=_probability, default=0.0, metavar="P", help="probability, 0 to 1"
+        )
     rep = sub.add_parser("replay", help="replay a capture file or folder (fixtures/deribit-ws format)")
     rep.add_argument("path", type=Path)
     rep.add_argument(
@@ -58,6 +87,17 @@ def run(args: argparse.Namespace) -> int:
     from derivlake.feed.stop import StopRequest, stop_on_signals
     from derivlake.kafka_io import wait_for_broker
 
+    if args.feed_command == "simulate" and args.end <= args.start:
+        print(
+            f"error: --end {args.end.isoformat()} is not after --start {args.start.isoformat()}: the feed "
+            "simulates [start, end), so give an end later than the start",
+            file=sys.stderr,
+        )
+        return 2
+    if args.feed_command == "replay":
+        from derivlake.feed.replay import check_capture
+
+        check_capture(args.path)  # before the broker: a wrong file is the user's to fix, not a retry
     settings = KafkaSettings.from_env()
     wait_for_broker(settings)  # a signal before this point has nothing to flush: it ends the process
     sink = KafkaSink(settings)

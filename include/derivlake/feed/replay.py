@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from derivlake.config import KafkaSettings
-from derivlake.feed.capture import CaptureRecord, read_capture
+from derivlake.feed.capture import CaptureRecord, capture_files, parse_line, read_capture
 from derivlake.feed.deribit_ws import CHANNEL_TOPICS  # a capture holds what the live bridge receives
 from derivlake.feed.producer import DeliveryFailed, Sink
 from derivlake.feed.stop import StopRequest
@@ -37,6 +37,44 @@ class ReplayStats:
 
 def _dumps(obj: object) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
+
+
+class NotACapture(ValueError):
+    """The path given to replay holds no capture: the message names it and the expected format."""
+
+
+CAPTURE_FORMAT = (
+    "the fixtures/deribit-ws line format: `<ts>: <json>` received, `<url> -> <ts>: <json>` a REST reply, "
+    "`<url> <-> <ts>` a session opened"
+)
+
+
+def check_capture(path: Path) -> None:
+    """Raise NotACapture for a folder without `*.capture` files, or a file with lines none of which is a
+    capture line: a replay of either said `replayed 0 messages` and succeeded. An empty file is an empty
+    capture. Reads each file up to its first capture line."""
+    files = capture_files(path)
+    if path.is_dir() and not files:
+        raise NotACapture(
+            f"{path} holds no *.capture files: give a capture file, or a folder of them, in {CAPTURE_FORMAT}"
+        )
+    for file in files:
+        with open(file, encoding="utf-8", errors="replace") as fh:
+            lines = 0
+            for line in fh:
+                if not line.strip():
+                    continue
+                lines += 1
+                try:
+                    if parse_line(line) is not None:
+                        break
+                except ValueError:  # a capture-like prefix and no JSON: not a capture line either
+                    pass
+            else:
+                if lines:
+                    raise NotACapture(
+                        f"{file}: none of its {lines} lines is a capture line; expected {CAPTURE_FORMAT}"
+                    )
 
 
 def data_messages(record: CaptureRecord) -> list[tuple[str, str, dict, str]]:

@@ -9,11 +9,18 @@ prices and amounts are whole ticks and lots, so each number's text is rendered o
 goes out as one `_Block` of pre-built keys, values and headers (the hot path has no per-message dicts).
 Same seed and window -> byte-identical messages (keys, values, headers, order); wall-clock time is only
 used to pace `--realtime`.
+
+Runs share a lake, so their ids must not collide: trade, order and transfer ids carry a tag of what decides
+the run's events (seed, window, scale, trade rate; `run_tag`), so a run repeated exactly re-sends the same
+ids (the drain drops them as upstream duplicates) and any other run, consecutive or overlapping, has ids of
+its own. The accounts' opening deposits are one fixed set of events, the same in every run
+(`OPENING_MS`, ids `tr-open-<account>-<currency>`): re-sent by every run, counted once.
 """
 
 from __future__ import annotations
 
 import gc
+import hashlib
 import logging
 import math
 import random
@@ -41,7 +48,8 @@ EXPIRY_MS = 8 * 3_600_000
 TWAP_START_MS = EXPIRY_MS - 30 * 60_000
 PERPETUAL_EXPIRY_MS = 32503708800000  # what Deribit reports for perpetuals (year 3000)
 
-BAD_KINDS = ("bad_json", "wrong_type", "missing_field", "unknown_instrument")
+# `malformed_instrument`: an `unknown_instrument` fault whose name starts with a known currency (BTC-FOO)
+BAD_KINDS = ("bad_json", "wrong_type", "missing_field", "unknown_instrument", "malformed_instrument")
 FAULT_KINDS = (*BAD_KINDS, "duplicate", "late", "gap")
 
 # fields dropped for `missing_field` faults, per topic: the ones a normalizer cannot do without
@@ -64,6 +72,10 @@ UNKNOWN_INSTRUMENTS = (
     "BTC-32JAN25-1000-C",
     "FOO_USDC-PERPETUAL",
 )
+MALFORMED_INSTRUMENTS = ("BTC-FOO", "BTC-32JAN25-1000-C")  # of those, a known currency's: malformed names
+# The accounts' opening deposits are stamped here in every run (the first instant the lake takes), with
+# fixed ids: the same events whatever the run, so every re-send is a duplicate within one date partition
+OPENING_MS = 946_684_800_000  # 2000-01-01 00:00 UTC
 
 
 @dataclass(frozen=True)
@@ -153,6 +165,17 @@ def _ms(dt: datetime) -> int:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1000)
+
+
+def run_tag(config: SimulatorConfig) -> int:
+    """A 30-bit tag of what decides a run's events: seed, scale, trade rate and the steps of its window
+    (open-ended for a realtime run; fault rates only add faulty copies and late stamps to the same events).
+    Ids carry it, so two runs share an id only for an event they share: the same run again."""
+    step_ms = config.scale_spec.step_s * 1000
+    first = -(-_ms(config.start) // step_ms) * step_ms  # the run's first step
+    end = -(-_ms(config.end) // step_ms) * step_ms if config.end is not None else None
+    key = f"{config.seed}|{config.scale}|{config.trade_rate!r}|{first}|{end}"
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") >> 34
 
 
 _ENCODER = msgspec.json.Encoder()
@@ -524,7 +547,8 @@ class Simulator:
         self.trade_rate = config.trade_rate if config.trade_rate is not None else self.scale.trade_rate
         self.insts: list[_Inst] = []
         self.serial = 0
-        self.trade_id = 0
+        self.tag = run_tag(config)
+        self.trade_id = 0  # the run's counters: ids are `_id`s of them
         self.order_id = 0
         self.transfer_id = 0
         self.spot = np.array([m.spot0 for m in MARKETS])
@@ -546,6 +570,11 @@ class Simulator:
         self._arrays()
 
     # --- message plumbing ------------------------------------------------------------------------
+
+    def _id(self, space: int, n: int) -> str:
+        """The run's id `n` in `space` (1 trades, 5 block trades, 9 orders): a number as Deribit's are,
+        the space's digit, the run's tag in 10 digits, then n (unique for any n: the prefix is fixed)."""
+        return f"{space}{self.tag:010d}{n:08d}"
 
     def _emit(self, out: _Out, kind: str, key: str, obj: dict, chan: str, ts: int, mark: str | None = None):
         """One message built from a dict plus the faults it may attract (rare paths: index, trades...)."""
@@ -575,6 +604,8 @@ class Simulator:
         if cfg.bad_rate and rnd.random() < cfg.bad_rate:
             fault = BAD_KINDS[rnd.randrange(3 if kind == "deribit.index" else 4)]
             bad_key, bad_value = self._corrupt(kind, key, value, obj, fault)
+            if fault == "unknown_instrument" and bad_key.decode() in MALFORMED_INSTRUMENTS:
+                fault = "malformed_instrument"
             out.same_headers.append((len(out), at))
             out.add(kind, bad_key, bad_value, chan, ts, fault)
 
@@ -1124,7 +1155,7 @@ class Simulator:
             mark, index = float(vis["mark"][j]), float(vis["index"][j])
             trade = {
                 "trade_seq": int(self.s_seq[j]),
-                "trade_id": str(100_000_000 + self.trade_id),
+                "trade_id": self._id(1, self.trade_id),
                 "timestamp": ts,
                 "tick_direction": tdir,
                 "price": price,
@@ -1149,7 +1180,7 @@ class Simulator:
             if inst.kind != "option" and roll < 0.02:
                 trade["liquidation"] = "T" if buy else "M"
             elif roll > 0.99:
-                trade["block_trade_id"] = str(50_000 + self.trade_id)
+                trade["block_trade_id"] = self._id(5, self.trade_id)
             desk = rnd.random() < DESK_SHARE
             late = (not desk) and self.config.late_rate and self._late(trade, ts)
             self._emit(
@@ -1182,7 +1213,7 @@ class Simulator:
             **trade,
             "account_id": acct.account_id,
             "direction": direction,
-            "order_id": str(9_000_000_000 + self.order_id),
+            "order_id": self._id(9, self.order_id),
             "order_type": "limit" if acct.maker else "market",
             "liquidity": "M" if acct.maker else "T",
             "fee": round(fee, 8),
@@ -1196,14 +1227,16 @@ class Simulator:
         fill.pop("liquidation", None)
         self._emit(out, "desk.fills", acct.account_id, fill, f"user.trades.{inst.name}.raw", ts)
 
-    def _transfer(self, out: _Out, acct: Account, currency: str, amount: float, ts: int) -> None:
-        self.transfer_id += 1
+    def _transfer(
+        self, out: _Out, acct: Account, currency: str, amount: float, ts: int, transfer_id: str, at_ms: int
+    ) -> None:
+        """A transfer made at `at_ms`, received at `ts` (later for the opening deposits)."""
         obj = {
             "account_id": acct.account_id,
             "currency": currency,
             "amount": amount,
-            "timestamp": ts,
-            "transfer_id": f"tr-{self.transfer_id:08d}",
+            "timestamp": at_ms,
+            "transfer_id": transfer_id,
         }
         self._emit(out, "desk.transfers", acct.account_id, obj, "private/get_transfers", ts)
 
@@ -1222,9 +1255,9 @@ class Simulator:
         t_ms = -(-start_ms // self.step_ms) * self.step_ms
         step_no = t_ms // self.step_ms
         out = _Out()
-        for acct in ACCOUNTS:  # initial deposits come before any fill
+        for acct in ACCOUNTS:  # the opening deposits come before any fill, the same ones in every run
             for cur, amount in acct.deposits:
-                self._transfer(out, acct, cur, amount, t_ms)
+                self._transfer(out, acct, cur, amount, t_ms, f"tr-open-{acct.account_id}-{cur}", OPENING_MS)
         yield self._count(out.close(t_ms, self.latency))
         first = True
         while end_ms is None or t_ms < end_ms:
@@ -1425,7 +1458,9 @@ class Simulator:
             if self.rnd.random() < 0.5:
                 cur, amount = acct.deposits[self.rnd.randrange(len(acct.deposits))]
                 signed = round(amount * (self.rnd.random() * 0.2 - 0.05), 4)
-                self._transfer(out, acct, cur, signed, t_ms + 5)
+                self.transfer_id += 1
+                tid = f"tr-{self.tag:010d}-{self.transfer_id:08d}"
+                self._transfer(out, acct, cur, signed, t_ms + 5, tid, t_ms + 5)
 
     def _count(self, block: _Block) -> _Block:
         st = self.stats

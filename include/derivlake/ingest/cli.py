@@ -5,11 +5,30 @@ from __future__ import annotations
 import argparse
 import json
 
-from derivlake.config import Settings
+from derivlake.config import TOPIC_KINDS, KafkaSettings, Settings
+
+TOPIC_HELP = (
+    f"a topic kind ({', '.join(kind for kind, _, _ in TOPIC_KINDS)}) or a topic's full name "
+    "(DERIVLAKE_TOPIC_PREFIX + kind); repeatable; default: all"
+)
+# the broker-down hint of the feeds (kafka_io.wait_for_broker), for a drain run by hand
+BROKER_HINT = (
+    "is the broker up? start one with `python -m derivlake broker start` or set KAFKA_BOOTSTRAP_SERVERS"
+)
+
+
+def checked_topics(kafka: KafkaSettings, asked: list[str] | None) -> list[str]:
+    """The --topic values (default: every kind), each checked before anything runs: an unknown one
+    used to be reported only after the topics before it had been drained."""
+    if not asked:
+        return [t.kind for t in kafka.topics]
+    for topic in asked:
+        kafka.topic(topic)  # ConfigError naming the value and what is accepted
+    return asked
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--topic", action="append", help="topic name or kind (repeatable; default: all)")
+    parser.add_argument("--topic", action="append", help=TOPIC_HELP)
     parser.add_argument(
         "--reset-offsets",
         choices=["earliest", "latest"],
@@ -21,16 +40,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from derivlake.ingest.drain import drain_topic
+    from derivlake.kafka_io import BrokerUnavailable
 
     settings = Settings.from_env()
-    topics = args.topic or [t.kind for t in settings.kafka.topics]
+    topics = checked_topics(settings.kafka, args.topic)
     failures = 0
     for topic in topics:
         try:
             result = drain_topic(settings.kafka, settings.lake, topic, settings.drain, args.reset_offsets)
         except Exception as exc:
             failures += 1
-            print(f"{topic}: FAILED: {exc}")
+            hint = f"; {BROKER_HINT}" if isinstance(exc, BrokerUnavailable) else ""
+            print(f"{topic}: FAILED: {exc}{hint}")
             continue
         if args.json:
             print(json.dumps(result.as_metadata()))

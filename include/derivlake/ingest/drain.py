@@ -42,7 +42,7 @@ from derivlake.kafka_log import logged
 from derivlake.lake.catalog import catalog_connection_lost, is_connection_lost, locked_commit
 from derivlake.lake.commit_guard import guarded_commit, now_ms
 from derivlake.normalize import normalizer_for
-from derivlake.normalize.core import ARROW_BATCH_ROWS, StagedBatch, stage_batch
+from derivlake.normalize.core import ARROW_BATCH_ROWS, NAMED_REASONS, StagedBatch, stage_batch
 from derivlake.normalize.spec import MS_TIMESTAMP_MAX, Output, TopicNormalizer
 
 if TYPE_CHECKING:
@@ -604,7 +604,7 @@ class Drain:
         result.duplicates += stats["duplicates"]
         result.late += stats["late"]
         for reason, n, example in stats["reasons"]:
-            key = reason.split(":", 1)[0] if reason.startswith("unknown_instrument") else reason
+            key = reason.split(":", 1)[0] if reason.startswith(NAMED_REASONS) else reason
             result.quarantine_reasons[key] += n
             result.quarantine_examples.setdefault(key, example)
         for ts_name, pick in (("min_ts", min), ("max_ts", max)):

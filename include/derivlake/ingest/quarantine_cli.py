@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from derivlake.config import Settings
+from derivlake.ingest.cli import TOPIC_HELP, checked_topics
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "replay", help="move the quarantined messages today's normalizer accepts into the lake"
     )
     for p in (listing, replay):
-        p.add_argument("--topic", action="append", help="topic name or kind (repeatable; default: all)")
+        p.add_argument("--topic", action="append", help=TOPIC_HELP)
     replay.add_argument(
         "--reason", default="", help="only reasons starting with this, e.g. unknown_instrument"
     )
@@ -25,13 +26,16 @@ def run(args: argparse.Namespace) -> int:
     from derivlake.ingest.quarantine import quarantine_summary, replay_quarantine
 
     settings = Settings.from_env()
-    topics = args.topic or [t.kind for t in settings.kafka.topics]
+    topics = checked_topics(settings.kafka, args.topic)
     if args.action == "list":
         from derivlake.lake.sql_cli import render_table
 
         columns, rows = quarantine_summary(settings.kafka, settings.lake, topics)
         print(render_table(columns, rows, len(rows)))
         return 0
+    from derivlake.lake.catalog import require_lake
+
+    require_lake(settings.lake)  # a replay's writable open would create an empty lake
     for topic in topics:
         result = replay_quarantine(
             settings.kafka, settings.lake, topic, settings.drain, args.reason, args.dry_run

@@ -243,6 +243,13 @@ def open_lake(settings: LakeSettings, read_only: bool = False) -> duckdb.DuckDBP
     return con
 
 
+def require_lake(settings: LakeSettings) -> None:
+    """Raise LakeMissing (`no lake at ...`), as `status` and `sql` do, unless the lake exists. For the
+    CLI's writers other than drains: their writable open would create an empty lake under a mistyped
+    DERIVLAKE_HOME (drains, which begin a lake, and the DAGs' tasks do not call it)."""
+    open_lake(settings, read_only=True).close()
+
+
 def _creation_lock(settings: LakeSettings, read_only: bool) -> contextlib.AbstractContextManager[None]:
     """Writers of a SQLite lake open it one at a time. The first DAG run's seven drains, opening a
     fresh lake at once, raced to create the catalog and the tables, and six failed their first try.

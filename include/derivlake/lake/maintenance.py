@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from derivlake.config import LakeSettings
+from derivlake.config import ConfigError, LakeSettings
 from derivlake.lake.catalog import (
     PARTITIONED_TABLES,
     LakeError,
@@ -72,6 +72,28 @@ class MaintenanceConfig:
     orphan_grace: timedelta = timedelta(days=1)
     conflict_retries: int = 12
     threads: int | None = None  # DuckDB's default: one per core
+
+    def __post_init__(self) -> None:
+        """Checked here, where the CLI's options and the DAG's params both arrive: a negative retention
+        expired every snapshot but the newest, and a target size of 0 was stored as a lake option."""
+        if self.target_file_size_bytes <= 0:
+            raise ConfigError(
+                f"target file size of {self.target_file_size_bytes / 2**20:g} MB is not positive: give "
+                "--target-file-size-mb (param target_file_size_mb) 1 or more"
+            )
+        for what, value, unit, names in (
+            (
+                "snapshot retention",
+                self.snapshot_retention,
+                "days",
+                "--retention-days (param retention_days)",
+            ),
+            ("file grace", self.file_grace, "hours", "--grace-hours"),
+            ("orphan grace", self.orphan_grace, "hours", "--orphan-grace-hours (param orphan_grace_hours)"),
+        ):
+            if value < timedelta(0):
+                amount = value / timedelta(**{unit: 1})
+                raise ConfigError(f"{what} of {amount:g} {unit} is negative: give {names} 0 or more")
 
 
 class MergeOutOfMemory(LakeError):

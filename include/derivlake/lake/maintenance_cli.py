@@ -11,8 +11,12 @@ from derivlake.config import LakeSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target-file-size-mb", type=int, default=128)
-    parser.add_argument("--retention-days", type=float, default=7.0, help="snapshots kept for time travel")
+    parser.add_argument(
+        "--target-file-size-mb", type=int, default=128, help="merged files up to this size (>= 1)"
+    )
+    parser.add_argument(
+        "--retention-days", type=float, default=7.0, help="snapshots kept for time travel (>= 0)"
+    )
     parser.add_argument("--grace-hours", type=float, default=1.0, help="unreferenced files kept this long")
     parser.add_argument(
         "--orphan-grace-hours",
@@ -24,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from derivlake.lake.catalog import require_lake
     from derivlake.lake.maintenance import MaintenanceConfig, maintain
 
     config = MaintenanceConfig(
@@ -32,5 +37,7 @@ def run(args: argparse.Namespace) -> int:
         file_grace=timedelta(hours=args.grace_hours),
         orphan_grace=timedelta(hours=args.orphan_grace_hours),
     )
-    print(json.dumps(maintain(LakeSettings.from_env(), config).as_metadata(), indent=2, default=str))
+    settings = LakeSettings.from_env()
+    require_lake(settings)  # maintenance has nothing to do in a lake no drain has begun
+    print(json.dumps(maintain(settings, config).as_metadata(), indent=2, default=str))
     return 0

@@ -25,8 +25,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import duckdb
 
-MEMORY_LIMIT_ENV = "DERIVLAKE_DUCKDB_MEMORY_LIMIT"
-
 
 def _alive(pid: int) -> bool:
     try:
@@ -88,11 +86,13 @@ def scratch_connection(root: Path) -> duckdb.DuckDBPyConnection:
     RAM) that spills beyond it into a directory of its own under `root`, and downloads nothing."""
     import duckdb
 
+    from derivlake.config import duckdb_memory_limit
+
     return duckdb.connect(
         config={
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
-            "memory_limit": os.environ.get(MEMORY_LIMIT_ENV, "512MB"),
+            "memory_limit": duckdb_memory_limit(),
             "temp_directory": spill_directory(root),
         }
     )

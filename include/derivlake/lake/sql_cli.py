@@ -18,11 +18,26 @@ if TYPE_CHECKING:
     import duckdb
 
 
+def _at_least_one(text: str) -> int:
+    """An argparse type for --max-rows: 0 showed `(0 rows)` over a result that had rows."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a row count of 1 or more (every row: --format csv, json or parquet)"
+        )
+    return n
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("query", nargs="?", help="SQL to run; omit for an interactive prompt")
     parser.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table")
     parser.add_argument("--output", type=Path, help="write the result to FILE (required for parquet)")
-    parser.add_argument("--max-rows", type=int, default=100, help="rows shown by the table format")
+    parser.add_argument(
+        "--max-rows", type=_at_least_one, default=100, help="rows shown by the table format (1 or more)"
+    )
     parser.add_argument(
         "--init-script",
         action="store_true",
@@ -107,7 +122,7 @@ def run_query(
     if rel is None:  # a statement without a result (SET, PRAGMA, ...)
         return
     columns = rel.columns
-    total = rel.count("*").fetchone()[0] if max_rows else 0
+    total = rel.count("*").fetchone()[0]
     text = render_table(columns, rel.limit(max_rows).fetchall(), total)
     if output is not None:
         output.write_text(text + "\n")
@@ -183,6 +198,16 @@ def _copy_to_stream(con, copy_sql: str, params, out: TextIO) -> None:
         raise failed[0]
 
 
+def query_parameters(con: duckdb.DuckDBPyConnection, query: str) -> set[str]:
+    """The $NAME parameters of the query's statements: one left without --param failed in DuckDB's
+    binder with "Unexpected prepared parameter", which named neither the parameter nor --param."""
+    try:
+        statements = con.extract_statements(query)
+    except Exception:  # a syntax error: running the query reports it
+        return set()
+    return {name for statement in statements for name in statement.named_parameters}
+
+
 def interactive(con: duckdb.DuckDBPyConnection, args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
     tty = stdin.isatty()
     buffer: list[str] = []
@@ -224,6 +249,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: --param {bad[0]!r} is not NAME=VALUE", file=sys.stderr)
             return 2
         params = dict(p.split("=", 1) for p in args.param) or None
+        missing = sorted(query_parameters(con, query) - set(params or ()))
+        if missing:
+            how = " ".join(f"--param {name}=VALUE" for name in missing)
+            print(
+                f"error: the query needs {', '.join('$' + n for n in missing)}: pass {how}", file=sys.stderr
+            )
+            return 2
         try:
             run_query(con, query, args.format, args.output, args.max_rows, sys.stdout, params)
         except BrokenPipeError:  # `sql ... | head`: the reader has what it wanted

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from derivlake.config import KafkaSettings, LakeSettings, redact_catalog
 from derivlake.ingest.offsets import probe_log_ends
 from derivlake.kafka_log import logged
-from derivlake.lake.catalog import lake_tables, open_lake, short_cause
+from derivlake.lake.catalog import PARTITIONED_TABLES, lake_tables, open_lake, short_cause
 from derivlake.reports.chain import chain_file
 from derivlake.reports.margin import margin_html_file
 
@@ -65,6 +65,9 @@ class TableStatus:
     partitions: int | None
     newest_partition: date | None
     measured_at: datetime | None
+    # maintain_lake measures the date-partitioned tables (market, desk); the ops and reports tables
+    # never get rows or partitions: their files and bytes only
+    measurable: bool = True
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,7 @@ def _read(con: duckdb.DuckDBPyConnection, lake: LakeSettings, now: datetime) -> 
         snapshots=int(snapshots),
         topics=tuple(TopicStatus(*r) for r in rows("topics", {"now": now})),
         quarantine=tuple(QuarantineReason(*r) for r in rows("quarantine", {"now": now})),
-        tables=tuple(TableStatus(*r) for r in rows("tables")),
+        tables=tuple(TableStatus(*r, measurable=r[0] in PARTITIONED_TABLES) for r in rows("tables")),
         resets=tuple(OffsetResetRecord(*r) for r in rows("resets")),
         chains=tuple(
             ChainReport(*r, html=chain_file(lake.reports_dir, r[0], "html").is_file())

@@ -29,7 +29,7 @@ def render_text(status: LakeStatus) -> str:
     from derivlake.lake.status import STALE_AFTER
 
     now = status.generated_at
-    ts = lambda t: None if t is None else f"{t:%Y-%m-%d %H:%M:%S}"  # noqa: E731
+    ts = lambda t, absent="-": absent if t is None else f"{t:%Y-%m-%d %H:%M:%S}"  # noqa: E731
     parts = [
         f"lake status at {now:%Y-%m-%d %H:%M:%S} UTC, snapshot {status.snapshot_id} "
         f"({status.snapshots} kept), catalog {status.catalog}",
@@ -37,13 +37,14 @@ def render_text(status: LakeStatus) -> str:
         f"ingestion (last 24 h; STALE: messages wait and no commit in {STALE_AFTER.total_seconds() / 60:.0f} min)",
     ]
     topics = [
-        (t.topic, ts(t.last_commit), ts(t.newest_event), t.lag, t.messages_1h, t.messages_24h, t.rows_24h,
-         t.quarantined_24h, t.duplicates_24h, t.late_24h, "STALE" if t.stale(now) else "ok")
+        (t.topic, ts(t.last_commit, "never"), ts(t.newest_event), "unknown" if t.lag is None else t.lag,
+         t.messages_1h, t.messages_24h, t.rows_24h, t.quarantined_24h, t.duplicates_24h, t.late_24h,
+         "STALE" if t.stale(now) else "ok")
         for t in status.topics
     ]  # fmt: skip
     columns = ["topic", "last_commit", "newest_event", "lag", "messages_1h", "messages_24h", "rows_24h",
                "quarantined", "duplicates", "late", "state"]  # fmt: skip
-    parts.append(render_table(columns, topics, len(topics)))
+    parts.append(render_table(columns, _right_aligned(columns, topics), len(topics)))
     if status.lag_error:
         parts.append(f"lag unknown: {status.lag_error}")
     quarantine = [(q.topic, q.reason, q.messages, q.example, ts(q.last_at)) for q in status.quarantine]
@@ -52,12 +53,18 @@ def render_text(status: LakeStatus) -> str:
         render_table(["topic", "reason", "messages", "example", "last_at"], quarantine, len(quarantine))
     )
     tables = [
-        (t.table, t.files, t.bytes, t.rows, t.partitions, t.newest_partition, ts(t.measured_at))
+        (t.table, t.files, t.bytes, t.rows, t.partitions, t.newest_partition or "-", ts(t.measured_at))
+        if t.measured_at is not None
+        else (t.table, t.files, t.bytes, "-", "-", "-", "not yet" if t.measurable else "not measured")
         for t in status.tables
     ]
-    parts += ["", "tables (files and bytes live; rows and partitions as maintain_lake last measured them)"]
+    parts += [
+        "",
+        "tables (files and bytes live; rows and partitions as maintain_lake last measured them, for the "
+        "date-partitioned market and desk tables)",
+    ]
     columns = ["table", "files", "bytes", "rows", "partitions", "newest", "measured_at"]
-    parts.append(render_table(columns, tables, len(tables)))
+    parts.append(render_table(columns, _right_aligned(columns, tables), len(tables)))
     chains = [(c.as_of_date, c.series, c.underlyings, ts(c.snapshot)) for c in status.chains]
     parts += ["", "end-of-day options chain (newest 7 in reports.options_chain)"]
     parts.append(render_table(["as_of_date", "series", "underlyings", "snapshot"], chains, len(chains)))
@@ -79,6 +86,22 @@ def render_text(status: LakeStatus) -> str:
             )
         )
     return "\n".join(parts) + "\n"
+
+
+def _right_aligned(columns: list[str], rows: list[tuple]) -> list[tuple]:
+    """The rows with each cell of a column holding both numbers and words (`unknown`, `-`) padded to the
+    column's width, so the numbers stay right-aligned: render_table does that only for numbers alone."""
+    mixed = [
+        i
+        for i in range(len(columns))
+        if any(isinstance(r[i], str) for r in rows) and any(isinstance(r[i], int | float) for r in rows)
+    ]
+    out = [list(r) for r in rows]
+    for i in mixed:
+        width = max(len(columns[i]), *(len(str(r[i])) for r in rows))
+        for r in out:
+            r[i] = str(r[i]).rjust(width)
+    return [tuple(r) for r in out]
 
 
 def run(args: argparse.Namespace) -> int:

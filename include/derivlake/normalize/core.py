@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 # Arrow results come back in batches of this many rows, so the next query over them runs on all cores
 ARROW_BATCH_ROWS = 16_384
+NAMED_REASONS = ("unknown_instrument:", "malformed_instrument:")
+"""Reasons that end with the offending name: counted and reported as one reason, the name cut off."""
 _HAS_MACROS: weakref.WeakSet = weakref.WeakSet()
 
 
@@ -94,10 +96,15 @@ def reason_expression(spec: TopicNormalizer) -> str:
             "THEN 'wrong_type:book_level'"
         )
     if spec.symbol_field:
+        # a name off the grammar: `unknown_instrument` when its currency (the leading letters and digits,
+        # as `quarantine list` cuts them) is one DERIVLAKE_EXTRA_CURRENCIES could add, else the name itself
+        # is wrong (`malformed_instrument`: BTC-FOO, btc-perpetual, a day 32)
         sym = _path_expr("t", spec.symbol_field)
+        known = ", ".join(_sql_str(c.upper()) for c in ("", *spec.currencies))
         whens.append(
             f"WHEN NOT regexp_full_match({sym}, {_sql_str(spec.symbol_pattern)}) "
-            f"THEN 'unknown_instrument:' || {sym}"
+            f"THEN CASE WHEN upper(regexp_extract({sym}, '^[A-Za-z0-9]*')) IN ({known}) "
+            f"THEN 'malformed_instrument:' ELSE 'unknown_instrument:' END || {sym}"
         )
     return "CASE " + " ".join(whens) + " END"
 

@@ -22,10 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from derivlake.config import LakeSettings
-    from derivlake.lake.catalog import open_lake
+    from derivlake.lake.catalog import open_lake, require_lake
     from derivlake.reports.completeness import first_quote_time, resolve_as_of_date
 
     settings = LakeSettings.from_env()
+    require_lake(settings)  # a report of a lake no drain has begun would be empty: say so instead
     con = open_lake(settings)
     try:
         now = datetime.now(UTC).replace(tzinfo=None)
