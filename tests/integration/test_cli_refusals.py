@@ -4,6 +4,7 @@ In-process (`derivlake.cli.main`, as `python -m derivlake`) on real lakes and a 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from derivlake.cli import main
 from derivlake.config import ConfigError, KafkaSettings, LakeSettings
 from derivlake.lake.catalog import open_lake
 from tests.conftest import free_port, lake_env
+from tests.integration.drain_support import produce, ticker_payload
 
 
 def _use(monkeypatch: pytest.MonkeyPatch, lake: LakeSettings, **extra: str) -> None:
@@ -118,3 +120,20 @@ def test_a_drain_without_a_broker_says_how_to_start_one(
     assert out.rstrip().endswith(
         "start one with `python -m derivlake broker start` or set KAFKA_BOOTSTRAP_SERVERS"
     ), out
+
+
+def test_a_drain_over_the_quarantine_threshold_names_its_reasons_once_each(
+    kafka: KafkaSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """Its line names the topic once (it was `deribit.ticker: FAILED: deribit.ticker: ...`), and names
+    are cut off both reasons that end with one, so each counts as one reason."""
+    prefix = kafka.topic("deribit.ticker").name.removesuffix("deribit.ticker")
+    _use(monkeypatch, LakeSettings(home=tmp_path / "home"), KAFKA_BOOTSTRAP_SERVERS=kafka.bootstrap_servers,
+         DERIVLAKE_TOPIC_PREFIX=prefix, DERIVLAKE_QUARANTINE_MAX_RATIO="0.1")  # fmt: skip
+    names = ["BTC-FOO", "BTC-32JAN25-1000-C", "HYPE-PERPETUAL", "XYZ-31DEC99-100-C"]
+    bad = [json.dumps(ticker_payload(i, names[i % 4])).encode() for i in range(8)]
+    produce(kafka, "deribit.ticker", bad + [json.dumps(ticker_payload(i)).encode() for i in range(8, 40)])
+    assert main(["drain", "--topic", "deribit.ticker"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("deribit.ticker: FAILED: 8 of 40 messages (20.0%) quarantined"), out
+    assert "malformed_instrument x4 (e.g." in out and "unknown_instrument x4 (e.g." in out, out

@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
         except Exception as exc:
             failures += 1
             hint = f"; {BROKER_HINT}" if isinstance(exc, BrokerUnavailable) else ""
-            print(f"{topic}: FAILED: {exc}{hint}")
+            text = str(exc).removeprefix(f"{settings.kafka.topic(topic).name}: ")  # named at the line's start
+            print(f"{topic}: FAILED: {text}{hint}")
             continue
         if args.json:
             print(json.dumps(result.as_metadata()))
