@@ -113,3 +113,33 @@ def test_no_partition_counts_as_quiet_before_the_feeds_lateness_has_passed(
     assert poke_gate(str(D), datetime(2024, 3, 8, 8, 5), 0, settings=lake, kafka=kafka) == (False, D)
     monkeypatch.setenv("DERIVLAKE_CHAIN_GATE_LATENESS_S", "300")
     assert poke_gate(str(D), datetime(2024, 3, 8, 8, 5), 0, settings=lake, kafka=kafka) == (True, D)
+
+
+def test_a_feed_that_stopped_before_the_last_hour_holds_the_gate(kafka: KafkaSettings, tmp_path) -> None:
+    """Every partition drained to its log end, but the tickers stopped at 06:30: quiet is a stopped feed
+    here, not a quiet market (until 2026-12-03 the chain was built from quotes 90 minutes old, or a day).
+    Trades, which an illiquid market may well lack for an hour, are not held to it."""
+    lake = LakeSettings(home=tmp_path / "home")
+    _send(kafka, "deribit.ticker", 0, "06:00:00", "06:30:00")
+    _send(kafka, "deribit.ticker", 1, "06:29:00")
+    _send(kafka, "deribit.trades", 0, "05:00:00")  # no trade in the last hour: quiet, and fine
+    _send(kafka, "deribit.index", 0, "07:59:59", "08:00:01")
+    for kind in REQUIRED_TOPIC_KINDS:
+        drain_topic(kafka, lake, kind)
+    topics = {kind: kafka.topic(kind).name for kind in REQUIRED_TOPIC_KINDS}
+    con = open_lake(lake, read_only=True)
+    try:
+        status = check_completeness(con, D, topics, broker_log_ends(kafka))
+    finally:
+        con.close()
+    assert all(m.quiet for m in status.partitions["deribit.ticker"])
+    assert {kind: [m.partition for m in marks] for kind, marks in status.lagging.items()} == {
+        "deribit.ticker": [0, 1, 2]
+    }
+    assert "deribit.ticker: no partition has an event of the hour before 08:00 (is the feed running?)" in (
+        status.describe()
+    )
+    assert poke_gate(str(D), datetime(2024, 3, 8, 8, 5), 0, settings=lake, kafka=kafka) == (False, D)
+    _send(kafka, "deribit.ticker", 2, "07:59:58")  # the feed is back with the day's last quotes
+    drain_topic(kafka, lake, "deribit.ticker")
+    assert poke_gate(str(D), datetime(2024, 3, 8, 8, 5), 0, settings=lake, kafka=kafka) == (True, D)

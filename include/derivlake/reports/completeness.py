@@ -31,6 +31,9 @@ TOPIC_TABLES: dict[str, tuple[str, ...]] = {
     "deribit.index": ("market.index_prices",),
 }
 REQUIRED_TOPIC_KINDS: tuple[str, ...] = tuple(TOPIC_TABLES)
+# topics a live venue never leaves silent for an hour (tickers: every 100 ms, the index every second); a
+# trades partition may well be (an illiquid market)
+LIVE_TOPIC_KINDS: tuple[str, ...] = ("deribit.ticker", "deribit.index")
 SQL = Path(__file__).with_name("sql")
 NEWEST_EVENTS_SQL = SQL / "gate_newest_events.sql"
 STORED_OFFSETS_SQL = SQL / "gate_stored_offsets.sql"
@@ -79,12 +82,18 @@ class Completeness:
     def _done(self, mark: PartitionMark) -> bool:
         return mark.quiet or mark.passed(self.snapshot)
 
+    def silent(self, kind: str) -> bool:
+        """A live topic of which no partition has an event of the hour before 08:00 or after: quiet at
+        its log end, it is a stopped feed, not a quiet market, and its last quotes would be hours old."""
+        marks = self.partitions.get(kind, ())
+        return kind in LIVE_TOPIC_KINDS and bool(marks) and all(m.newest is None for m in marks)
+
     @property
     def lagging(self) -> dict[str, tuple[PartitionMark, ...]]:
         """Topic kind -> its partitions not complete yet (empty: the topic was never drained)."""
         out = {}
         for kind, marks in self.partitions.items():
-            behind = tuple(m for m in marks if not self._done(m))
+            behind = marks if self.silent(kind) else tuple(m for m in marks if not self._done(m))
             if behind or not marks:
                 out[kind] = behind
         return out
@@ -98,7 +107,11 @@ class Completeness:
             n = sum(map(len, self.partitions.values()))
             return f"lake complete for {self.as_of}: all {n} partitions of {', '.join(self.partitions)} past {self.snapshot} or caught up"
         lag = "; ".join(
-            "; ".join(m.describe() for m in behind) if behind else f"{kind} ingested up to nothing yet"
+            f"{kind}: no partition has an event of the hour before 08:00 (is the feed running?)"
+            if self.silent(kind)
+            else "; ".join(m.describe() for m in behind)
+            if behind
+            else f"{kind} ingested up to nothing yet"
             for kind, behind in self.lagging.items()
         )
         note = f" ({self.broker_note})" if self.broker_note else ""
