@@ -53,6 +53,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _right_aligned(values: list[object]) -> bool:
+    """A column of numbers, NULLs among them, and words standing in for some (`unknown`, `-` in `status`)."""
+    given = [v for v in values if v is not None and not isinstance(v, str)]
+    return (
+        bool(values)
+        and all(isinstance(v, int | float) for v in given)
+        and (bool(given) or all(v is None for v in values))
+    )
+
+
 def render_table(columns: list[str], rows: list[tuple], total: int) -> str:
     """Aligned columns, numbers to the right, NULL shown as such, and the row count."""
 
@@ -65,10 +75,7 @@ def render_table(columns: list[str], rows: list[tuple], total: int) -> str:
 
     body = [[cell(v) for v in row] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in body]) for i, c in enumerate(columns)]
-    numeric = [
-        bool(rows) and all(isinstance(r[i], int | float) or r[i] is None for r in rows)
-        for i in range(len(columns))
-    ]
+    numeric = [_right_aligned([r[i] for r in rows]) for i in range(len(columns))]
     fmt = lambda vals: "  ".join(  # noqa: E731
         v.rjust(w) if num else v.ljust(w) for v, w, num in zip(vals, widths, numeric, strict=True)
     ).rstrip()

@@ -44,7 +44,7 @@ def render_text(status: LakeStatus) -> str:
     ]  # fmt: skip
     columns = ["topic", "last_commit", "newest_event", "lag", "messages_1h", "messages_24h", "rows_24h",
                "quarantined", "duplicates", "late", "state"]  # fmt: skip
-    parts.append(render_table(columns, _right_aligned(columns, topics), len(topics)))
+    parts.append(render_table(columns, topics, len(topics)))
     if status.lag_error:
         parts.append(f"lag unknown: {status.lag_error}")
     quarantine = [(q.topic, q.reason, q.messages, q.example, ts(q.last_at)) for q in status.quarantine]
@@ -64,7 +64,7 @@ def render_text(status: LakeStatus) -> str:
         "date-partitioned market and desk tables)",
     ]
     columns = ["table", "files", "bytes", "rows", "partitions", "newest", "measured_at"]
-    parts.append(render_table(columns, _right_aligned(columns, tables), len(tables)))
+    parts.append(render_table(columns, tables, len(tables)))
     chains = [(c.as_of_date, c.series, c.underlyings, ts(c.snapshot)) for c in status.chains]
     parts += ["", "end-of-day options chain (newest 7 in reports.options_chain)"]
     parts.append(render_table(["as_of_date", "series", "underlyings", "snapshot"], chains, len(chains)))
@@ -86,22 +86,6 @@ def render_text(status: LakeStatus) -> str:
             )
         )
     return "\n".join(parts) + "\n"
-
-
-def _right_aligned(columns: list[str], rows: list[tuple]) -> list[tuple]:
-    """The rows with each cell of a column holding both numbers and words (`unknown`, `-`) padded to the
-    column's width, so the numbers stay right-aligned: render_table does that only for numbers alone."""
-    mixed = [
-        i
-        for i in range(len(columns))
-        if any(isinstance(r[i], str) for r in rows) and any(isinstance(r[i], int | float) for r in rows)
-    ]
-    out = [list(r) for r in rows]
-    for i in mixed:
-        width = max(len(columns[i]), *(len(str(r[i])) for r in rows))
-        for r in out:
-            r[i] = str(r[i]).rjust(width)
-    return [tuple(r) for r in out]
 
 
 def run(args: argparse.Namespace) -> int:
