@@ -16,6 +16,10 @@ class BrokerUnavailable(RuntimeError):
     """No broker answered at the bootstrap servers."""
 
 
+BROKER_HINT = "start one with `python -m derivlake broker start` or set KAFKA_BOOTSTRAP_SERVERS"
+"""What to do about a broker that does not answer, for a command run by hand."""
+
+
 def wait_for_broker(settings: KafkaSettings, timeout_s: float = 15.0) -> int:
     """Block until a metadata request is answered; returns the number of topics seen."""
     from confluent_kafka.admin import AdminClient
@@ -31,7 +35,7 @@ def wait_for_broker(settings: KafkaSettings, timeout_s: float = 15.0) -> int:
             time.sleep(0.2)
     raise BrokerUnavailable(
         f"no Kafka broker answered at {settings.bootstrap_servers} within {timeout_s:.0f}s ({last}); "
-        "start one with `python -m derivlake broker start` or set KAFKA_BOOTSTRAP_SERVERS"
+        + BROKER_HINT
     )
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,25 +35,24 @@ def _iso(text: str) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-def _probability(text: str) -> float:
-    """An argparse type: a fault rate is a probability per message, so a value outside [0, 1] is a typo."""
-    try:
-        p = float(text)
-    except ValueError:
-        p = float("nan")
-    if not 0.0 <= p <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a probability: give a number from 0 to 1")
-    return p
+def _number(low: float, high: float, wanted: str) -> Callable[[str], float]:
+    """An argparse type for a number in [low, high]: out of it is a typo, e.g. a fault rate (a
+    probability per message) of 2."""
+
+    def parse(text: str) -> float:
+        try:
+            x = float(text)
+        except ValueError:
+            x = math.nan
+        if not low <= x <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {wanted}")
+        return x
+
+    return parse
 
 
-def _non_negative(text: str) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        x = float("nan")
-    if not x >= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of 0 or more")
-    return x
+_probability = _number(0.0, 1.0, "a probability: give a number from 0 to 1")
+_non_negative = _number(0.0, math.inf, "a number of 0 or more")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

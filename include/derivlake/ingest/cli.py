@@ -11,10 +11,6 @@ TOPIC_HELP = (
     f"a topic kind ({', '.join(kind for kind, _, _ in TOPIC_KINDS)}) or a topic's full name "
     "(DERIVLAKE_TOPIC_PREFIX + kind); repeatable; default: all"
 )
-# the broker-down hint of the feeds (kafka_io.wait_for_broker), for a drain run by hand
-BROKER_HINT = (
-    "is the broker up? start one with `python -m derivlake broker start` or set KAFKA_BOOTSTRAP_SERVERS"
-)
 
 
 def checked_topics(kafka: KafkaSettings, asked: list[str] | None) -> list[str]:
@@ -40,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from derivlake.ingest.drain import drain_topic
-    from derivlake.kafka_io import BrokerUnavailable
+    from derivlake.kafka_io import BROKER_HINT, BrokerUnavailable
 
     settings = Settings.from_env()
     topics = checked_topics(settings.kafka, args.topic)
@@ -50,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             result = drain_topic(settings.kafka, settings.lake, topic, settings.drain, args.reset_offsets)
         except Exception as exc:
             failures += 1
-            hint = f"; {BROKER_HINT}" if isinstance(exc, BrokerUnavailable) else ""
+            hint = f"; is the broker up? {BROKER_HINT}" if isinstance(exc, BrokerUnavailable) else ""
             text = str(exc).removeprefix(f"{settings.kafka.topic(topic).name}: ")  # named at the line's start
             print(f"{topic}: FAILED: {text}{hint}")
             continue
