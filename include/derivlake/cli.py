@@ -46,13 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _not_printed(record: logging.LogRecord) -> bool:
+    """A result the command prints on stdout is not logged on stderr too (a terminal shows both)."""
+    return not getattr(record, "shown_by_cli", False)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    stderr.addFilter(_not_printed)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[stderr])
     if getattr(args, "_unavailable", None):
         print(f"error: {args._unavailable}", file=sys.stderr)
         return 2

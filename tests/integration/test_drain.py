@@ -90,6 +90,16 @@ def test_drain_commits_rows_offsets_and_run_record_then_resumes(kafka: KafkaSett
     assert oi == (0.0, 749.0, 750)
 
 
+def test_the_cli_shows_a_drains_result_once(kafka: KafkaSettings, lake_settings) -> None:
+    """Its summary went to stdout and, as an INFO log line, to stderr: a terminal showed it twice."""
+    produce_tickers(kafka, 0, 20)
+    done = run_drain(drain_env(kafka, lake_settings), "--topic", "deribit.ticker")
+    assert done.returncode == 0, done.stdout + done.stderr
+    name = kafka.topic("deribit.ticker").name
+    assert done.stdout.startswith(f"{name}: 20 messages (") and done.stdout.count("\n") == 1, done.stdout
+    assert f"{name}: 20 messages" not in done.stderr, done.stderr
+
+
 def test_a_drain_runs_its_duckdb_on_the_threads_it_is_given(kafka: KafkaSettings, lake_settings) -> None:
     import duckdb
 

@@ -50,6 +50,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 log = logging.getLogger(__name__)
+# marks a log record whose text the CLI prints on stdout itself (cli.py's handler leaves it out)
+SHOWN_BY_CLI = {"shown_by_cli": True}
 SQL = Path(__file__).with_name("sql")
 MESSAGE_KEY = "(kafka_partition::HUGEINT << 64) + kafka_offset"  # one number: cheaper to hash than a struct
 
@@ -398,7 +400,7 @@ class Drain:
             if gc_was_enabled:
                 gc.enable()
         result.seconds = time.monotonic() - t0
-        log.info("drained %s", result.summary())
+        log.info("drained %s", result.summary(), extra=SHOWN_BY_CLI)
         self._check_quarantine(result)
         return result
 
