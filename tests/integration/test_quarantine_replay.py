@@ -17,7 +17,7 @@ import pytest
 from derivlake.cli import main
 from derivlake.config import ConfigError, DrainSettings, KafkaSettings, LakeSettings
 from derivlake.ingest.drain import drain_topic
-from derivlake.ingest.quarantine import replay_quarantine
+from derivlake.ingest.quarantine import quarantine_summary, replay_quarantine
 from derivlake.lake.catalog import open_lake
 from derivlake.normalize import normalizer_for
 from tests.integration.drain_support import drain_env, lake_provenance, produce, ticker_payload
@@ -198,6 +198,25 @@ def test_list_counts_the_quarantine_by_reason_and_by_new_currency(
     counts = {line.split()[1]: int(line.split()[2]) for line in lines[2:-1]}
     assert counts == {"unknown_instrument:HYPE": 30, "malformed_json": 5}
     assert lines[-1] == "(2 rows)"
+
+
+def test_list_groups_malformed_names_by_currency(
+    kafka: KafkaSettings, lake_settings: LakeSettings, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A row per malformed name made the list as long as a renamed feed's series list."""
+    names = ["BTC-32JAN25-1000-C", "BTC-FOO", "btc-perpetual", "BTC-FOO", "ETH-1000-C"]
+    produce(kafka, "deribit.ticker", [json.dumps(ticker_payload(i, n)).encode() for i, n in enumerate(names)])
+    assert drain_topic(kafka, lake_settings, "deribit.ticker", FAST).quarantined == 5
+    _, rows = quarantine_summary(kafka, lake_settings, ["deribit.ticker"])
+    assert [row[1:3] for row in rows] == [
+        ("malformed_instrument:BTC-32JAN25-1000-C (and 2 more names)", 4),
+        ("malformed_instrument:ETH-1000-C", 1),
+    ]
+    for name, value in drain_env(kafka, lake_settings).items():
+        monkeypatch.setenv(name, value)
+    assert main(["quarantine", "list", "--topic", "deribit.ticker"]) == 0
+    out = capsys.readouterr().out
+    assert "BTC-32JAN25-1000-C (and 2 more names)" in out and out.endswith("(2 rows)\n"), out
 
 
 def test_the_currencies_a_drain_would_quarantine_are_named() -> None:
