@@ -57,7 +57,7 @@ def bs(F: float, K: float, T: float, s: float, call: bool) -> dict[str, float]:
         "delta": ncdf(d1) if call else ncdf(d1) - 1,
         "gamma": npdf(d1) / (F * sd),
         "vega": F * npdf(d1) * math.sqrt(T) / 100,
-        "theta": max(theta, -price),
+        "theta": max(theta, -(price - max(w * (F - K), 0.0))),  # capped at the time value
         "rho": w * K * T * ncdf(w * d2) / 100,
     }
 

@@ -283,6 +283,53 @@ def test_theta_cap_binds_only_when_theta_exceeds_the_value() -> None:
     assert g.theta == greeks(O1_F, O1_K, O1_T, 0.6289, False, cap_theta=False).theta
 
 
+def _erf_black(F: float, K: float, T: float, sigma: float, is_call: bool) -> float:
+    """Undiscounted Black with math.erf only (independent of scipy and of the code under test)."""
+    sd = sigma * math.sqrt(T)
+    d1 = (math.log(F / K) + 0.5 * sd * sd) / sd
+    d2 = d1 - sd
+
+    def n(x: float) -> float:
+        return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+    return F * n(d1) - K * n(d2) if is_call else K * n(-d2) - F * n(-d1)
+
+
+def test_theta_cap_is_the_time_value_for_in_the_money_options() -> None:
+    """domain.md 3: theta is capped at the option's remaining life value, the decay left before expiry.
+
+    At an unchanged forward an option decays to its intrinsic value, so it can lose its time value and no
+    more: a call 500 in the money two hours before expiry (F=50,000, K=49,500, 60%) is worth 530.43 of
+    which 30.43 is time value; its 1-day theta (-583.98) is capped at -30.43, not at -530.43. Black theta
+    is the same for a call and a put of one strike (call - put = F - K does not decay), so is the cap.
+    """
+    F, K, T, sigma = 50_000.0, 49_500.0, 2 / 24 / 365, 0.6
+    time_value = _erf_black(F, K, T, sigma, True) - (F - K)
+    assert time_value == pytest.approx(_erf_black(F, K, T, sigma, False), rel=1e-9)  # the OTM put
+    raw = greeks(F, K, T, sigma, True, cap_theta=False).theta
+    assert raw < -2 * time_value  # the cap binds
+    call, put = greeks(F, K, T, sigma, True).theta, greeks(F, K, T, sigma, False).theta
+    assert call == pytest.approx(-time_value, rel=1e-9)
+    assert put == pytest.approx(-time_value, rel=1e-9)
+    # deep in the money puts and calls alike (inverse puts far below the strike are common)
+    g = greeks(np.array([20_000.0, 80_000.0]), 50_000.0, 1 / 24 / 365, 0.8, np.array([False, True]))
+    np.testing.assert_array_less(-1e-6, g.theta)  # no time value left, nothing to lose
+    assert np.all(g.theta <= 0.0)
+
+
+def test_put_call_parity_in_coin() -> None:
+    """Inverse options: call_coin - put_coin = (F - K) / F = 1 - K/F, undiscounted (domain.md 3)."""
+    for F, K, T, sigma in [
+        (60_000.0, 70_000.0, 0.1, 0.7),
+        (O1_F, O1_K, O1_T, 0.6289),
+        (100.0, 30.0, 2.0, 1.5),
+    ]:
+        call = float(black_price_coin(F, K, T, sigma, True))
+        put = float(black_price_coin(F, K, T, sigma, False))
+        assert call - put == pytest.approx(1.0 - K / F, abs=1e-14)
+        assert call == pytest.approx(_erf_black(F, K, T, sigma, True) / F, rel=1e-9)
+
+
 def test_broadcasting_and_shapes() -> None:
     F = np.array([[90.0], [100.0], [110.0]])
     K = np.array([80.0, 100.0, 120.0, 140.0])

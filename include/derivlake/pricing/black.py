@@ -32,7 +32,7 @@ class Greeks(NamedTuple):
     vega: FloatArray
     """Change in value for +1 volatility point (sigma + 0.01)."""
     theta: FloatArray
-    """Value lost per calendar day, floored at minus the option's value (see ``greeks``)."""
+    """Value lost per calendar day, floored at minus the option's time value (see ``greeks``)."""
     rho: FloatArray
     """Change in value for +1% rate, with Deribit's spot-style formula."""
 
@@ -107,6 +107,23 @@ def _normalised_time_value(x: FloatArray, s: FloatArray) -> FloatArray:
     return np.maximum(out, 0.0)
 
 
+def _time_value(f: FloatArray, k: FloatArray, t: FloatArray, s: FloatArray) -> FloatArray:
+    """Time value (price - intrinsic, the same for a call and a put) of broadcast float64 arrays: 0 at
+    T = 0 or sigma = 0, NaN for negative T or sigma and non-positive F or K."""
+    shape = f.shape
+    f, k, t, s = (a.ravel() for a in (f, k, t, s))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        sd = s * np.sqrt(t)
+        out = np.zeros(f.shape)
+        valid = (f > 0) & (k > 0) & (t >= 0) & (s >= 0) & np.isfinite(f) & np.isfinite(k) & np.isfinite(sd)
+        i = np.flatnonzero(valid & (sd > 0))
+        if i.size:
+            fi, ki = f[i], k[i]
+            out[i] = np.sqrt(fi) * np.sqrt(ki) * _normalised_time_value(-np.abs(np.log(fi / ki)), sd[i])
+    out[~valid] = np.nan
+    return out.reshape(shape)
+
+
 def black_price(F: ArrayLike, K: ArrayLike, T: ArrayLike, sigma: ArrayLike, is_call: ArrayLike) -> FloatArray:
     """Undiscounted Black price in USD (quote currency) per unit of underlying.
 
@@ -118,18 +135,7 @@ def black_price(F: ArrayLike, K: ArrayLike, T: ArrayLike, sigma: ArrayLike, is_c
     give NaN.
     """
     f, k, t, s, w = _inputs(F, K, T, sigma, is_call)
-    shape = f.shape
-    f, k, t, s, w = (a.ravel() for a in (f, k, t, s, w))
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        sd = s * np.sqrt(t)
-        price = np.maximum(w * (f - k), 0.0)
-        valid = (f > 0) & (k > 0) & (t >= 0) & (s >= 0) & np.isfinite(f) & np.isfinite(k) & np.isfinite(sd)
-        i = np.flatnonzero(valid & (sd > 0))
-        if i.size:
-            fi, ki = f[i], k[i]
-            price[i] += np.sqrt(fi) * np.sqrt(ki) * _normalised_time_value(-np.abs(np.log(fi / ki)), sd[i])
-    price[~valid] = np.nan
-    return price.reshape(shape)
+    return np.asarray(np.maximum(w * (f - k), 0.0) + _time_value(f, k, t, s))
 
 
 def black_price_coin(
@@ -165,9 +171,11 @@ def greeks(
 
     - delta N(d1) or -N(-d1), gamma phi(d1)/(F sigma sqrt T), vega per vol point F phi(d1) sqrt T / 100;
     - theta per calendar day -F phi(d1) sigma / (2 sqrt T) / 365. Deribit caps it at the option's
-      remaining value: an option cannot lose more than it is worth, which only binds for far
-      out-of-the-money options in their last hours. With ``cap_theta`` (default) theta is therefore
-      ``max(theta, -black_price)``; captured Deribit tickers show exactly this floor;
+      remaining life value, the decay left until expiry: at an unchanged forward an option decays to its
+      intrinsic value, so it cannot lose more than its time value. The cap binds in the last hours of
+      options near the money or out of it; with ``cap_theta`` (default) theta is therefore
+      ``max(theta, -(black_price - intrinsic))``, the same for a call and a put of one strike (parity).
+      Captured Deribit tickers show this floor (out of the money, where time value is the whole price);
     - rho per 1% K T N(d2) / 100 (calls), -K T N(-d2) / 100 (puts): Deribit's formula, kept as published.
 
     T <= 0, sigma <= 0 or non-positive prices give NaN for every greek (they are undefined at expiry).
@@ -186,7 +194,7 @@ def greeks(
         vega = f * pdf * sqrt_t / 100.0
         theta = -f * pdf * s / (2.0 * sqrt_t) / DAYS_PER_YEAR
         if cap_theta:
-            theta = np.maximum(theta, -black_price(f, k, t, s, w > 0))
+            theta = np.maximum(theta, -_time_value(f, k, t, s))
         rho = w * k * t * n_wd2 / 100.0
         bad = ~((f > 0) & (k > 0) & (sd > 0) & np.isfinite(f) & np.isfinite(k) & np.isfinite(sd))
     if bad.any():

@@ -227,18 +227,19 @@ def _scenario_inputs(df: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, pd.Dat
 
 
 def _by_currency(groups: pd.DataFrame, per: pd.DataFrame, sums: list[str]) -> pd.DataFrame:
-    """Per-underlying figures summed per account x currency; the worst scenario is the largest IM's."""
+    """Per-underlying figures summed per account x currency; the worst scenario is the largest IM's.
+
+    A NaN (an underlying the model could not reprice: a position without a vol or forward) makes the
+    currency's sum NaN, never a 0 that would pass for "no margin needed"."""
     import pandas as pd
 
+    keys = ["account_id", "currency"]
     per = pd.concat([groups, per.reset_index(drop=True)], axis=1)
-    per = per.sort_values(
-        ["account_id", "currency", "initial_margin", "underlying"], ascending=[True, True, False, True]
-    )
-    agg = {c: (c, "sum") for c in sums} | {
-        "worst_scenario_id": ("worst_scenario_id", "first"),
-        "worst_scenario_pnl": ("worst_scenario_pnl", "first"),
-    }
-    return per.groupby(["account_id", "currency"], sort=True).agg(**agg).reset_index()
+    per = per.sort_values([*keys, "initial_margin", "underlying"], ascending=[True, True, False, True])
+    grouped = per.groupby(keys, sort=True)
+    out = grouped[sums].sum().mask(per[sums].isna().groupby([per[k] for k in keys], sort=True).any())
+    worst = grouped[["worst_scenario_id", "worst_scenario_pnl"]].first()
+    return out.join(worst).reset_index()
 
 
 def portfolio_by_account(df: pd.DataFrame, params: PortfolioParams) -> pd.DataFrame:
@@ -352,10 +353,11 @@ def account_table(
         )
     ]
     for name, frame in scenario_models.items():
-        rows = base.merge(frame, on=keys, how="left").assign(model=name)
-        rows[["initial_margin", "maintenance_margin"]] = rows[
-            ["initial_margin", "maintenance_margin"]
-        ].fillna(0.0)
+        rows = base.merge(frame, on=keys, how="left", indicator=True).assign(model=name)
+        # no open position: nothing to margin; a NaN of a margined currency stays unknown
+        flat = (rows.pop("_merge") == "left_only").to_numpy()
+        for col in ("initial_margin", "maintenance_margin"):
+            rows.loc[flat, col] = 0.0
         models.append(rows)
     out = pd.concat(models, ignore_index=True)
     eq = out["equity"]
@@ -363,7 +365,8 @@ def account_table(
         out["available_funds"] = eq - out["initial_margin"]
         out["im_utilisation"] = (out["initial_margin"] / eq).where(eq > 0)
         out["mm_utilisation"] = (out["maintenance_margin"] / eq).where(eq > 0)
-    out["margin_call"] = (eq < out["maintenance_margin"]).where(eq.notna()).astype("boolean")
+    known = eq.notna() & out["maintenance_margin"].notna()
+    out["margin_call"] = (eq < out["maintenance_margin"]).where(known).astype("boolean")
     out["as_of_date"] = day.as_of
     out["as_of"] = day.snapshot
     out["worst_scenario_id"] = out["worst_scenario_id"].astype("Int32")
