@@ -83,7 +83,8 @@ FILLS = [
     ("acct-c", "ETH-PERPETUAL", datetime(2024, 3, 7, 18), "buy", 1000.0, 3000.0, 0.0, "ETH"),  # no spec
 ]
 FILL_INDEX = {"BTC": 65000.0, "SOL": 150.0, "ETH": 3000.0}  # the index at each fill; its forward 1% above
-CONTRACT_SIZE = {"BTC-PERPETUAL": 10.0}  # USD per contract of the inverse perpetual; 1 elsewhere
+# as Deribit lists them: USD per contract of the inverse perpetual, coin per contract elsewhere
+CONTRACT_SIZE = {"BTC-PERPETUAL": 10.0, "SOL_USDC-PERPETUAL": 0.1}
 TRANSFERS = [
     ("acct-a", "BTC", 10.0, datetime(2024, 3, 6)),
     ("acct-a", "BTC", -1.0, datetime(2024, 3, 7, 20)),

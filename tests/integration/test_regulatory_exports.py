@@ -99,14 +99,27 @@ def test_first_filing(day: LakeSettings) -> None:
     assert sold.findtext("a:Buyr/a:AcctOwnr/a:Id/a:MIC", namespaces=NS) == "XOFF"
     assert sold.findtext("a:Sellr/a:AcctOwnr/a:Id/a:LEI", namespaces=NS) == LEI
 
+    # quantities in contracts (field 30), the contract size as the multiplier: 20,000 USD of BTC-PERPETUAL
+    # is 2,000 contracts of 10 USD, 100 SOL of SOL_USDC-PERPETUAL 1,000 of 0.1 SOL (until 2026-12-03 the
+    # amounts were filed as they are, so 20,000 contracts of 10 USD: ten times the trade)
+    by_id = {t.findtext("a:TxId", namespaces=NS): t for t in txs}
+    for account, name, qty, multiplier in (
+        ("acct-a", "BTC-PERPETUAL", "2000", "10"), ("acct-b", "SOL_USDC-PERPETUAL", "1000", "0.1")
+    ):  # fmt: skip
+        first = next(i for i, f in enumerate(FILLS) if f[:2] == (account, name))
+        tx = by_id[f"{account}F{first}".upper().replace("-", "")]
+        assert tx.findtext("a:Tx/a:Qty/a:Unit", namespaces=NS) == qty
+        assert tx.findtext(".//a:DerivInstrmAttrbts/a:PricMltplr", namespaces=NS) == multiplier
+
     # CFTC: positions at 08:00 of the reportable accounts (level 25 contracts): acct-a holds 1,500
-    # BTC-PERPETUAL contracts (15,000 USD / 10), so all its BTC lines; acct-b is short 100 SOL
+    # BTC-PERPETUAL contracts (15,000 USD / 10), so all its BTC lines; acct-b is short 100 SOL, 1,000
+    # contracts of 0.1 SOL
     lines = cftc.path.read_text().splitlines()
     assert cftc.records == len(lines) == 4 and all(len(line) == 80 for line in lines)
     sol = next(line for line in lines if line[30:35] == "SOL  ")
     assert sol == (
         "RP" + "DLK" + "  " + "000000001002" + "20240308" + "DB" + " " + "SOL  " + "30000101"
-        + " " * 7 + " " + "0000000" + "0000100" + " " * 5 + " " * 8 + " " + "1"
+        + " " * 7 + " " + "0000000" + "0001000" + " " * 5 + " " * 8 + " " + "1"
     )  # fmt: skip
     put = next(line for line in lines if line[29] == "P")
     assert put[7:19] == "000000001001" and put[35:43] == "20240329" and put[43:50] == "0060000"

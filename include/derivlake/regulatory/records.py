@@ -74,6 +74,10 @@ def rts22_transactions(fills: pd.DataFrame, settings: RegulatorySettings) -> pd.
     codes = codes.assign(cfi=[cfi_for(k, o) for k, o in codes.itertuples(index=False)])
     cfi = pairs.merge(codes, on=["kind", "option_type"], how="left")["cfi"].to_numpy()
     otype = fills["option_type"].map({"call": "CALL", "put": "PUTO"})
+    # RTS 22 field 30 counts derivative contracts: Deribit's amount is USD for inverse futures (10 per
+    # contract on BTC) and coin elsewhere (0.1 SOL per SOL_USDC-PERPETUAL contract); rounded off float noise
+    size = fills["contract_size"].fillna(1.0).astype(float)
+    contracts = (fills["amount"].astype(float) / size).round(10)
     return pd.DataFrame(
         {
             "action": NEW,
@@ -86,7 +90,7 @@ def rts22_transactions(fills: pd.DataFrame, settings: RegulatorySettings) -> pd.
             "seller_mic": np.where(buy, settings.venue_mic, None),
             "trade_ts": fills["timestamp"],
             "capacity": "DEAL",
-            "quantity": fills["amount"].astype(float),
+            "quantity": contracts,
             "price": usd_price,
             "price_ccy": "USD",
             "venue_mic": settings.venue_mic,
@@ -97,7 +101,7 @@ def rts22_transactions(fills: pd.DataFrame, settings: RegulatorySettings) -> pd.
             "cfi": cfi,
             "notional_ccy": "USD",
             "expiry": fills["expiry"],
-            "price_multiplier": fills["contract_size"].fillna(1.0).astype(float),
+            "price_multiplier": size,
             "underlying_index": fills["underlying_index"],
             "option_type": otype.where(option, None),
             "strike": fills["strike"].where(option, None),

@@ -1,5 +1,6 @@
--- The positions open at D 08:00 (the day's margin report) in contracts: an inverse future's USD amount over
--- its contract size, everything else as held. Perpetuals carry Deribit's far expiry, 3000-01-01.
+-- The positions open at D 08:00 (the day's margin report) in contracts: the position over its contract size
+-- (an inverse future's USD, 10 per BTC contract; a linear one's coin, 0.1 SOL per SOL_USDC-PERPETUAL
+-- contract; an option's coin). Perpetuals carry Deribit's far expiry, 3000-01-01.
 WITH spec AS (
     {instrument_spec}
 )
@@ -10,8 +11,7 @@ SELECT
     CAST(coalesce(p.expiration, TIMESTAMP '3000-01-01 08:00:00') AS DATE) AS expiration,
     p.strike,
     CASE WHEN p.kind = 'option' THEN 'E' END AS exercise_style,
-    CASE WHEN p.is_inverse AND p.kind = 'future' THEN p.position / nullif(s.contract_size, 0)
-         ELSE p.position END AS position
+    p.position / nullif(s.contract_size, 0) AS position
 FROM reports.margin_positions p
 LEFT JOIN spec s USING (instrument_name)
 WHERE p.as_of_date = {d} AND p.status = 'open' AND p.position <> 0
