@@ -36,9 +36,11 @@ def eod_margin() -> None:
     @task(inlets=[CHAIN, *READS], outlets=[MARGIN])
     def build(**context: Any) -> dict:
         """Build and store the margin report; the asset event carries the counts and the file paths."""
+        from derivlake.dag_params import reject_unknown_conf
         from derivlake.reports.event_task import build_on_event
         from derivlake.reports.margin import ChainMissingError, build_margin
 
+        reject_unknown_conf(context)
         return build_on_event(
             context, CHAIN, MARGIN, lambda s, d: build_margin(s, d).summary(), (ChainMissingError,)
         )

@@ -30,7 +30,16 @@ from derivlake.ingest.airflow_task import TABLE_ASSETS, asset_uri
         "retry_delay": timedelta(seconds=30),
         "execution_timeout": timedelta(minutes=20),
     },
-    params={"reset_offsets": Param(None, type=["null", "string"], enum=[None, "earliest", "latest"])},
+    params={
+        "reset_offsets": Param(
+            None,
+            type=["null", "string"],
+            enum=[None, "earliest", "latest"],
+            values_display={"null": "no reset (normal run)", "earliest": "earliest", "latest": "latest"},
+            description="only after a drain stopped on an out-of-range stored offset: where to resume "
+            "(earliest: re-read the log from its start; latest: skip to its end). Offsets in range are kept",
+        )
+    },
 )
 def ingest_market_data() -> None:
     @task(pool="kafka_drains")

@@ -31,12 +31,16 @@ MAINTENANCE = Asset("lake://maintenance")
         "execution_timeout": timedelta(minutes=45),
     },
     params={
-        "target_file_size_mb": Param(128, type="integer", minimum=1, maximum=4096),
-        "retention_days": Param(7, type="number", minimum=0),
-        # files of writers killed before their commit; shorter than a running drain or merge would delete its files
-        "orphan_grace_hours": Param(24, type="number", minimum=1),
+        "target_file_size_mb": Param(128, type="integer", minimum=1, maximum=4096,
+                                     description="merge a partition's small files up to this size (MB)"),
+        "retention_days": Param(7, type="number", minimum=0, maximum=3650,
+                                description="expire snapshots older than this (the time-travel horizon, days)"),
+        # shorter than a running drain or merge would delete its files
+        "orphan_grace_hours": Param(24, type="number", minimum=1, maximum=8760,
+                                    description="delete files no commit ever listed (killed writers) once "
+                                    "older than this (hours); it must outlast the longest drain or merge"),
     },
-)
+)  # fmt: skip
 def maintain_lake() -> None:
     @task(outlets=[MAINTENANCE])
     def compact_and_measure(**context: Any) -> dict:

@@ -38,9 +38,11 @@ def regulatory_exports() -> None:
     def export(**context: Any) -> dict:
         """File the day's RTS 22 and CFTC files; the asset event lists them with their sequences."""
         from derivlake.config import ConfigError
+        from derivlake.dag_params import reject_unknown_conf
         from derivlake.regulatory.exports import ExportError, build_exports
         from derivlake.reports.event_task import build_on_event
 
+        reject_unknown_conf(context)
         errors = (ExportError, ConfigError)  # a retry fixes neither: fail at once
         return build_on_event(context, MARGIN, EXPORTS, lambda s, d: build_exports(s, d).summary(), errors)
 

@@ -33,14 +33,21 @@ KINDS = [t.kind for t in default_topics()]
         "execution_timeout": timedelta(hours=2),
     },
     params={
-        "topics": Param(KINDS, type="array", items={"type": "string", "enum": KINDS}, minItems=1),
-        "reason": Param("", type="string", description="only reasons starting with this (empty: all)"),
-        "dry_run": Param(False, type="boolean"),
+        "topics": Param(KINDS, type="array", items={"type": "string", "enum": KINDS}, minItems=1,
+                        examples=KINDS, description="the topic kinds whose quarantine to replay"),
+        # nullable: the UI's form sends an empty field as null, and a plain string would be required there
+        "reason": Param(None, type=["null", "string"],
+                        description="only the messages whose reason starts with this, e.g. unknown_instrument "
+                        "(empty: all)"),
+        "dry_run": Param(False, type="boolean", description="only count what would be released"),
     },
-)
+)  # fmt: skip
 def replay_quarantine() -> None:
     @task
     def topics(**context: Any) -> list[str]:
+        from derivlake.dag_params import reject_unknown_conf
+
+        reject_unknown_conf(context)
         return list(dict.fromkeys(context["params"]["topics"]))
 
     @task(pool="kafka_drains", map_index_template="{{ topic_kind }}")

@@ -3,8 +3,10 @@
 Rules (architecture.md sections 1 and 5): one thin file per DAG (<= 80 lines, no business logic), no heavy
 library imported while the dag-processor parses it, and every DAG has doc_md, tags, an owner, retries and
 an execution timeout on every task, an explicit schedule (cron, timedelta, preset or assets), catchup off
-unless listed below, and an explicit max_active_runs. The checkers return a list of problems so that each
-rule is shown to fail on a broken DAG (the last two tests).
+unless listed below, and an explicit max_active_runs; every param has a description (the trigger form's
+only help) and no text param refuses null (the form sends an emptied field as null); parsing a file warns
+nothing (a worker parses it before every task, so a warning lands in every task log). The checkers return
+a list of problems so that each rule is shown to fail on a broken DAG (the last two tests).
 """
 
 from __future__ import annotations
@@ -106,6 +108,17 @@ def dag_problems(dag) -> list[str]:
         problems.append(f"{d}: max_active_runs not set")
     if not dag.tasks:
         problems.append(f"{d}: no tasks")
+    for name in dag.params:
+        param = dag.params.get_param(name)
+        if not param.description:
+            problems.append(f"{d}: param {name} has no description: the trigger form shows its name alone")
+        types = param.schema.get("type")
+        types = [types] if isinstance(types, str) else list(types or [])
+        if "string" in types and "null" not in types:  # the form sends an emptied text field as null
+            problems.append(
+                f"{d}: param {name} is a string that may not be null: the trigger form then calls it "
+                "required and disables Trigger while it is empty; give type ['null', 'string']"
+            )
     for t in dag.tasks:
         where = f"{d}.{t.task_id}"
         if t.owner in (None, "", "airflow"):
@@ -160,18 +173,22 @@ def test_every_dag_file_imports_alone_under_the_pinned_airflow(path: Path) -> No
     be loaded, even indirectly through derivlake, while the file is parsed."""
     pin = re.search(r"^apache-airflow==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M)
     code = (
-        "import json, runpy, sys, airflow\n"
-        f"runpy.run_path({str(path)!r})\n"
-        f"print(json.dumps([airflow.__version__, sorted(m for m in {sorted(HEAVY)!r} if m in sys.modules)]))"
+        "import json, runpy, sys, warnings, airflow\n"
+        "with warnings.catch_warnings(record=True) as warned:  # the filters a worker has\n"
+        f"    runpy.run_path({str(path)!r})\n"
+        f"heavy = sorted(m for m in {sorted(HEAVY)!r} if m in sys.modules)\n"
+        "print(json.dumps([airflow.__version__, heavy, [f'{w.category.__name__}: {w.message}' for w in warned]]))"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT / "include")}
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0, f"{path.name} does not import:\n{out.stderr[-3000:]}"
-    version, heavy = json.loads(out.stdout.strip().splitlines()[-1])
+    version, heavy, warned = json.loads(out.stdout.strip().splitlines()[-1])
     assert pin and version == pin.group(1), f"Airflow {version} is not the pinned {pin and pin.group(1)}"
     assert not heavy, f"parsing {path.name} loads {heavy}: import them inside the tasks"
+    # a worker parses the file before every task: a warning here is in every task log of the DAG
+    assert not warned, f"parsing {path.name} warns (in every task log): {warned}"
 
 
 def test_the_file_checker_catches_fat_dag_files(tmp_path: Path) -> None:
@@ -216,13 +233,16 @@ def test_the_file_checker_catches_fat_dag_files(tmp_path: Path) -> None:
 
 def test_the_dag_checker_catches_careless_dags() -> None:
     from airflow.providers.standard.operators.empty import EmptyOperator
-    from airflow.sdk import DAG
+    from airflow.sdk import DAG, Param
 
-    with DAG("careless", schedule=None, catchup=True) as careless:
+    params = {"reason": Param("", type="string", description="only reasons starting with this"),
+              "dry_run": Param(False, type="boolean")}  # fmt: skip
+    with DAG("careless", schedule=None, catchup=True, params=params) as careless:
         EmptyOperator(task_id="t", retries=0, pool="nowhere")
     problems = " | ".join(dag_problems(careless))
     for expected in ("no doc_md", "no tags", "schedule=None", "catchup=True", "owner 'airflow'", "retries=0",
-                     "execution_timeout=None", "pool 'nowhere'"):  # fmt: skip
+                     "execution_timeout=None", "pool 'nowhere'", "param dry_run has no description",
+                     "param reason is a string that may not be null"):  # fmt: skip
         assert expected in problems, problems
 
     with DAG(
@@ -233,6 +253,7 @@ def test_the_dag_checker_catches_careless_dags() -> None:
         tags=["x"],
         doc_md="A careful DAG: what it does, its inputs and outputs, how to rerun it.",
         default_args={"owner": "desk", "retries": 1, "execution_timeout": timedelta(minutes=5)},
+        params={"reason": Param(None, type=["null", "string"], description="empty: all")},
     ) as careful:
         EmptyOperator(task_id="t")
     assert dag_problems(careful) == []

@@ -4,6 +4,7 @@ folder, the real auth manager, a real broker and lake behind it."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 
 from derivlake.config import DrainSettings, KafkaSettings, LakeSettings
@@ -72,6 +73,36 @@ def test_the_page_says_when_there_is_no_lake(airflow_db, tmp_path, monkeypatch) 
     page = client.get("/lake-status/", headers=_auth())
     assert page.status_code == 503
     assert "No lake yet" in page.text and "Traceback" not in page.text
+
+
+def test_an_empty_lake_gives_a_page_with_dashes_where_nothing_was_measured(
+    airflow_db, tmp_path, monkeypatch
+) -> None:
+    """A lake no drain has committed to yet (a fresh deployment): every cell says something, no blank
+    reads as a zero; the brokers are down too (lag unknown), and the page still shows."""
+    from airflow.api_fastapi.app import create_app
+    from fastapi.testclient import TestClient
+
+    from derivlake.lake.catalog import open_lake
+
+    monkeypatch.setenv("DERIVLAKE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DERIVLAKE_CATALOG", raising=False)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")
+    monkeypatch.delenv("AIRFLOW_CONN_KAFKA_DEFAULT", raising=False)
+    open_lake(LakeSettings.from_env()).close()
+    page = TestClient(create_app()).get("/lake-status/", headers=_auth())
+    assert page.status_code == 200, page.text
+    cells = {
+        row[0]: row[1:]
+        for row in (
+            re.findall(r"<td[^>]*>(.*?)</td>", tr, re.S) for tr in re.findall(r"<tr[^>]*>(.*?)</tr>", page.text, re.S)
+        )
+        if row
+    }  # fmt: skip
+    assert cells["deribit.ticker"][1:4] == ["never", "-", "unknown"], cells["deribit.ticker"]
+    assert cells["market.options_ticker"] == ["0", "0 B", "-", "-", "-", "not yet"]
+    assert cells["ops.ingest_runs"] == ["0", "0 B", "-", "-", "-", "not measured"]
+    assert "No chain built yet" in page.text and "Lag unknown: brokers 127.0.0.1:" in page.text
 
 
 def _token(get_auth_manager, user_class) -> str:

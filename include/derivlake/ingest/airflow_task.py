@@ -68,8 +68,10 @@ def run_drain_task(kind: str, context: dict[str, Any]) -> dict[str, object]:
     from airflow.sdk import Asset
     from airflow.sdk.exceptions import AirflowFailException
 
+    from derivlake.dag_params import reject_unknown_conf
     from derivlake.ingest.drain import QuarantineThresholdExceeded, drain_topic
 
+    reject_unknown_conf(context)
     settings = Settings.from_env()
     kafka = kafka_from_connection(settings.kafka)
     params = context.get("params") or {}

@@ -6,10 +6,12 @@ from datetime import timedelta
 from typing import Any
 
 from derivlake.config import LakeSettings
+from derivlake.dag_params import reject_unknown_conf
 from derivlake.lake.maintenance import MaintenanceConfig, maintain
 
 
 def run_maintenance_task(context: dict[str, Any], asset: object) -> dict[str, object]:
+    reject_unknown_conf(context)
     params = context.get("params") or {}
     config = MaintenanceConfig(
         target_file_size_bytes=int(params.get("target_file_size_mb", 128)) * 1024 * 1024,
