@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections import defaultdict
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -98,57 +99,87 @@ def _last_option_quotes(tickers: list[dict], before_ms: int, inclusive: bool) ->
     return last
 
 
+def _interpolated(points: list[tuple[float, float]], at: float) -> float | None:
+    """Linear between the two points around `at` (x, y), None outside them: a plain loop, not the SQL's way."""
+    below = [p for p in points if p[0] <= at]
+    above = [p for p in points if p[0] >= at]
+    if not below or not above:
+        return None
+    (x0, y0), (x1, y1) = max(below), min(above)
+    return y0 if x1 == x0 else y0 + (y1 - y0) * (at - x0) / (x1 - x0)
+
+
 def test_atm_term_structure_at_0800(lake: LakeSettings, tickers: list[dict]) -> None:
-    """Per underlying and expiry, the IV of the strike nearest the forward (log distance), computed here."""
+    """Per underlying and expiry, the IV at the forward: linear in ln(K/F) between the strikes around it, a
+    strike's call and put averaged, as the chain's atm_iv (the nearest strike's IV alone was off it)."""
     at = _ms(AT)
-    expected: dict[tuple[str, date], tuple[float, float, float]] = {}  # -> (log distance, strike, iv)
+    smiles: dict[tuple[str, date], dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+    forwards: dict[tuple[str, date], list[float]] = defaultdict(list)
     for name, t in _last_option_quotes(tickers, at, inclusive=True).items():
         underlying, expiry, strike = _series(name)
         if expiry.timestamp() * 1000 <= at:
             continue
-        key, dist = (underlying, expiry.date()), abs(math.log(strike / t["underlying_price"]))
-        if key not in expected or dist < expected[key][0]:
-            expected[key] = (dist, strike, t["mark_iv"])
+        smiles[underlying, expiry.date()][math.log(strike / t["underlying_price"])].append(t["mark_iv"])
+        forwards[underlying, expiry.date()].append(t["underlying_price"])
+    expected = {}
+    for key, smile in smiles.items():
+        points = sorted((k, sum(ivs) / len(ivs)) for k, ivs in smile.items())
+        iv = _interpolated(points, 0.0)
+        expected[key] = iv if iv is not None else min(points, key=lambda p: abs(p[0]))[1]
     rows = run(lake, "atm_term_structure", day="2025-03-06")
     assert {"BTC", "ETH"} <= {r[0] for r in rows}
     assert [(r[0], r[1]) for r in rows] == sorted(expected)
-    for underlying, expiry, days, strike, iv in rows:
+    off_strike = 0
+    for underlying, expiry, days, forward, iv in rows:
         hours = (
             datetime(expiry.year, expiry.month, expiry.day, 8, tzinfo=UTC).timestamp() * 1000 - at
         ) / 3.6e6
         assert days == round(hours / 24, 2)
-        # a call and a put share the strike; the simulator quotes both at one IV, so the pick is unambiguous
-        assert (strike, iv) == (expected[underlying, expiry][1], round(expected[underlying, expiry][2], 2))
+        assert forward == pytest.approx(statistics.median(forwards[underlying, expiry]), rel=1e-12)
+        assert iv == pytest.approx(expected[underlying, expiry], abs=0.005 + 1e-9), (underlying, expiry)
+        smile = smiles[underlying, expiry]
+        nearest = min(smile, key=abs)
+        off_strike += round(smile[nearest][0], 2) != iv
+    assert off_strike, "the forward falls between strikes: the IV there is not a listed strike's"
 
 
 def test_25_delta_risk_reversal(lake: LakeSettings, tickers: list[dict]) -> None:
-    """The 08:00 call IV nearest delta +0.25 minus the put IV nearest -0.25, computed here."""
+    """The 08:00 call IV at delta +0.25 minus the put IV at -0.25, each linear in delta between the options
+    around it, computed here; an expiry whose options do not reach past 0.25 on both sides has no row (the
+    option nearest 0.25 could be a 40-delta call)."""
     snapshot = _ms(AT)
-    nearest: dict[tuple[str, date, str], tuple[float, float]] = {}  # -> (delta distance, iv)
-    for name, t in _last_option_quotes(tickers, snapshot, inclusive=False).items():
+    points: dict[tuple[str, date, str], list[tuple[float, float]]] = defaultdict(list)  # -> (delta, iv)
+    for name, t in _last_option_quotes(tickers, snapshot, inclusive=True).items():
         underlying, expiry, _ = _series(name)
         if expiry.timestamp() * 1000 <= snapshot:
             continue
-        side, target = ("call", 0.25) if name.endswith("-C") else ("put", -0.25)
-        key, dist = (underlying, expiry.date(), side), abs(t["greeks"]["delta"] - target)
-        if key not in nearest or dist < nearest[key][0]:
-            nearest[key] = (dist, t["mark_iv"])
-    expected = {
-        (u, e): nearest[u, e, "call"][1] - nearest[u, e, "put"][1]
-        for u, e, side in nearest
-        if side == "call" and (u, e, "put") in nearest
-    }
+        side = "call" if name.endswith("-C") else "put"
+        points[underlying, expiry.date(), side].append((t["greeks"]["delta"], t["mark_iv"]))
+    expected, unreached = {}, set()
+    for u, e, side in points:
+        if side != "call":
+            continue
+        call = _interpolated(points[u, e, "call"], 0.25)
+        put = _interpolated(points.get((u, e, "put"), []), -0.25)
+        if call is None or put is None:
+            unreached.add((u, e))
+        else:
+            expected[u, e] = (call, put)
+    assert expected and unreached, "expiries with and without 25-delta options both"
     rows = run(lake, "risk_reversal_25d")
     assert {r[0].isoformat() for r in rows} == {"2025-03-06"}
     assert [(r[1], r[2]) for r in rows] == sorted(expected)
-    for _day, underlying, expiry, rr in rows:
-        assert rr == pytest.approx(expected[underlying, expiry], abs=0.005 + 1e-9), (underlying, expiry)
+    for _day, underlying, expiry, call_iv, put_iv, rr in rows:
+        call, put = expected[underlying, expiry]
+        assert (call_iv, put_iv) == pytest.approx((call, put), abs=0.005 + 1e-9), (underlying, expiry)
+        assert rr == pytest.approx(call - put, abs=0.005 + 1e-9), (underlying, expiry)
     assert any(rr != 0 for *_, rr in rows), "a smile with skew"
 
 
 def test_most_traded_options_match_the_feed(lake: LakeSettings, feed: list) -> None:
-    """USD notional: an inverse option's price is in coin (x the index), a linear one's in USDC already,
-    as the instrument's quote currency in the feed says."""
+    """Ranked by USD notional (amount in coin x index): by contracts, a SOL option's 150 USD counted as a BTC
+    option's 90,000. The premium: an inverse option's price is in coin (x the index), a linear one's in USDC
+    already, as the instrument's quote currency in the feed says."""
     quoted_in: dict[str, str] = {}
     trades: list[dict] = []
     for msg in feed:
@@ -163,19 +194,24 @@ def test_most_traded_options_match_the_feed(lake: LakeSettings, feed: list) -> N
                 trades.append(trade)
     contracts: dict[str, float] = defaultdict(float)
     count: dict[str, int] = defaultdict(int)
-    usd: dict[str, float] = defaultdict(float)
+    notional: dict[str, float] = defaultdict(float)
+    premium: dict[str, float] = defaultdict(float)
     for trade in trades:
         name = trade["instrument_name"]
         to_usd = 1.0 if quoted_in[name] == "USDC" else trade["index_price"]
         contracts[name] += trade["amount"]
         count[name] += 1
-        usd[name] += trade["amount"] * trade["price"] * to_usd
-    expected = sorted(contracts.items(), key=lambda kv: (-round(kv[1], 2), kv[0]))[:10]
-    assert {quoted_in[s] == "USDC" for s, _ in expected} == {True, False}, "linear and inverse options both"
+        notional[name] += trade["amount"] * trade["index_price"]
+        premium[name] += trade["amount"] * trade["price"] * to_usd
+    expected = sorted(notional, key=lambda s: (-notional[s], s))[:10]
+    by_contracts = sorted(contracts, key=lambda s: (-round(contracts[s], 2), s))[:10]
+    assert expected != by_contracts, "the two rankings differ on this feed"
+    assert any(quoted_in[s] == "USDC" for s in contracts), "linear options traded"
     rows = run(lake, "most_traded_options")
-    assert [(r[0], r[1], r[2]) for r in rows] == [(s, count[s], round(a, 2)) for s, a in expected]
+    assert [(r[0], r[1], r[2]) for r in rows] == [(s, count[s], round(contracts[s], 2)) for s in expected]
     for r in rows:  # rounded to whole dollars: at most half a dollar off, summed in another order
-        assert r[3] == pytest.approx(usd[r[0]], abs=0.5 + 1e-9 * usd[r[0]]), r
+        assert r[3] == pytest.approx(notional[r[0]], abs=0.5 + 1e-9 * notional[r[0]]), r
+        assert r[4] == pytest.approx(premium[r[0]], abs=0.5 + 1e-9 * premium[r[0]]), r
 
 
 def test_book_depth_around_the_mid_matches_a_plain_rebuild(lake: LakeSettings, feed: list) -> None:
@@ -203,6 +239,8 @@ def test_book_depth_around_the_mid_matches_a_plain_rebuild(lake: LakeSettings, f
         levels = [v for (s, _p), v in near.items() if s == side]
         assert got[side] == (len(levels), round(sum(levels), 4)), side
     assert rows[0][5] == round(mid, 6)
+    # the time is UTC unless it says otherwise: 09:00 at +01:00 is the same book (the offset was dropped)
+    assert run(lake, "book_depth", symbol=symbol, ts="2025-03-06T09:00:00+01:00") == rows
 
 
 def test_daily_funding_of_perpetuals(lake: LakeSettings, tickers: list[dict]) -> None:

@@ -107,6 +107,36 @@ def test_prompt_reads_statements_from_a_pipe(lake_with_rows: LakeSettings) -> No
     assert done.returncode == 0 and done.stdout == "n\n2\n"
 
 
+def test_prompt_errors_go_to_stderr_and_a_last_statement_without_its_semicolon_runs(
+    lake_with_rows: LakeSettings,
+) -> None:
+    """Piped, an error was printed among the results (inside the CSV a script was writing), and a last
+    statement without `;` was dropped without a word (`echo "SELECT 1" | sql` printed nothing, exit 0)."""
+    done = sql(
+        lake_with_rows,
+        "--format", "csv",
+        stdin="SELEC 1;\nSELECT count(*) AS n FROM market.index_prices;\nDELETE FROM market.index_prices;\n"
+        "SELECT 2 AS last\n",
+    )  # fmt: skip
+    assert done.returncode == 1 and done.stdout == "n\n2\nlast\n2\n", done.stderr
+    errors = done.stderr.splitlines()
+    assert len(errors) == 2 and errors[0].startswith("error: Parser Error") and "read-only" in errors[1], (
+        errors
+    )
+    alone = sql(lake_with_rows, stdin="SELECT 42 AS answer\n")
+    assert alone.returncode == 0 and alone.stdout.splitlines()[2].strip() == "42", alone
+
+
+def test_parquet_without_output_is_a_usage_error(lake_with_rows: LakeSettings) -> None:
+    """It opened the lake and failed with exit 1, as a query does, when the command line itself was wrong."""
+    done = sql(lake_with_rows, "SELECT 1", "--format", "parquet")
+    assert (done.returncode, done.stdout, done.stderr) == (
+        2,
+        "",
+        "error: --format parquet needs --output FILE\n",
+    )
+
+
 def test_analyst_file_with_parameters_and_the_duckdb_init_script(
     lake_with_rows: LakeSettings, tmp_path: Path
 ) -> None:

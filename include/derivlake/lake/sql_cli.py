@@ -215,15 +215,32 @@ def query_parameters(con: duckdb.DuckDBPyConnection, query: str) -> set[str]:
     return {name for statement in statements for name in statement.named_parameters}
 
 
-def interactive(con: duckdb.DuckDBPyConnection, args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
+def interactive(
+    con: duckdb.DuckDBPyConnection, args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
+) -> int:
+    """Errors go to `err`: piped, `sql --format csv < queries.sql > out.csv` kept them out of the CSV
+    (they were printed among the results). A last statement without its `;` runs at the end of the
+    input (it was dropped without a word)."""
     tty = stdin.isatty()
     buffer: list[str] = []
     failures = 0
+
+    def run_one(query: str) -> None:
+        nonlocal failures
+        try:
+            run_query(con, query, args.format, None, args.max_rows, out)
+        except Exception as exc:
+            failures += 1
+            out.flush()
+            print(f"error: {str(exc).splitlines()[0]}", file=err, flush=True)
+
     while True:
         if tty:
             print("lake> " if not buffer else "  ... ", end="", file=out, flush=True)
         line = stdin.readline()
         if not line:
+            if "".join(buffer).strip():
+                run_one("".join(buffer).strip().rstrip(";"))
             break
         if not buffer and line.strip() in (".quit", ".exit", r"\q"):
             break
@@ -231,11 +248,7 @@ def interactive(con: duckdb.DuckDBPyConnection, args: argparse.Namespace, stdin:
         if line.rstrip().endswith(";"):
             query = "".join(buffer).strip().rstrip(";")
             buffer = []
-            try:
-                run_query(con, query, args.format, None, args.max_rows, out)
-            except Exception as exc:
-                failures += 1
-                print(f"error: {str(exc).splitlines()[0]}", file=out)
+            run_one(query)
     return 1 if failures and not tty else 0
 
 
@@ -246,11 +259,14 @@ def run(args: argparse.Namespace) -> int:
     if args.init_script:
         print(init_script(settings), end="")
         return 0
+    if args.format == "parquet" and args.output is None:  # a usage error, found before the lake is opened
+        print("error: --format parquet needs --output FILE", file=sys.stderr)
+        return 2
     con = open_lake(settings, read_only=True)
     try:
         query = args.file.read_text().strip().rstrip(";") if args.file else args.query
         if query is None:
-            return interactive(con, args, sys.stdin, sys.stdout)
+            return interactive(con, args, sys.stdin, sys.stdout, sys.stderr)
         bad = [p for p in args.param if "=" not in p]
         if bad:
             print(f"error: --param {bad[0]!r} is not NAME=VALUE", file=sys.stderr)
