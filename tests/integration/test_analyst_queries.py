@@ -243,6 +243,30 @@ def test_book_depth_around_the_mid_matches_a_plain_rebuild(lake: LakeSettings, f
     assert run(lake, "book_depth", symbol=symbol, ts="2025-03-06T09:00:00+01:00") == rows
 
 
+def test_book_depth_from_a_snapshot_days_old(kafka: KafkaSettings, tmp_path: Path) -> None:
+    """A live feed gets a snapshot only when it subscribes: three days later the book is that snapshot
+    plus every change since (only the day of `ts` and the one before were read: no rows)."""
+    from tests.integration.drain_support import produce
+
+    def book(kind: str, day: int, hour: int, change_id: int, bids: list, asks: list) -> bytes:
+        at = int(datetime(2025, 3, day, hour, tzinfo=UTC).timestamp() * 1000)
+        return json.dumps({"type": kind, "timestamp": at, "instrument_name": "BTC-PERPETUAL",
+                           "change_id": change_id, "prev_change_id": change_id - 1,
+                           "bids": bids, "asks": asks}).encode()  # fmt: skip
+
+    produce(kafka, "deribit.book", [
+        book("snapshot", 1, 10, 1, [["new", 100.0, 5.0], ["new", 99.5, 3.0]],
+             [["new", 100.5, 4.0], ["new", 101.0, 2.0]]),
+        book("change", 3, 12, 2, [["change", 100.0, 7.0]], [["delete", 101.0, 0.0]]),
+        book("change", 4, 9, 3, [], [["new", 100.6, 1.0]]),
+        book("change", 4, 11, 4, [["delete", 99.5, 0.0]], []),  # after ts
+    ])  # fmt: skip
+    lake = LakeSettings(home=tmp_path / "home")
+    assert drain_topic(kafka, lake, "deribit.book", DrainSettings(idle_timeout_s=5)).quarantined == 0
+    rows = run(lake, "book_depth", symbol="BTC-PERPETUAL", ts="2025-03-04T10:00:00")
+    assert rows == [("ask", 2, 5.0, 100.5, 100.6, 100.25), ("bid", 2, 10.0, 99.5, 100.0, 100.25)]
+
+
 def test_daily_funding_of_perpetuals(lake: LakeSettings, tickers: list[dict]) -> None:
     """The 8-hour rate in force at each settlement (the last quoted before it), summed per day, here;
     only settlements the data has reached: the feed ends at 09:00, so 16:00's has not happened."""
