@@ -479,3 +479,92 @@ def test_a_first_pass_cut_short_files_nothing(day: LakeSettings, monkeypatch: py
         assert con.execute("SELECT count(*) FROM reports.regulatory_files").fetchone() == (0,)
     finally:
         con.close()
+
+
+def test_account_ids_longer_than_a_tx_id_file_one_tx_id_per_fill(day: LakeSettings) -> None:
+    """A TxId holds 52 characters of A-Z, 0-9: an account id that fills them (with its '-' dropped) kept
+    no room for the trade id, every fill of the account was one TxId, and the day's file was refused."""
+    account = "desk-account-for-the-client-with-a-long-name-0001-and-still-more"
+    _execute(day, f"UPDATE desk.fills SET account_id = '{account}' WHERE account_id = 'acct-b'")
+    rts, _ = _build(day).files
+    ids = [t for _, t in parse_transaction_ids(rts.path.read_bytes())]
+    assert len(ids) == len(set(ids)) == 9 and all(re.fullmatch(r"[A-Z0-9]{1,52}", t) for t in ids)
+    assert ids[:7] == [f"ACCTAF{n}" for n in range(1, 8)]  # the ids that fit are as they were
+    long_ids = ids[7:]
+    for tx_id, trade_id in zip(long_ids, ("F9", "F10"), strict=True):
+        digest = hashlib.sha256(f"{account}\x1f{trade_id}".encode()).hexdigest()[:32].upper()
+        assert tx_id == "DESKACCOUNTFORTHECLI" + digest
+    assert not _build(day).files[0].filed_now  # the same TxIds again: nothing new to file
+
+
+def test_an_inverse_and_a_linear_contract_of_one_coin_are_different_series(
+    lake_settings: LakeSettings,
+) -> None:
+    """BTC-PERPETUAL counts contracts of 10 USD, BTC_USDC-PERPETUAL contracts of 0.001 BTC: 1,500 of one
+    long and 1,500 of the other short are two positions, not a flat account (they netted to nothing, and
+    acct-a's whole BTC complex was left out of the CFTC file)."""
+    from datetime import date
+
+    from tests.integration.test_margin_build import PERP_EXPIRY
+
+    con = open_lake(lake_settings)
+    try:
+        seed_margin_day(con)
+        con.execute("DELETE FROM desk.fills WHERE account_id = 'acct-c'")
+        con.execute(
+            "INSERT INTO market.instruments (exchange, instrument_name, kind, base_currency, quote_currency, "
+            "settlement_currency, instrument_type, option_type, strike, expiration_ts, settlement_period, "
+            "contract_size, valid_from, date) VALUES ('deribit', 'BTC_USDC-PERPETUAL', 'future', 'BTC', "
+            "'USDC', 'USDC', 'linear', NULL, NULL, ?, 'perpetual', 0.001, ?, ?)",
+            [PERP_EXPIRY, datetime(2024, 1, 1), date(2024, 1, 1)],
+        )
+        con.execute(
+            "INSERT INTO desk.fills (account_id, trade_id, instrument_name, timestamp, direction, amount, "
+            "price, fee, fee_currency, index_price, underlying_price, date) VALUES ('acct-a', 'L1', "
+            "'BTC_USDC-PERPETUAL', TIMESTAMP '2024-03-07 19:00', 'sell', 1.5, 64000, 0, 'USDC', 65000, "
+            "65000, DATE '2024-03-07')"
+        )
+        con.execute(
+            "INSERT INTO market.derivative_ticker (exchange, symbol, timestamp, mark_price, index_price, date) "
+            "VALUES ('deribit', 'BTC_USDC-PERPETUAL', TIMESTAMP '2024-03-08 07:59', 65000, 64950, "
+            "DATE '2024-03-08')"
+        )
+        build_margin(con, D)
+    finally:
+        con.close()
+    # both contracts would file under the coin's code BTC: refused, naming them, before anything is filed
+    with pytest.raises(ExportError, match=r"contracts BTC, BTC_USDC would all be filed as commodity BTC"):
+        _build(lake_settings)
+    assert not _folder(lake_settings).exists() or not any(_folder(lake_settings).iterdir())
+    codes = {"BTC": "BTC", "BTC_USDC": "BTCU", "SOL": "SOL"}
+    reg = dataclasses.replace(REG, commodity_codes=codes)
+    cftc = build_exports(lake_settings, D, settings=reg).files[1]
+    futures = {line[30:35]: line for line in cftc.path.read_text().splitlines() if line[29] == " "}
+    assert futures["BTC  "][51:65] == "0001500" + "0000000"  # 15,000 USD / 10, long
+    assert futures["BTCU "][51:65] == "0000000" + "0001500"  # 1.5 BTC / 0.001, short
+    assert futures["SOL  "][51:65] == "0000000" + "0001000"  # SOL_USDC files as SOL, as before
+
+
+def test_a_cancellation_filed_without_its_submitting_entity_stands(day: LakeSettings) -> None:
+    """Before 2026-12-03 a <Cxl> had no <SubmitgPty>: a rerun renders that sequence differently now, and
+    keeps the filed file as it stands on disk (intact) instead of failing the day; lost, it cannot be
+    written again, and the run says so."""
+    _build(day)
+    _execute(day, "UPDATE desk.fills SET price = 0.051 WHERE trade_id = 'F1'")
+    rts = _build(day).files[0]
+    assert rts.sequence == 2 and b"<SubmitgPty>" in rts.path.read_bytes().split(b"</Cxl>")[0]
+    old = re.sub(
+        rb"(</ExctgPty>)\n +<SubmitgPty>[^<]*</SubmitgPty>(\n +</Cxl>)", rb"\1\2", rts.path.read_bytes()
+    )
+    rts.path.write_bytes(old)
+    digest = hashlib.sha256(old).hexdigest()
+    _execute(
+        day,
+        f"UPDATE reports.regulatory_files SET sha256 = '{digest}' WHERE report = 'RTS22' AND sequence = 2",
+    )
+    again = _build(day).files[0]
+    assert (again.sequence, again.filed_now, again.sha256) == (2, False, digest)
+    assert again.path.read_bytes() == old
+    again.path.unlink()
+    with pytest.raises(ExportError, match="another format"):
+        _build(day)

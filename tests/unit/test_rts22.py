@@ -110,9 +110,12 @@ def transactions() -> pd.DataFrame:
         "strike_ccy": None,
         "exercise_style": None,
     }
-    cancel = {"action": "CXL", "tx_id": "DLK20250101000042", "executing_lei": DESK} | {
-        k: None for k in option if k not in ("action", "tx_id", "executing_lei")
-    }
+    cancel = {
+        "action": "CXL",
+        "tx_id": "DLK20250101000042",
+        "executing_lei": DESK,
+        "submitting_lei": DESK,
+    } | {k: None for k in option if k not in ("action", "tx_id", "executing_lei", "submitting_lei")}
     return pd.DataFrame([option, perpetual, cancel])
 
 
@@ -218,9 +221,22 @@ def test_perpetual_and_cancellation(xml):
     assert [etree.QName(el).localname for el in etree.fromstring(xml).xpath(f"{cxl}/*", namespaces=NS)] == [
         "TxId",
         "ExctgPty",
+        "SubmitgPty",
     ]
     assert text(xml, f"{cxl}/d:TxId") == "DLK20250101000042"
     assert text(xml, f"{cxl}/d:ExctgPty") == DESK
+    assert text(xml, f"{cxl}/d:SubmitgPty") == DESK
+
+
+def test_a_cancellation_without_its_submitting_entity_fails_the_schema(xml):
+    """ESMA's auth.016 cancellation (SecuritiesTransactionReport2) holds fields 2, 4 and 6: TxId, executing
+    and submitting entity, each mandatory. A <Cxl> without <SubmitgPty> is rejected by the authority."""
+    text_ = xml.decode()
+    start = text_.index("<Cxl>")
+    line = text_.index("<SubmitgPty>", start)
+    cut = text_[:line].rstrip(" ") + text_[text_.index("\n", line) + 1 :].lstrip("\n")
+    errors = validate_rts22(cut.encode())
+    assert len(errors) == 1 and "Cxl" in errors[0] and "SubmitgPty" in errors[0], errors
 
 
 def test_same_input_same_bytes(xml):
@@ -582,6 +598,7 @@ FILED = """<?xml version='1.0' encoding='UTF-8'?>
           <Cxl>
             <TxId>DLK20250101000042</TxId>
             <ExctgPty>529900DERIVLAKEDSK93</ExctgPty>
+            <SubmitgPty>529900DERIVLAKEDSK93</SubmitgPty>
           </Cxl>
         </Tx>
       </FinInstrmRptgTxRpt>
@@ -589,7 +606,8 @@ FILED = """<?xml version='1.0' encoding='UTF-8'?>
   </Pyld>
 </BizData>
 """
-"""The file of transactions() as build_rts22 wrote it as one lxml tree, before it was streamed: a filed
+"""The file of transactions() as build_rts22 wrote it as one lxml tree, before it was streamed (with the
+<Cxl>'s <SubmitgPty> ESMA requires, added since): a filed
 file must come out byte for byte the same when the day is rendered again."""
 
 
@@ -603,7 +621,7 @@ def test_chunks_write_the_same_bytes():
     assert write_rts22([frame.iloc[:1], frame.iloc[1:2], frame.iloc[2:]], HEADER, out) == 3
     assert out.getvalue() == FILED.encode()
     # empty chunks, and a chunk of cancellations holding only their own columns, change nothing
-    cancels = frame.iloc[2:][["action", "tx_id", "executing_lei"]]
+    cancels = frame.iloc[2:][["action", "tx_id", "executing_lei", "submitting_lei"]]
     chunks = iter([frame.iloc[:0], frame.iloc[:2], frame.iloc[:0], cancels])
     out = BytesIO()
     assert write_rts22(chunks, HEADER, out) == 3
@@ -699,7 +717,7 @@ def test_a_file_on_one_line():
 def test_broken_files_are_reported(xml):
     # a truncated file (a crashed writer) and a mangled one are errors, not a valid file
     for broken, message in (
-        (xml[:-200], "Premature end of data in tag Tx"),
+        (xml[:-200], "Premature end of data in tag Cxl"),
         (xml[: len(xml) // 2], "Premature end of data"),
         (xml.replace(b"</TradVn>", b"</TradVx>", 1), "Opening and ending tag mismatch: TradVn"),
         (b"", "Document is empty"),

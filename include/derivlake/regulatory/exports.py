@@ -12,9 +12,11 @@ a file lost to a full disk is written again, byte for byte, by the next run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -209,10 +211,20 @@ def _rts22_filing(
     f = FiledFile(RTS22, seq, folder / f"{stem}.xml", file_sha256(tmp), n, counts.new, counts.cancelled,
                   created, filed_now)  # fmt: skip
     if not filed_now and f.sha256 != rts.iloc[-1]["sha256"]:
+        filed_sha = str(rts.iloc[-1]["sha256"])
+        if f.path.exists() and file_sha256(f.path) == filed_sha:
+            # rendered by a release that wrote a different format (a <Cxl> without the <SubmitgPty> ESMA
+            # requires, before 2026-12-03): the filed file stands as it was filed, intact on disk
+            log.warning("%s renders differently today (an earlier release's format); the filed file stands",
+                        f.path.name)  # fmt: skip
+            with _writing(tmp, logged=False):
+                shutil.copyfile(f.path, tmp)
+            return [(dataclasses.replace(f, sha256=filed_sha), tmp)], logged
         tmp.unlink()
         raise ExportError(
             f"{f.path.name} rendered again differs from the file filed as sequence {seq}: the filing log "
-            "and the fills disagree (a fill changed without a content change?); nothing was written"
+            "and the fills disagree (a fill changed without a content change?), or an earlier release "
+            "wrote the file in another format; nothing was written: restore the filed file from a copy"
         )
     return [(f, tmp)], logged
 

@@ -130,7 +130,9 @@ class FilingState:
 
         def chunks() -> Iterator[pd.DataFrame]:
             for ids in self.cancellations(settings.chunk_rows):
-                yield ids.assign(action=CXL, executing_lei=settings.entity_lei)
+                yield ids.assign(
+                    action=CXL, executing_lei=settings.entity_lei, submitting_lei=settings.entity_lei
+                )
             for chunk in fill_chunks(self.con, fills_sql, settings.chunk_rows):
                 yield self.filed_new(rts22_transactions(chunk, settings))
 

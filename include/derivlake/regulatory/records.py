@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NEW, CXL = "NEW", "CXL"
+TXID_LENGTH = 52
+"""RTS 22 field 2, the transaction reference number: up to 52 characters A-Z, 0-9."""
 HASHED = (
     "executing_lei", "buyer_lei", "buyer_mic", "seller_lei", "seller_mic", "trade_ts", "capacity", "quantity",
     "price", "price_ccy", "venue_mic", "branch_country", "venue_trade_id", "full_name", "cfi", "expiry",
@@ -68,6 +70,9 @@ def rts22_transactions(fills: pd.DataFrame, settings: RegulatorySettings) -> pd.
     price = fills["price"].to_numpy(dtype=float)
     usd_price = np.where(option & fills["is_inverse"].to_numpy(dtype=bool), price * fills["usd_rate"], price)
     tx_id = (fills["account_id"] + fills["trade_id"]).str.upper().str.replace(r"[^A-Z0-9]", "", regex=True)
+    # a TxId holds 52 characters: a longer one keeps its first 20 and 32 hex digits of the SHA-256 of the
+    # account and trade id (cut at 52, all of an account's fills were one TxId, and the file was refused)
+    tx_id = tx_id.where(tx_id.str.len() <= TXID_LENGTH, tx_id.str.slice(0, 20) + fills["id_digest"])
     pairs = fills[["kind", "option_type"]]
     # cfi_for once per (kind, option_type), a handful; a join gives each fill its code
     codes = pairs.drop_duplicates()
@@ -81,7 +86,7 @@ def rts22_transactions(fills: pd.DataFrame, settings: RegulatorySettings) -> pd.
     return pd.DataFrame(
         {
             "action": NEW,
-            "tx_id": tx_id.str.slice(0, 52),
+            "tx_id": tx_id,
             "executing_lei": settings.entity_lei,
             "submitting_lei": settings.entity_lei,
             "buyer_lei": np.where(buy, client, None),
@@ -222,10 +227,30 @@ def _fills_out_of_memory(limit: str, exc: Exception) -> ExportError:
 
 
 def cftc_records(positions: pd.DataFrame, as_of: date, settings: RegulatorySettings) -> list[str]:
-    """The 80-character records of the reportable accounts' positions at D 08:00."""
+    """The 80-character records of the reportable accounts' positions at D 08:00, one series per contract
+    (`commodity`: BTC, BTC_USDC, SOL_USDC; `base`: its coin)."""
     from derivlake.regulatory.cftc17 import PositionRecord, aggregate_positions, format_record, strike_units
 
     rows = aggregate_positions(positions, settings.reportable_level)
+    # commodity code and strike decimals: those set for the contract (BTC_USDC), else for its coin (BTC)
+    base = positions.drop_duplicates("commodity").set_index("commodity")["base"]
+    contracts = rows["commodity"].drop_duplicates()
+    code_of = {
+        c: settings.commodity_codes.get(c, settings.commodity_codes.get(base[c], base[c])) for c in contracts
+    }
+    decimals_of = {
+        c: settings.strike_decimals.get(c, settings.strike_decimals.get(base[c], 0)) for c in contracts
+    }
+    by_code: dict[str, list[str]] = {}
+    for contract, code in sorted(code_of.items()):  # a handful of contracts
+        by_code.setdefault(code, []).append(contract)
+    for code, names in by_code.items():
+        if len(names) > 1:
+            raise ExportError(
+                f"the CFTC positions of contracts {', '.join(names)} would all be filed as commodity {code}, "
+                "different contracts under one code: set a commodity code of its own for each of them "
+                "(commodity_codes in DERIVLAKE_REGULATORY_CONFIG); nothing was filed"
+            )
     lines = []
     for r in rows.itertuples(index=False):  # one per reportable position line, not per message
         option = r.put_call in ("C", "P")
@@ -237,11 +262,9 @@ def cftc_records(positions: pd.DataFrame, as_of: date, settings: RegulatorySetti
                     report_date=as_of,
                     exchange=settings.cftc_exchange,
                     put_call=r.put_call if option else None,
-                    commodity=settings.commodity_codes.get(r.commodity, r.commodity),
+                    commodity=code_of[r.commodity],
                     expiration=_as_date(r.expiration),
-                    strike=strike_units(r.strike, settings.strike_decimals.get(r.commodity, 0))
-                    if option
-                    else None,
+                    strike=strike_units(r.strike, decimals_of[r.commodity]) if option else None,
                     exercise_style=r.exercise_style if option else None,
                     long=int(r.long),
                     short=int(r.short),

@@ -238,6 +238,7 @@ def _cancel(parent: etree._Element, row: dict[str, Any]) -> None:
     cxl = _sub(parent, "Cxl")
     _sub(cxl, "TxId", str(_required(row, "tx_id")))
     _sub(cxl, "ExctgPty", str(_required(row, "executing_lei")))
+    _sub(cxl, "SubmitgPty", str(_required(row, "submitting_lei")))
 
 
 def _transaction(row: dict[str, Any]) -> etree._Element:
@@ -279,10 +280,10 @@ def write_rts22(chunks: Iterable[pd.DataFrame], header: Rts22Header, out: Binary
     buyer_mic, seller_lei or seller_mic, trade_ts, capacity, quantity, price, price_ccy, venue_mic,
     branch_country, venue_trade_id, isin (else full_name, cfi, notional_ccy, expiry, price_multiplier,
     underlying_index, option_type, strike, strike_ccy, exercise_style, delivery_type), algo; None/NaN/NaT
-    is absent (a column missing from a chunk too). A CXL row uses only tx_id and executing_lei. Optional
-    booleans default to an investment firm (``investment_firm`` True) that transmitted no order
-    (``transmission`` False), no securities financing (``sfti`` False). Prices and strikes are rounded to
-    the 13 decimals of an ISO 20022 amount.
+    is absent (a column missing from a chunk too). A CXL row uses only tx_id, executing_lei and
+    submitting_lei. Optional booleans default to an investment firm (``investment_firm`` True) that
+    transmitted no order (``transmission`` False), no securities financing (``sfti`` False). Prices and
+    strikes are rounded to the 13 decimals of an ISO 20022 amount.
 
     The envelope, header and report are opened once and each row's `<Tx>` is built, written and dropped,
     so memory is one chunk, whatever the day's size. The bytes are those of the whole file as one pretty-

@@ -6,7 +6,10 @@ WITH spec AS (
 )
 SELECT
     p.account_id,
-    split_part(split_part(p.instrument_name, '-', 1), '_', 1) AS commodity,
+    -- the contract, not its coin: BTC (inverse, 10 USD) and BTC_USDC (linear, 0.001 BTC) positions do not
+    -- net against each other; `base` (BTC) is the default of its commodity code and strike decimals
+    split_part(p.instrument_name, '-', 1) AS commodity,
+    split_part(split_part(p.instrument_name, '-', 1), '_', 1) AS base,
     CASE p.option_type WHEN 'call' THEN 'C' WHEN 'put' THEN 'P' END AS put_call,
     CAST(coalesce(p.expiration, TIMESTAMP '3000-01-01 08:00:00') AS DATE) AS expiration,
     p.strike,

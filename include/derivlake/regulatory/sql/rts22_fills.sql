@@ -5,6 +5,8 @@ WITH spec AS (
 )
 SELECT
     f.account_id, f.trade_id, f.instrument_name, f.timestamp, f.direction, f.amount, f.price,
+    -- the TxId of a fill whose account and trade id are longer than its 52 characters (records.py)
+    upper(left(sha256(f.account_id || chr(31) || f.trade_id), 32)) AS id_digest,
     coalesce(f.underlying_price, f.index_price) AS usd_rate,  -- a coin price x this is USD (domain.md 1)
     s.kind, s.inverse AS is_inverse, s.option_type, s.strike,
     CASE WHEN NOT s.perpetual THEN CAST(s.expiration AS DATE) END AS expiry,
