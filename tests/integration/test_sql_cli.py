@@ -127,6 +127,18 @@ def test_prompt_errors_go_to_stderr_and_a_last_statement_without_its_semicolon_r
     assert alone.returncode == 0 and alone.stdout.splitlines()[2].strip() == "42", alone
 
 
+def test_prompt_shows_each_statement_of_a_line_and_refuses_an_output_file(
+    lake_with_rows: LakeSettings, tmp_path: Path
+) -> None:
+    """Two statements on one line showed only the second's result; `--output` was silently ignored."""
+    done = sql(lake_with_rows, "--format", "csv", stdin="SELECT 1 AS a; SELECT 2 AS b;\n")
+    assert (done.returncode, done.stdout) == (0, "a\n1\nb\n2\n"), done.stderr
+    out = tmp_path / "out.csv"
+    refused = sql(lake_with_rows, "--output", str(out), stdin="SELECT 1 AS a;\n")
+    assert (refused.returncode, refused.stdout) == (2, "") and not out.exists()
+    assert refused.stderr == "error: --output needs a query or --file (the prompt writes to the terminal)\n"
+
+
 def test_parquet_without_output_is_a_usage_error(lake_with_rows: LakeSettings) -> None:
     """It opened the lake and failed with exit 1, as a query does, when the command line itself was wrong."""
     done = sql(lake_with_rows, "SELECT 1", "--format", "parquet")

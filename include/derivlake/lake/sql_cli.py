@@ -220,7 +220,8 @@ def interactive(
 ) -> int:
     """Errors go to `err`: piped, `sql --format csv < queries.sql > out.csv` kept them out of the CSV
     (they were printed among the results). A last statement without its `;` runs at the end of the
-    input (it was dropped without a word)."""
+    input (it was dropped without a word). Statements on one line each show their result (only the last
+    one's did)."""
     tty = stdin.isatty()
     buffer: list[str] = []
     failures = 0
@@ -228,11 +229,16 @@ def interactive(
     def run_one(query: str) -> None:
         nonlocal failures
         try:
-            run_query(con, query, args.format, None, args.max_rows, out)
-        except Exception as exc:
-            failures += 1
-            out.flush()
-            print(f"error: {str(exc).splitlines()[0]}", file=err, flush=True)
+            statements = [s.query for s in con.extract_statements(query)] or [query]
+        except Exception:  # a syntax error: running the text reports it
+            statements = [query]
+        for statement in statements:
+            try:
+                run_query(con, statement, args.format, None, args.max_rows, out)
+            except Exception as exc:
+                failures += 1
+                out.flush()
+                print(f"error: {str(exc).splitlines()[0]}", file=err, flush=True)
 
     while True:
         if tty:
@@ -261,6 +267,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.format == "parquet" and args.output is None:  # a usage error, found before the lake is opened
         print("error: --format parquet needs --output FILE", file=sys.stderr)
+        return 2
+    if args.output is not None and args.query is None and args.file is None:  # the prompt ignored it
+        print("error: --output needs a query or --file (the prompt writes to the terminal)", file=sys.stderr)
         return 2
     con = open_lake(settings, read_only=True)
     try:
