@@ -17,7 +17,16 @@ from airflow.sdk import Asset, Param, dag, task
 
 CHAIN = Asset("lake://reports/options_chain")
 MARGIN = Asset("lake://reports/margin")
-READS = [Asset("lake://desk/fills"), Asset("lake://desk/transfers"), Asset("lake://market/derivative_ticker")]
+READS = [
+    Asset(f"lake://{t}")
+    for t in (
+        "desk/fills",
+        "desk/transfers",
+        "market/derivative_ticker",
+        "market/index_prices",
+        "market/instruments",
+    )
+]
 
 
 @dag(

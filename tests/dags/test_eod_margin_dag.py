@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,8 @@ from tests.dags import dag_support
 from tests.integration.test_chain_build import D
 from tests.integration.test_margin_build import seed_margin_day
 
-DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "eod_margin.py"
+ROOT = Path(__file__).resolve().parents[2]
+DAG_FILE = ROOT / "dags" / "eod_margin.py"
 
 
 def load_dag():
@@ -38,7 +40,14 @@ def test_dag_shape(airflow_db) -> None:
     build = dag.get_task("build")
     assert build.retries == 2 and build.execution_timeout is not None and build.owner == "derivlake"
     assert [o.uri for o in build.outlets] == ["lake://reports/margin"]
-    assert "lake://reports/options_chain" in {i.uri for i in build.inlets}
+    # the lineage the Assets view shows: every lake table the margin SQL reads (index_prices and
+    # instruments were missing)
+    sql = ROOT / "include" / "derivlake" / "reports" / "sql"
+    text = "".join(
+        (sql / f).read_text() for f in ("margin_positions.sql", "margin_cash.sql", "instrument_spec.sql")
+    )
+    read = {f"lake://{schema}/{table}" for schema, table in re.findall(r"\b(market|desk)\.(\w+)", text)}
+    assert {i.uri for i in build.inlets} == read | {"lake://reports/options_chain"}
     assert "as_of_date" in dag.params
     assert len(DAG_FILE.read_text().splitlines()) <= 70, "the DAG file stays thin"
 
