@@ -18,6 +18,7 @@ from airflow.sdk import Asset, Param, dag, task
 
 MARGIN = Asset("lake://reports/margin")
 FILLS = Asset("lake://desk/fills")
+INSTRUMENTS = Asset("lake://market/instruments")  # each fill's classification
 EXPORTS = Asset("lake://exports/regulatory")
 
 
@@ -34,7 +35,7 @@ EXPORTS = Asset("lake://exports/regulatory")
                                 description="business date D (YYYY-MM-DD); empty: the margin report's date")},
 )  # fmt: skip
 def regulatory_exports() -> None:
-    @task(inlets=[MARGIN, FILLS], outlets=[EXPORTS])
+    @task(inlets=[MARGIN, FILLS, INSTRUMENTS], outlets=[EXPORTS])
     def export(**context: Any) -> dict:
         """File the day's RTS 22 and CFTC files; the asset event lists them with their sequences."""
         from derivlake.config import ConfigError

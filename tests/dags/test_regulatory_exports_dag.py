@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,14 @@ def test_dag_shape(airflow_db) -> None:
     export = dag.get_task("export")
     assert export.retries == 2 and export.owner == "derivlake"
     assert [o.uri for o in export.outlets] == ["lake://exports/regulatory"]
+    # the lineage the Assets view shows: the margin report and every lake table the files' SQL reads
+    sql = DAG_FILE.parents[1] / "include" / "derivlake" / "regulatory" / "sql"
+    text = "".join(f.read_text() for f in sql.glob("*.sql"))
+    text += (
+        DAG_FILE.parents[1] / "include" / "derivlake" / "reports" / "sql" / "instrument_spec.sql"
+    ).read_text()
+    read = {f"lake://{schema}/{table}" for schema, table in re.findall(r"\b(market|desk)\.(\w+)", text)}
+    assert {i.uri for i in export.inlets} == read | {"lake://reports/margin"}
     assert "as_of_date" in dag.params
     assert len(DAG_FILE.read_text().splitlines()) <= 70, "the DAG file stays thin"
 
